@@ -1,0 +1,515 @@
+//! Configuration in two stages: raw strings with where each came from (flag > environment > file > default), then a
+//! validated [`Config`]. An invalid value is one line naming the key, the value, its source and what is allowed.
+
+pub mod file;
+pub mod keys;
+
+use std::ffi::OsString;
+use std::fmt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::mattermost::Secret;
+use crate::model::CUSTOM_STATUS_TEXT_MAX;
+pub use keys::{CONFIG_ENV, KEYS, Spec};
+
+/// Where a raw value came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    Default,
+    File { path: PathBuf, line: usize },
+    Environment,
+    Flag,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::File { path, line } => write!(f, "file {}:{line}", path.display()),
+            Source::Environment => f.write_str("environment"),
+            Source::Flag => f.write_str("flag"),
+        }
+    }
+}
+
+/// A value as given, before validation. `Err(NotUtf8)` keeps a non-UTF-8 value as a reportable error.
+#[derive(Clone, Debug)]
+pub struct RawValue {
+    pub value: Result<String, file::NotUtf8>,
+    pub source: Source,
+}
+
+/// Why a configuration cannot be used. Displayed as one line; never contains a secret's value.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    Invalid { key: &'static str, value: String, source: String, allowed: String },
+    File { path: PathBuf, reason: String },
+    Missing { key: &'static str, why: &'static str },
+    Conflict { a: &'static str, b: &'static str },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Invalid { key, value, source, allowed } => {
+                write!(f, "invalid {key} {value} (from {source}): expected {allowed}")
+            }
+            ConfigError::File { path, reason } => write!(f, "config file {}: {reason}", path.display()),
+            ConfigError::Missing { key, why } => {
+                write!(f, "missing {key}: {why} (set --{key} or {})", keys::spec(key).env_var())
+            }
+            ConfigError::Conflict { a, b } => write!(f, "both {a} and {b} are set: keep only one"),
+        }
+    }
+}
+
+/// Where log lines go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogTarget {
+    Auto,
+    Syslog,
+    Stderr,
+}
+
+/// Availability during a meeting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MeetingStatus {
+    Dnd,
+    Away,
+    Online,
+    Offline,
+    /// Leave availability alone; only the custom status changes.
+    Keep,
+}
+
+impl MeetingStatus {
+    /// The value `PUT /users/{id}/status` takes, or `None` for keep.
+    pub fn as_api(self) -> Option<&'static str> {
+        match self {
+            MeetingStatus::Dnd => Some("dnd"),
+            MeetingStatus::Away => Some("away"),
+            MeetingStatus::Online => Some("online"),
+            MeetingStatus::Offline => Some("offline"),
+            MeetingStatus::Keep => None,
+        }
+    }
+}
+
+/// What the meeting logic needs to know of the configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MeetingSettings {
+    pub message: String,
+    pub emoji: String,
+    pub status: MeetingStatus,
+    pub ignore_if_offline: bool,
+    /// Seconds; 0 means the meeting status never expires by itself.
+    pub lease: u64,
+}
+
+/// How to reach the server.
+#[derive(Clone, Debug)]
+pub struct ServerSettings {
+    pub url: String,
+    pub token: Secret,
+    pub user_id: Option<String>,
+    pub ca_file: Option<PathBuf>,
+}
+
+/// A validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub devices: Vec<String>,
+    pub ignore_processes: Vec<String>,
+    pub require_streaming_for: Vec<String>,
+    pub start_delay: Duration,
+    pub end_delay: Duration,
+    pub interval: Duration,
+    pub state_dir: PathBuf,
+    pub log: LogTarget,
+    pub log_level: log::LevelFilter,
+    pub dry_run: bool,
+    pub meeting: MeetingSettings,
+    /// `None` when no url is set (allowed for `scan`, `config` and dry runs).
+    pub server: Option<ServerSettings>,
+    pub on_meeting_start: Option<String>,
+    pub on_meeting_end: Option<String>,
+    /// Things worth a warning that do not stop the daemon (a token file others can read).
+    pub warnings: Vec<String>,
+}
+
+/// Every key's raw value and source, after precedence was applied.
+#[derive(Clone, Debug)]
+pub struct Raw {
+    values: Vec<RawValue>,
+}
+
+impl Raw {
+    pub fn get(&self, name: &str) -> &RawValue {
+        let i = KEYS.iter().position(|s| s.name == name).unwrap_or_else(|| panic!("no configuration key named {name}"));
+        &self.values[i]
+    }
+
+    /// Keys in table order with their values.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static Spec, &RawValue)> {
+        KEYS.iter().zip(&self.values)
+    }
+}
+
+/// The inputs a configuration is made from: kept so that SIGHUP can load again from the same flags and
+/// environment with a fresh read of the file.
+#[derive(Clone, Debug, Default)]
+pub struct Inputs {
+    /// `(key name, value)` from the command line.
+    pub flags: Vec<(&'static str, String)>,
+    /// `MM_STATUS_SYNC_*` variables (and `MM_STATUS_SYNC_CONFIG`), captured at start.
+    pub env: Vec<(String, OsString)>,
+    /// `--config`, which wins over `MM_STATUS_SYNC_CONFIG`.
+    pub config_flag: Option<PathBuf>,
+    /// Other variables the defaults depend on (STATE_DIRECTORY, SNAP_DATA, XDG_STATE_HOME, HOME).
+    pub context: Vec<(String, OsString)>,
+    pub is_root: bool,
+}
+
+impl Inputs {
+    /// Captures the process environment; `flags` come from the command line.
+    pub fn from_process(flags: Vec<(&'static str, String)>, config_flag: Option<PathBuf>) -> Inputs {
+        let mut env = Vec::new();
+        let mut context = Vec::new();
+        for (k, v) in std::env::vars_os() {
+            let Some(k) = k.to_str() else { continue };
+            if k.starts_with(keys::ENV_PREFIX) {
+                env.push((k.to_owned(), v));
+            } else if matches!(k, "STATE_DIRECTORY" | "SNAP_DATA" | "XDG_STATE_HOME" | "HOME") {
+                context.push((k.to_owned(), v));
+            }
+        }
+        // /proc/self belongs to the effective uid; std offers no geteuid and this keeps unsafe out of here.
+        let is_root = std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
+        Inputs { flags, env, config_flag, context, is_root }
+    }
+
+    fn context_var(&self, name: &str) -> Option<&OsString> {
+        self.context.iter().find(|(k, v)| k == name && !v.is_empty()).map(|(_, v)| v)
+    }
+
+    /// The config file to read, if any.
+    pub fn config_path(&self) -> Option<PathBuf> {
+        self.config_flag
+            .clone()
+            .or_else(|| self.env.iter().find(|(k, v)| k == CONFIG_ENV && !v.is_empty()).map(|(_, v)| PathBuf::from(v)))
+    }
+
+    /// Applies precedence. Unknown `MM_STATUS_SYNC_*` names in the file are errors (a typo must not silently
+    /// fall back to a default); unknown ones in the environment are ignored, since other tools may share the prefix.
+    pub fn raw(&self) -> Result<Raw, ConfigError> {
+        let mut values: Vec<RawValue> = KEYS
+            .iter()
+            .map(|s| RawValue { value: Ok(s.default.unwrap_or("").to_owned()), source: Source::Default })
+            .collect();
+        let index = |name: &str| KEYS.iter().position(|s| s.name == name);
+        if let Some(path) = self.config_path() {
+            let bytes = read_config_file(&path)?;
+            let assignments =
+                file::parse(&bytes).map_err(|e| ConfigError::File { path: path.clone(), reason: e.to_string() })?;
+            for a in assignments {
+                let Some(spec) = keys::by_env_var(&a.name) else {
+                    return Err(ConfigError::File {
+                        path: path.clone(),
+                        reason: format!("line {}: unknown key {}", a.line, a.name),
+                    });
+                };
+                let i = index(spec.name).expect("key from the table");
+                values[i] = RawValue { value: a.value, source: Source::File { path: path.clone(), line: a.line } };
+            }
+        }
+        for (var, v) in &self.env {
+            if let Some(spec) = keys::by_env_var(var) {
+                let i = index(spec.name).expect("key from the table");
+                let value = v.to_str().map(str::to_owned).ok_or(file::NotUtf8);
+                values[i] = RawValue { value, source: Source::Environment };
+            }
+        }
+        for (name, v) in &self.flags {
+            let i = index(name).unwrap_or_else(|| panic!("flag for unknown key {name}"));
+            values[i] = RawValue { value: Ok(v.clone()), source: Source::Flag };
+        }
+        Ok(Raw { values })
+    }
+
+    /// Reads and validates everything, including the token file.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        self.validate(&self.raw()?)
+    }
+
+    /// The default state directory, from the environment the daemon was started in.
+    pub fn default_state_dir(&self) -> PathBuf {
+        if let Some(d) = self.context_var("STATE_DIRECTORY") {
+            // systemd passes a colon-separated list when several directories are configured.
+            let first = d.to_string_lossy().split(':').next().unwrap_or_default().to_owned();
+            return PathBuf::from(first);
+        }
+        if let Some(d) = self.context_var("SNAP_DATA") {
+            return PathBuf::from(d);
+        }
+        if self.is_root {
+            return PathBuf::from("/var/lib/mm-status-sync");
+        }
+        if let Some(d) = self.context_var("XDG_STATE_HOME") {
+            return Path::new(d).join("mm-status-sync");
+        }
+        match self.context_var("HOME") {
+            Some(home) => Path::new(home).join(".local/state/mm-status-sync"),
+            None => PathBuf::from("/var/lib/mm-status-sync"),
+        }
+    }
+
+    pub fn validate(&self, raw: &Raw) -> Result<Config, ConfigError> {
+        let v = Validator { raw };
+        let devices = v.list("devices")?;
+        if devices.is_empty() {
+            return Err(v.invalid("devices", "at least one pattern"));
+        }
+        for d in &devices {
+            if !d.starts_with('/') || d.contains('\0') || d.ends_with('/') {
+                return Err(v.invalid("devices", "absolute paths such as /dev/video*"));
+            }
+        }
+        let state_dir = match v.optional("state-dir")? {
+            Some(d) => PathBuf::from(d),
+            None => self.default_state_dir(),
+        };
+        let meeting = MeetingSettings {
+            message: v.text("meeting-message", CUSTOM_STATUS_TEXT_MAX, true)?,
+            emoji: v.emoji("meeting-emoji")?,
+            status: v.choice(
+                "meeting-status",
+                &[
+                    ("dnd", MeetingStatus::Dnd),
+                    ("away", MeetingStatus::Away),
+                    ("online", MeetingStatus::Online),
+                    ("offline", MeetingStatus::Offline),
+                    ("keep", MeetingStatus::Keep),
+                ],
+            )?,
+            ignore_if_offline: v.boolean("ignore-if-offline")?,
+            lease: {
+                let lease = v.seconds("lease", 0, 604_800)?;
+                if lease != 0 && lease < 300 {
+                    return Err(v.invalid("lease", keys::spec("lease").allowed));
+                }
+                lease
+            },
+        };
+        let dry_run = v.boolean("dry-run")?;
+        let mut warnings = Vec::new();
+        let server = self.server(&v, &mut warnings)?;
+        Ok(Config {
+            devices,
+            ignore_processes: v.list("ignore-processes")?,
+            require_streaming_for: v.list("require-streaming-for")?,
+            start_delay: Duration::from_secs(v.seconds("start-delay", 0, 3600)?),
+            end_delay: Duration::from_secs(v.seconds("end-delay", 0, 86_400)?),
+            interval: Duration::from_secs(v.seconds("interval", 10, 86_400)?),
+            state_dir,
+            log: v.choice(
+                "log",
+                &[("auto", LogTarget::Auto), ("syslog", LogTarget::Syslog), ("stderr", LogTarget::Stderr)],
+            )?,
+            log_level: v.choice(
+                "log-level",
+                &[
+                    ("error", log::LevelFilter::Error),
+                    ("warn", log::LevelFilter::Warn),
+                    ("info", log::LevelFilter::Info),
+                    ("debug", log::LevelFilter::Debug),
+                ],
+            )?,
+            dry_run,
+            meeting,
+            server,
+            on_meeting_start: v.optional("on-meeting-start")?,
+            on_meeting_end: v.optional("on-meeting-end")?,
+            warnings,
+        })
+    }
+
+    fn server(&self, v: &Validator, warnings: &mut Vec<String>) -> Result<Option<ServerSettings>, ConfigError> {
+        let token_inline = v.optional("token")?;
+        let token_file = v.optional("token-file")?;
+        let user_id = v.optional("user-id")?;
+        if let Some(id) = &user_id {
+            if id.len() != 26 || !id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
+                return Err(v.invalid("user-id", keys::spec("user-id").allowed));
+            }
+        }
+        let ca_file = v.optional("ca-file")?.map(PathBuf::from);
+        let Some(url) = v.optional("url")? else { return Ok(None) };
+        let url = crate::mattermost::validate_base_url(&url).map_err(|why| v.invalid("url", &why))?;
+        let token = match (token_inline, token_file) {
+            (Some(_), Some(_)) => return Err(ConfigError::Conflict { a: "token", b: "token-file" }),
+            (Some(t), None) => t,
+            (None, Some(path)) => read_token_file(Path::new(&path), v, warnings)?,
+            (None, None) => {
+                return Err(ConfigError::Missing { key: "token", why: "a url is set but no token or token-file" });
+            }
+        };
+        if token.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+            return Err(v.invalid("token", "a token without spaces or control characters"));
+        }
+        Ok(Some(ServerSettings { url, token: Secret::new(token), user_id, ca_file }))
+    }
+}
+
+fn read_config_file(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    const MAX: u64 = 1 << 20;
+    let err = |reason: String| ConfigError::File { path: path.to_owned(), reason };
+    let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(err("not a regular file".into()));
+    }
+    if meta.len() > MAX {
+        return Err(err(format!("larger than {MAX} bytes")));
+    }
+    std::fs::read(path).map_err(|e| err(e.to_string()))
+}
+
+fn read_token_file(path: &Path, v: &Validator, warnings: &mut Vec<String>) -> Result<String, ConfigError> {
+    let unreadable = |why: String| ConfigError::Invalid {
+        key: "token-file",
+        value: format!("{:?}", path.display().to_string()),
+        source: v.raw.get("token-file").source.to_string(),
+        allowed: format!("a readable file holding the token ({why})"),
+    };
+    let meta = std::fs::metadata(path).map_err(|e| unreadable(e.to_string()))?;
+    if !meta.is_file() || meta.len() > 4096 {
+        return Err(unreadable("not a regular file of at most 4096 bytes".into()));
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        warnings.push(format!(
+            "token file {} can be read by other users (mode {:o}); chmod 600 it",
+            path.display(),
+            meta.permissions().mode() & 0o777
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| unreadable(e.to_string()))?;
+    let token = std::str::from_utf8(&bytes).map_err(|_| unreadable("not UTF-8".into()))?.trim();
+    if token.is_empty() {
+        return Err(unreadable("it is empty".into()));
+    }
+    Ok(token.to_owned())
+}
+
+/// Turns raw strings into typed values, with the error line every check shares.
+struct Validator<'a> {
+    raw: &'a Raw,
+}
+
+impl Validator<'_> {
+    fn invalid(&self, key: &'static str, allowed: &str) -> ConfigError {
+        let raw = self.raw.get(key);
+        let spec = keys::spec(key);
+        let value = match &raw.value {
+            _ if spec.secret => "(value not shown)".to_owned(),
+            Ok(s) => format!("{:?}", shorten(s)),
+            Err(_) => "(not valid UTF-8)".to_owned(),
+        };
+        ConfigError::Invalid { key: spec.name, value, source: raw.source.to_string(), allowed: allowed.to_owned() }
+    }
+
+    fn string(&self, key: &'static str) -> Result<&str, ConfigError> {
+        match &self.raw.get(key).value {
+            Ok(s) if s.chars().any(|c| c.is_control()) => Err(self.invalid(key, "text without control characters")),
+            Ok(s) => Ok(s),
+            Err(_) => Err(self.invalid(key, "valid UTF-8 text")),
+        }
+    }
+
+    fn optional(&self, key: &'static str) -> Result<Option<String>, ConfigError> {
+        let s = self.string(key)?.trim();
+        Ok((!s.is_empty()).then(|| s.to_owned()))
+    }
+
+    fn list(&self, key: &'static str) -> Result<Vec<String>, ConfigError> {
+        Ok(self.string(key)?.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
+    }
+
+    fn seconds(&self, key: &'static str, min: u64, max: u64) -> Result<u64, ConfigError> {
+        let allowed = keys::spec(key).allowed;
+        let s = self.string(key)?.trim();
+        match s.parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) && s.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
+            _ => Err(self.invalid(key, allowed)),
+        }
+    }
+
+    fn boolean(&self, key: &'static str) -> Result<bool, ConfigError> {
+        match self.string(key)?.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" | "1" | "on" => Ok(true),
+            "false" | "no" | "0" | "off" => Ok(false),
+            _ => Err(self.invalid(key, keys::spec(key).allowed)),
+        }
+    }
+
+    fn choice<T: Copy>(&self, key: &'static str, options: &[(&str, T)]) -> Result<T, ConfigError> {
+        let s = self.string(key)?.trim();
+        options
+            .iter()
+            .find(|(name, _)| *name == s)
+            .map(|(_, v)| *v)
+            .ok_or_else(|| self.invalid(key, keys::spec(key).allowed))
+    }
+
+    /// Text kept as given (leading blanks matter: the message is appended), at most `max` characters.
+    fn text(&self, key: &'static str, max: usize, allow_empty: bool) -> Result<String, ConfigError> {
+        let s = self.string(key)?;
+        if s.chars().count() > max || (!allow_empty && s.trim().is_empty()) {
+            return Err(self.invalid(key, keys::spec(key).allowed));
+        }
+        Ok(s.to_owned())
+    }
+
+    fn emoji(&self, key: &'static str) -> Result<String, ConfigError> {
+        let s = self.string(key)?.trim();
+        let ok = !s.is_empty() && s.len() <= 64 && !s.contains(char::is_whitespace);
+        if ok { Ok(s.to_owned()) } else { Err(self.invalid(key, keys::spec(key).allowed)) }
+    }
+}
+
+/// A value cut for an error line: a 10 MB value must not become a 10 MB log line.
+fn shorten(s: &str) -> String {
+    const MAX: usize = 80;
+    if s.chars().count() <= MAX { s.to_owned() } else { format!("{}...", crate::model::truncate_runes(s, MAX)) }
+}
+
+/// The effective configuration as a config file that `--config` reads back, each value with its source; secrets
+/// are never written.
+pub fn render(raw: &Raw, config: &Config) -> String {
+    let mut out = String::from("# mm-status-sync effective configuration\n");
+    for (spec, rv) in raw.iter() {
+        let var = spec.env_var();
+        out.push('\n');
+        out.push_str(&format!("# {}: {}\n", spec.name, spec.help));
+        if spec.secret {
+            let set = matches!(&rv.value, Ok(s) if !s.trim().is_empty());
+            let state = if set { format!("set (from {}), not shown", rv.source) } else { "not set".to_owned() };
+            out.push_str(&format!("# {var}: {state}\n"));
+            continue;
+        }
+        let (value, source) = match (&rv.value, spec.default) {
+            (_, None) if rv.source == Source::Default => (config.state_dir.display().to_string(), "default".to_owned()),
+            (Ok(v), _) => (v.clone(), rv.source.to_string()),
+            (Err(_), _) => continue,
+        };
+        out.push_str(&format!("# from: {source}\n"));
+        match file::quote(&value) {
+            Some(q) => out.push_str(&format!("{var}={q}\n")),
+            None => out.push_str(&format!("# {var} cannot be written in this format\n")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,265 @@
+//! Table-driven tests of precedence and validation over every key.
+
+use super::*;
+use std::io::Write;
+
+fn inputs(
+    flags: &[(&'static str, &str)],
+    env: &[(&str, &str)],
+    file: Option<&str>,
+) -> (Inputs, Option<tempfile_lite::TempFile>) {
+    let tmp = file.map(|text| tempfile_lite::TempFile::with(text.as_bytes()));
+    let inputs = Inputs {
+        flags: flags.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+        env: env.iter().map(|(k, v)| (k.to_string(), OsString::from(v))).collect(),
+        config_flag: tmp.as_ref().map(|t| t.path.clone()),
+        context: vec![("HOME".into(), "/home/u".into())],
+        is_root: false,
+    };
+    (inputs, tmp)
+}
+
+/// A self-deleting file in the system temp directory, so these unit tests need no dev-dependency.
+mod tempfile_lite {
+    use std::path::PathBuf;
+    pub struct TempFile {
+        pub path: PathBuf,
+    }
+    impl TempFile {
+        pub fn with(bytes: &[u8]) -> TempFile {
+            use std::sync::atomic::{AtomicUsize, Ordering};
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let path = std::env::temp_dir().join(format!(
+                "mm-status-sync-test-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::write(&path, bytes).unwrap();
+            TempFile { path }
+        }
+    }
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+#[test]
+fn defaults_load_and_match_the_table() {
+    let (i, _t) = inputs(&[], &[], None);
+    let c = i.load().unwrap();
+    assert_eq!(c.devices, ["/dev/video*"]);
+    assert_eq!(c.require_streaming_for, ["pipewire", "wireplumber"]);
+    assert!(c.ignore_processes.is_empty());
+    assert_eq!((c.start_delay.as_secs(), c.end_delay.as_secs(), c.interval.as_secs()), (5, 30, 300));
+    assert_eq!(c.state_dir, PathBuf::from("/home/u/.local/state/mm-status-sync"));
+    assert_eq!((c.log, c.log_level, c.dry_run), (LogTarget::Auto, log::LevelFilter::Info, false));
+    assert_eq!(
+        c.meeting,
+        MeetingSettings {
+            message: " [In a meeting]".into(),
+            emoji: "calendar".into(),
+            status: MeetingStatus::Dnd,
+            ignore_if_offline: true,
+            lease: 14_400
+        }
+    );
+    assert!(c.server.is_none());
+}
+
+#[test]
+fn precedence_is_flag_then_environment_then_file_then_default_for_every_key() {
+    // A distinct valid value per layer for each key that takes a flag.
+    let values: &[(&str, [&str; 3])] = &[
+        ("devices", ["/f/video*", "/e/video*", "/c/video*"]),
+        ("ignore-processes", ["f", "e", "c"]),
+        ("require-streaming-for", ["f", "e", "c"]),
+        ("start-delay", ["1", "2", "3"]),
+        ("end-delay", ["1", "2", "3"]),
+        ("interval", ["11", "12", "13"]),
+        ("state-dir", ["/f", "/e", "/c"]),
+        ("log", ["stderr", "syslog", "auto"]),
+        ("log-level", ["debug", "warn", "error"]),
+        ("dry-run", ["true", "false", "yes"]),
+        ("url", ["https://f", "https://e", "https://c"]),
+        ("token-file", ["/f", "/e", "/c"]),
+        ("user-id", ["ffffffffffffffffffffffffff", "eeeeeeeeeeeeeeeeeeeeeeeeee", "cccccccccccccccccccccccccc"]),
+        ("meeting-message", [" f", " e", " c"]),
+        ("meeting-emoji", ["f", "e", "c"]),
+        ("meeting-status", ["away", "online", "offline"]),
+        ("ignore-if-offline", ["false", "no", "0"]),
+        ("ca-file", ["/f", "/e", "/c"]),
+        ("lease", ["0", "300", "600"]),
+        ("on-meeting-start", ["f", "e", "c"]),
+        ("on-meeting-end", ["f", "e", "c"]),
+    ];
+    let flag_keys: Vec<&str> = KEYS.iter().filter(|s| s.flag).map(|s| s.name).collect();
+    let covered: Vec<&str> = values.iter().map(|(k, _)| *k).collect();
+    assert_eq!(covered, flag_keys, "every flag key is covered, in table order");
+
+    for (key, [f, e, c]) in values {
+        let spec = keys::spec(key);
+        let var = spec.env_var();
+        let file_text = format!("{var}=\"{c}\"\n");
+        let layers: [(&[(&'static str, &str)], &[(&str, &str)], Option<&str>, &str, &str); 4] = [
+            (&[(spec.name, f)], &[(&var, e)], Some(&file_text), f, "flag"),
+            (&[], &[(&var, e)], Some(&file_text), e, "environment"),
+            (&[], &[], Some(&file_text), c, "file"),
+            (&[], &[], None, spec.default.unwrap_or(""), "default"),
+        ];
+        for (flags, env, file, want, layer) in layers {
+            let (i, _t) = inputs(flags, env, file);
+            let raw = i.raw().unwrap();
+            let got = raw.get(key);
+            assert_eq!(got.value.as_deref(), Ok(want), "{key} from {layer}");
+            assert!(got.source.to_string().starts_with(layer), "{key}: source {} is not {layer}", got.source);
+        }
+    }
+}
+
+#[test]
+fn token_is_accepted_from_environment_and_file_but_never_printed() {
+    let (i, _t) = inputs(&[("url", "https://mm.example.com")], &[("MM_STATUS_SYNC_TOKEN", "s3cr3t-token")], None);
+    let c = i.load().unwrap();
+    assert_eq!(c.server.as_ref().unwrap().token.expose(), "s3cr3t-token");
+    assert!(!format!("{c:?}").contains("s3cr3t"));
+    let rendered = render(&i.raw().unwrap(), &c);
+    assert!(!rendered.contains("s3cr3t"), "{rendered}");
+    assert!(rendered.contains("MM_STATUS_SYNC_TOKEN: set (from environment), not shown"), "{rendered}");
+
+    let (i, _t) = inputs(&[("url", "https://mm.example.com")], &[], Some("MM_STATUS_SYNC_TOKEN='s3cr3t-token'\n"));
+    assert_eq!(i.load().unwrap().server.unwrap().token.expose(), "s3cr3t-token");
+}
+
+#[test]
+fn invalid_values_name_the_key_the_value_the_source_and_what_is_allowed() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("start-delay", "-1", "whole seconds from 0 to 3600"),
+        ("start-delay", "", "whole seconds from 0 to 3600"),
+        ("start-delay", "5s", "whole seconds from 0 to 3600"),
+        ("start-delay", "3601", "whole seconds from 0 to 3600"),
+        ("start-delay", "+5", "whole seconds from 0 to 3600"),
+        ("end-delay", "99999999999999999999999", "whole seconds from 0 to 86400"),
+        ("interval", "5", "whole seconds from 10 to 86400"),
+        ("lease", "60", "0, or whole seconds from 300 to 604800"),
+        ("log", "journal", "auto, syslog or stderr"),
+        ("log-level", "trace", "error, warn, info or debug"),
+        ("dry-run", "maybe", "true/false/yes/no/1/0"),
+        ("ignore-if-offline", "2", "true/false/yes/no/1/0"),
+        ("meeting-status", "busy", "dnd, away, online, offline or keep"),
+        ("meeting-status", "DND", "dnd, away, online, offline or keep"),
+        ("meeting-emoji", "", "an emoji name such as calendar"),
+        ("meeting-emoji", "two words", "an emoji name such as calendar"),
+        ("devices", "", "at least one pattern"),
+        ("devices", "video*", "absolute paths such as /dev/video*"),
+        ("user-id", "me", "a 26-character Mattermost user id"),
+        ("url", "ftp://x", ""),
+        ("on-meeting-start", "a\u{1}b", "text without control characters"),
+    ];
+    for (key, value, allowed) in cases {
+        let var = keys::spec(key).env_var();
+        let (i, _t) = inputs(&[], &[(&var, value)], None);
+        let err = i.load().expect_err(&format!("{key}={value:?} must be rejected"));
+        let line = err.to_string();
+        assert!(line.starts_with(&format!("invalid {key} ")), "{line}");
+        assert!(line.contains("(from environment)"), "{line}");
+        assert!(line.contains(allowed), "{line}");
+        assert!(!line.contains('\n'), "one line: {line}");
+    }
+    let long = "x".repeat(101);
+    let (i, _t) = inputs(&[("meeting-message", &long)], &[], None);
+    let line = i.load().unwrap_err().to_string();
+    assert!(line.contains("at most 100 characters") && line.len() < 300, "{line}");
+}
+
+#[test]
+fn non_utf8_values_are_reported_not_panicked_on() {
+    use std::os::unix::ffi::OsStringExt;
+    let (mut i, _t) = inputs(&[], &[], None);
+    i.env.push(("MM_STATUS_SYNC_MEETING_MESSAGE".into(), OsString::from_vec(vec![0xff, 0xfe])));
+    assert_eq!(i.load().unwrap_err().to_string().lines().count(), 1);
+    let (i, _t) = inputs(&[], &[], Some("MM_STATUS_SYNC_LOG=\u{0}\n"));
+    assert!(i.load().is_err());
+    let mut f = tempfile_lite::TempFile::with(b"");
+    std::fs::OpenOptions::new().write(true).open(&f.path).unwrap().write_all(b"MM_STATUS_SYNC_LOG=\xff\n").unwrap();
+    let (mut i, _t) = inputs(&[], &[], None);
+    i.config_flag = Some(std::mem::take(&mut f.path));
+    let err = i.load().unwrap_err().to_string();
+    assert!(err.contains("invalid log (not valid UTF-8)"), "{err}");
+}
+
+#[test]
+fn unknown_keys_and_bad_lines_in_the_file_are_errors() {
+    let (i, _t) = inputs(&[], &[], Some("MM_STATUS_SYNC_MEETING_MESAGE=x\n"));
+    assert!(i.load().unwrap_err().to_string().contains("line 1: unknown key MM_STATUS_SYNC_MEETING_MESAGE"));
+    let (i, _t) = inputs(&[], &[], Some("# ok\nnonsense\n"));
+    assert!(i.load().unwrap_err().to_string().contains("line 2: expected KEY=VALUE"));
+    let (mut i, _t) = inputs(&[], &[], None);
+    i.config_flag = Some("/nonexistent/mm.env".into());
+    assert!(i.load().unwrap_err().to_string().starts_with("config file /nonexistent/mm.env: "));
+}
+
+#[test]
+fn server_settings_need_a_token_and_reject_ambiguity() {
+    let (i, _t) = inputs(&[("url", "https://mm.example.com")], &[], None);
+    assert_eq!(
+        i.load().unwrap_err(),
+        ConfigError::Missing { key: "token", why: "a url is set but no token or token-file" }
+    );
+    let tf = tempfile_lite::TempFile::with(b"  file-token\n");
+    std::fs::set_permissions(&tf.path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let path = tf.path.to_str().unwrap();
+    let (i, _t) =
+        inputs(&[("url", "https://mm.example.com"), ("token-file", path)], &[("MM_STATUS_SYNC_TOKEN", "t")], None);
+    assert_eq!(i.load().unwrap_err(), ConfigError::Conflict { a: "token", b: "token-file" });
+    let (i, _t) = inputs(&[("url", "https://mm.example.com"), ("token-file", path)], &[], None);
+    let c = i.load().unwrap();
+    assert_eq!(c.server.unwrap().token.expose(), "file-token");
+    assert!(c.warnings.is_empty());
+    std::fs::set_permissions(&tf.path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let c = i.load().unwrap();
+    assert!(c.warnings[0].contains("can be read by other users"), "{:?}", c.warnings);
+    let (i, _t) = inputs(&[("url", "https://mm.example.com"), ("token-file", "/nonexistent/token")], &[], None);
+    assert!(i.load().unwrap_err().to_string().starts_with("invalid token-file \"/nonexistent/token\" (from flag)"));
+}
+
+#[test]
+fn state_dir_default_follows_the_environment() {
+    let ctx = |pairs: &[(&str, &str)], root: bool| {
+        let i = Inputs {
+            context: pairs.iter().map(|(k, v)| (k.to_string(), OsString::from(v))).collect(),
+            is_root: root,
+            ..Inputs::default()
+        };
+        i.default_state_dir()
+    };
+    let home = ("HOME", "/home/u");
+    assert_eq!(ctx(&[("STATE_DIRECTORY", "/var/lib/a:/var/lib/b"), home], true), PathBuf::from("/var/lib/a"));
+    assert_eq!(ctx(&[("SNAP_DATA", "/var/snap/mm/x1"), home], true), PathBuf::from("/var/snap/mm/x1"));
+    assert_eq!(ctx(&[home], true), PathBuf::from("/var/lib/mm-status-sync"));
+    assert_eq!(ctx(&[("XDG_STATE_HOME", "/x"), home], false), PathBuf::from("/x/mm-status-sync"));
+    assert_eq!(ctx(&[home], false), PathBuf::from("/home/u/.local/state/mm-status-sync"));
+}
+
+#[test]
+fn rendered_configuration_reads_back_to_the_same_values() {
+    let (i, _t) = inputs(
+        &[("meeting-message", " 'on' a \"call\" #1"), ("start-delay", "0")],
+        &[("MM_STATUS_SYNC_DEVICES", "/dev/video0,/dev/v4l/by-id/*")],
+        Some("MM_STATUS_SYNC_LEASE=0\n"),
+    );
+    let c = i.load().unwrap();
+    let text = render(&i.raw().unwrap(), &c);
+    let back = tempfile_lite::TempFile::with(text.as_bytes());
+    let again = Inputs { config_flag: Some(back.path.clone()), ..Inputs::default() }.load().unwrap();
+    assert_eq!(again.meeting, c.meeting);
+    assert_eq!(again.devices, c.devices);
+    assert_eq!(again.start_delay, c.start_delay);
+    assert_eq!(again.state_dir, c.state_dir);
+    assert!(text.contains("# from: flag\nMM_STATUS_SYNC_START_DELAY=\"0\""), "{text}");
+    assert!(text.contains("# from: environment\nMM_STATUS_SYNC_DEVICES="), "{text}");
+    assert!(
+        text.contains(&format!("# from: file {}:1\nMM_STATUS_SYNC_LEASE=\"0\"", i.config_path().unwrap().display()))
+    );
+}
