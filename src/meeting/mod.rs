@@ -1,1 +1,373 @@
-//! placeholder
+//! The meeting rules, with no IO: from the saved backup, what the camera is doing and what the server says, decide
+//! which Mattermost calls to make. Every rule here has a row in the tables of `tests.rs`.
+//!
+//! The shell (`sync.rs`) reads the server, asks [`begin`], [`during`] or [`finish`] for a [`Plan`], saves the
+//! plan's backup before making any call, makes the calls in order, and records each success with
+//! [`Backup::record`]. Any failure stops the plan; the next attempt reads the server again and plans afresh, so
+//! every rule must be safe to apply twice.
+
+pub mod sync;
+
+use std::fmt;
+
+use miniserde::{Deserialize, Serialize};
+
+use crate::config::MeetingSettings;
+use crate::model::{CUSTOM_STATUS_TEXT_MAX, CustomStatus, UserStatus, ZERO_TIME, truncate_runes};
+use crate::time::format_rfc3339;
+
+/// Version of the backup format; a file with another version is moved aside, not guessed at.
+pub const BACKUP_VERSION: u32 = 1;
+
+/// What was there before the meeting and what the daemon set, saved durably before the first change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backup {
+    pub version: u32,
+    pub user_id: String,
+    /// Unix seconds when the meeting status was first planned.
+    pub started_at: i64,
+    pub previous: Previous,
+    pub ours: Ours,
+}
+
+/// The user's own state before the meeting.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Previous {
+    pub status: String,
+    pub manual: bool,
+    /// `None` when there was none, or it had already expired.
+    pub custom: Option<CustomStatus>,
+}
+
+/// What the daemon sets, and how far it got. A `released` part was changed by the user during the meeting: it is
+/// theirs now, and neither maintained nor restored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ours {
+    pub custom: Option<CustomStatus>,
+    pub custom_applied: bool,
+    pub custom_released: bool,
+    /// The availability set during the meeting; `None` when it is left alone.
+    pub status: Option<String>,
+    /// Unix seconds when the server ends the DND we set; 0 for never.
+    pub dnd_end_time: i64,
+    pub status_applied: bool,
+    pub status_released: bool,
+}
+
+/// What the server says now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerView {
+    pub status: UserStatus,
+    pub custom: Option<CustomStatus>,
+    /// False once the server answered 501 to a custom status call: custom statuses are turned off there.
+    pub custom_supported: bool,
+}
+
+/// One Mattermost call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Call {
+    PutCustom(CustomStatus, Purpose),
+    DeleteCustom,
+    PutStatus { status: String, dnd_end_time: Option<i64>, purpose: Purpose },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// Set the meeting status.
+    Apply,
+    /// Push the meeting status's expiry further while the meeting lasts.
+    Renew,
+    /// Put back what the user had.
+    Restore,
+}
+
+impl fmt::Display for Call {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Call::PutCustom(cs, _) => {
+                write!(f, "set custom status :{}: {:?}", cs.emoji, cs.text)?;
+                if !cs.duration.is_empty() {
+                    write!(f, " until {}", cs.expires_at)?;
+                }
+                Ok(())
+            }
+            Call::DeleteCustom => f.write_str("clear custom status"),
+            Call::PutStatus { status, dnd_end_time: Some(end), .. } if *end > 0 => {
+                write!(f, "set availability {status} until {}", format_rfc3339(*end))
+            }
+            Call::PutStatus { status, .. } => write!(f, "set availability {status}"),
+        }
+    }
+}
+
+/// Something the user should read in the log, beside the calls.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Note {
+    /// The user is offline; nothing is changed (ignore-if-offline).
+    Offline,
+    /// The user changed their custom status during the meeting; it stays as they set it.
+    CustomChangedByUser,
+    /// The user changed their availability during the meeting (to this); it stays.
+    StatusChangedByUser(String),
+    /// The user is offline at the end of the meeting; availability is left alone.
+    OfflineAtEnd,
+    /// The server ended our timed DND while the meeting goes on; it is set again.
+    DndLapsed,
+    /// Availability is left alone because the user is in their own DND or out of office.
+    StatusLeftAlone(String),
+}
+
+impl fmt::Display for Note {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Note::Offline => f.write_str("user is offline; not changing anything (ignore-if-offline)"),
+            Note::CustomChangedByUser => f.write_str(
+                "RESTORE SKIPPED: custom status was changed during the meeting; leaving it as the user set it",
+            ),
+            Note::StatusChangedByUser(now) => {
+                write!(f, "RESTORE SKIPPED: availability was changed to {now} during the meeting; leaving it")
+            }
+            Note::OfflineAtEnd => f.write_str("RESTORE SKIPPED: user is currently offline; availability left alone"),
+            Note::DndLapsed => {
+                f.write_str("the server ended our timed DND while the meeting goes on; setting it again")
+            }
+            Note::StatusLeftAlone(s) => write!(f, "availability {s} is the user's own; leaving it alone"),
+        }
+    }
+}
+
+/// What to do now: save `backup` (when it differs from what is saved), then make `calls` in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub backup: Backup,
+    pub calls: Vec<Call>,
+    pub notes: Vec<Note>,
+}
+
+/// The answer of [`begin`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Begin {
+    /// Nothing to do now; look again while the camera stays on.
+    Wait(Note),
+    Start(Plan),
+}
+
+/// A meeting starts: what to save and what to set.
+pub fn begin(view: &ServerView, settings: &MeetingSettings, user_id: &str, now: i64) -> Begin {
+    if view.status.status == "offline" && settings.ignore_if_offline {
+        return Begin::Wait(Note::Offline);
+    }
+    let previous_custom = view.custom.clone().filter(|cs| !cs.is_expired(now));
+    let mut notes = Vec::new();
+    let status = settings.status.as_api().and_then(|target| {
+        if matches!(view.status.status.as_str(), "dnd" | "ooo") {
+            notes.push(Note::StatusLeftAlone(view.status.status.clone()));
+            None
+        } else {
+            Some(target.to_owned())
+        }
+    });
+    let custom = view
+        .custom_supported
+        .then(|| meeting_custom_status(previous_custom.as_ref().map_or("", |c| c.text.as_str()), settings, now));
+    let backup = Backup {
+        version: BACKUP_VERSION,
+        user_id: user_id.to_owned(),
+        started_at: now,
+        previous: Previous { status: view.status.status.clone(), manual: view.status.manual, custom: previous_custom },
+        ours: Ours {
+            custom,
+            custom_applied: false,
+            custom_released: false,
+            dnd_end_time: dnd_end_time(status.as_deref(), settings, now),
+            status,
+            status_applied: false,
+            status_released: false,
+        },
+    };
+    let mut plan = during(&backup, view, settings, now);
+    plan.notes.splice(0..0, notes);
+    Begin::Start(plan)
+}
+
+/// The meeting goes on: put our status in place where it is missing, renew what is about to lapse, and let go of
+/// whatever the user changed.
+pub fn during(backup: &Backup, view: &ServerView, settings: &MeetingSettings, now: i64) -> Plan {
+    let mut next = backup.clone();
+    let mut calls = Vec::new();
+    let mut notes = Vec::new();
+    let ours = &mut next.ours;
+
+    if let Some(our_custom) = ours.custom.clone().filter(|_| !ours.custom_released && view.custom_supported) {
+        let on_server = view.custom.as_ref().is_some_and(|cs| cs.looks_like(&our_custom));
+        if on_server {
+            ours.custom_applied = true;
+            if needs_renewal(&our_custom, settings, now) {
+                let renewed = meeting_custom_status_with_text(&our_custom.text, settings, now);
+                ours.custom = Some(renewed.clone());
+                calls.push(Call::PutCustom(renewed, Purpose::Renew));
+            }
+        } else if !ours.custom_applied {
+            calls.push(Call::PutCustom(our_custom, Purpose::Apply));
+        } else {
+            ours.custom_released = true;
+            notes.push(Note::CustomChangedByUser);
+        }
+    }
+
+    if let Some(our_status) = ours.status.clone().filter(|_| !ours.status_released) {
+        let current = &view.status.status;
+        let lapsed = our_status == "dnd"
+            && ours.dnd_end_time > 0
+            && now >= ours.dnd_end_time
+            && *current == next.previous.status;
+        if *current == our_status {
+            // Already in place, also after a crash between the call and recording it.
+            ours.status_applied = true;
+        } else if !ours.status_applied || lapsed {
+            if lapsed {
+                notes.push(Note::DndLapsed);
+            }
+            ours.dnd_end_time = dnd_end_time(Some(&our_status), settings, now);
+            let purpose = if lapsed { Purpose::Renew } else { Purpose::Apply };
+            calls.push(Call::PutStatus {
+                dnd_end_time: (ours.dnd_end_time > 0).then_some(ours.dnd_end_time),
+                status: our_status,
+                purpose,
+            });
+        } else {
+            ours.status_released = true;
+            notes.push(Note::StatusChangedByUser(current.clone()));
+        }
+    }
+    Plan { backup: next, calls, notes }
+}
+
+/// The meeting is over: put back what is still ours to put back. Once every call of the plan succeeded, the
+/// backup can go.
+pub fn finish(backup: &Backup, view: &ServerView, settings: &MeetingSettings, now: i64) -> Plan {
+    let mut calls = Vec::new();
+    let mut notes = Vec::new();
+    let ours = &backup.ours;
+
+    if let Some(our_custom) = ours.custom.as_ref().filter(|_| !ours.custom_released && view.custom_supported) {
+        let on_server = view.custom.as_ref().is_some_and(|cs| cs.looks_like(our_custom));
+        if on_server {
+            match backup.previous.custom.as_ref().filter(|cs| !cs.is_expired(now)) {
+                Some(previous) => calls.push(Call::PutCustom(previous.clone(), Purpose::Restore)),
+                None => calls.push(Call::DeleteCustom),
+            }
+        } else if ours.custom_applied {
+            notes.push(Note::CustomChangedByUser);
+        }
+    }
+
+    if let Some(our_status) = ours.status.as_ref().filter(|_| !ours.status_released) {
+        let current = &view.status;
+        let previous = &backup.previous;
+        let lapsed = *our_status == "dnd" && ours.dnd_end_time > 0 && now >= ours.dnd_end_time;
+        if current.status == *our_status {
+            calls.push(restore_status_call(previous));
+        } else if lapsed && current.status == previous.status {
+            // The server put the previous status back itself, but always as automatic: a manual away or offline
+            // must be set again to be exact.
+            if previous.manual && !current.manual && matches!(previous.status.as_str(), "away" | "offline") {
+                calls.push(restore_status_call(previous));
+            }
+        } else if current.status == "offline" && settings.ignore_if_offline {
+            notes.push(Note::OfflineAtEnd);
+        } else if ours.status_applied {
+            notes.push(Note::StatusChangedByUser(current.status.clone()));
+        }
+    }
+    Plan { backup: backup.clone(), calls, notes }
+}
+
+/// When the shell should look at the server again while the meeting goes on (Unix seconds), if ever.
+pub fn next_check(backup: &Backup, settings: &MeetingSettings, now: i64) -> Option<i64> {
+    let ours = &backup.ours;
+    let renew = ours
+        .custom
+        .as_ref()
+        .filter(|_| !ours.custom_released && settings.lease > 0)
+        .and_then(CustomStatus::expires_at_unix)
+        .map(|end| end - renewal_margin(settings));
+    // The server's DND expiry job runs every 1 to 5 minutes; look shortly after our end time, then each minute
+    // until it has run, to set DND again.
+    let lapse = (ours.status.as_deref() == Some("dnd") && !ours.status_released && ours.dnd_end_time > 0)
+        .then(|| (ours.dnd_end_time + 30).max(now + 60));
+    match (renew, lapse) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+impl Backup {
+    /// Records that `call` succeeded.
+    pub fn record(&mut self, call: &Call) {
+        match call {
+            Call::PutCustom(cs, Purpose::Apply | Purpose::Renew) => {
+                self.ours.custom = Some(cs.clone());
+                self.ours.custom_applied = true;
+            }
+            Call::PutStatus { purpose: Purpose::Apply | Purpose::Renew, dnd_end_time, .. } => {
+                self.ours.status_applied = true;
+                self.ours.dnd_end_time = dnd_end_time.unwrap_or(0);
+            }
+            Call::PutCustom(_, Purpose::Restore) | Call::DeleteCustom | Call::PutStatus { .. } => {}
+        }
+    }
+
+    /// Forgets the custom status part: the server has custom statuses turned off.
+    pub fn drop_custom(&mut self) {
+        self.ours.custom = None;
+    }
+}
+
+/// The availability call that puts `previous` back. Online is how the server's automatic mode comes back, so an
+/// automatic away or offline becomes online and the server derives it again.
+fn restore_status_call(previous: &Previous) -> Call {
+    let status = match previous.status.as_str() {
+        s @ ("away" | "offline") if previous.manual => s,
+        _ => "online",
+    };
+    Call::PutStatus { status: status.to_owned(), dnd_end_time: None, purpose: Purpose::Restore }
+}
+
+fn dnd_end_time(status: Option<&str>, settings: &MeetingSettings, now: i64) -> i64 {
+    if status == Some("dnd") && settings.lease > 0 { now + settings.lease as i64 } else { 0 }
+}
+
+/// Renew once less than half of the lease is left, so a renewal that fails has time for retries.
+fn renewal_margin(settings: &MeetingSettings) -> i64 {
+    settings.lease as i64 / 2
+}
+
+fn needs_renewal(ours: &CustomStatus, settings: &MeetingSettings, now: i64) -> bool {
+    settings.lease > 0 && ours.expires_at_unix().is_none_or(|end| end - now < renewal_margin(settings))
+}
+
+/// The meeting custom status: the previous text with the marker appended, cut so the whole fits the server's 100
+/// characters with the marker whole.
+pub fn meeting_custom_status(previous_text: &str, settings: &MeetingSettings, now: i64) -> CustomStatus {
+    meeting_custom_status_with_text(&meeting_text(previous_text, &settings.message), settings, now)
+}
+
+fn meeting_custom_status_with_text(text: &str, settings: &MeetingSettings, now: i64) -> CustomStatus {
+    let (duration, expires_at) = if settings.lease > 0 {
+        ("date_and_time".to_owned(), format_rfc3339(now + settings.lease as i64))
+    } else {
+        (String::new(), ZERO_TIME.to_owned())
+    };
+    CustomStatus { emoji: settings.emoji.clone(), text: text.to_owned(), duration, expires_at }
+}
+
+/// `previous` + `message`, at most 100 characters, the message kept whole.
+pub fn meeting_text(previous: &str, message: &str) -> String {
+    let room = CUSTOM_STATUS_TEXT_MAX.saturating_sub(message.chars().count());
+    let kept = truncate_runes(previous, room);
+    if kept.trim().is_empty() { message.trim().to_owned() } else { format!("{kept}{message}") }
+}
+
+#[cfg(test)]
+mod tests;

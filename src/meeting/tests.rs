@@ -1,0 +1,454 @@
+//! The meeting rules as tables: each row is a situation and the exact calls expected. A second part runs every
+//! combination through a model of the server (as `mattermost-api.md` describes it) and checks the one promise that
+//! matters: after the meeting the user has exactly what they had, or what they chose during it.
+
+use super::*;
+use crate::config::MeetingStatus;
+
+const NOW: i64 = 1_800_000_000;
+const LEASE: i64 = 14_400;
+const UID: &str = "abcdefghijklmnopqrstuvwxyz";
+
+fn settings() -> MeetingSettings {
+    MeetingSettings {
+        message: " [In a meeting]".into(),
+        emoji: "calendar".into(),
+        status: MeetingStatus::Dnd,
+        ignore_if_offline: true,
+        lease: LEASE as u64,
+    }
+}
+
+fn cs(emoji: &str, text: &str, duration: &str, expires_at: &str) -> CustomStatus {
+    CustomStatus { emoji: emoji.into(), text: text.into(), duration: duration.into(), expires_at: expires_at.into() }
+}
+
+fn never(emoji: &str, text: &str) -> CustomStatus {
+    cs(emoji, text, "", ZERO_TIME)
+}
+
+fn status(s: &str, manual: bool) -> UserStatus {
+    UserStatus { status: s.into(), manual, dnd_end_time: 0 }
+}
+
+fn view(s: UserStatus, custom: Option<CustomStatus>) -> ServerView {
+    ServerView { status: s, custom, custom_supported: true }
+}
+
+fn ours_custom(text: &str, at: i64) -> CustomStatus {
+    cs("calendar", text, "date_and_time", &format_rfc3339(at + LEASE))
+}
+
+fn put_custom(c: CustomStatus, p: Purpose) -> Call {
+    Call::PutCustom(c, p)
+}
+
+fn put_status(s: &str, end: Option<i64>, purpose: Purpose) -> Call {
+    Call::PutStatus { status: s.into(), dnd_end_time: end, purpose }
+}
+
+fn started(v: &ServerView, s: &MeetingSettings) -> Plan {
+    match begin(v, s, UID, NOW) {
+        Begin::Start(plan) => plan,
+        other => panic!("expected a start, got {other:?}"),
+    }
+}
+
+/// A backup as it is after a successful start.
+fn applied(v: &ServerView, s: &MeetingSettings) -> Backup {
+    let plan = started(v, s);
+    let mut b = plan.backup;
+    for c in &plan.calls {
+        b.record(c);
+    }
+    b
+}
+
+#[test]
+fn start_sets_the_meeting_status_per_previous_availability() {
+    let dnd = |at: i64| Some(put_status("dnd", Some(at + LEASE), Purpose::Apply));
+    // (previous availability, meeting-status, ignore-if-offline, expected availability call)
+    let rows: Vec<(UserStatus, MeetingStatus, bool, Option<Call>)> = vec![
+        (status("online", false), MeetingStatus::Dnd, true, dnd(NOW)),
+        (status("away", true), MeetingStatus::Dnd, true, dnd(NOW)),
+        (status("away", false), MeetingStatus::Dnd, true, dnd(NOW)),
+        (status("offline", true), MeetingStatus::Dnd, false, dnd(NOW)),
+        (status("offline", false), MeetingStatus::Dnd, false, dnd(NOW)),
+        // The user's own DND: setting it again would overwrite the server's saved previous status.
+        (status("dnd", true), MeetingStatus::Dnd, true, None),
+        // Out of office: any PUT turns the auto-responder off.
+        (status("ooo", true), MeetingStatus::Dnd, true, None),
+        (status("online", false), MeetingStatus::Keep, true, None),
+        (status("online", false), MeetingStatus::Away, true, Some(put_status("away", None, Purpose::Apply))),
+        (status("online", false), MeetingStatus::Offline, true, Some(put_status("offline", None, Purpose::Apply))),
+        (status("away", true), MeetingStatus::Online, true, Some(put_status("online", None, Purpose::Apply))),
+        // Already what the meeting wants: nothing to send.
+        (status("away", true), MeetingStatus::Away, true, None),
+    ];
+    for (prev, meeting_status, ignore, want) in rows {
+        let s = MeetingSettings { status: meeting_status, ignore_if_offline: ignore, ..settings() };
+        let plan = started(&view(prev.clone(), None), &s);
+        let mut want_calls = vec![put_custom(ours_custom("[In a meeting]", NOW), Purpose::Apply)];
+        want_calls.extend(want);
+        assert_eq!(plan.calls, want_calls, "{prev:?} with {meeting_status:?}");
+        assert_eq!(plan.backup.previous, Previous { status: prev.status.clone(), manual: prev.manual, custom: None });
+    }
+}
+
+#[test]
+fn start_while_offline_waits_when_asked_to() {
+    let v = view(status("offline", false), Some(never("palm_tree", "Holiday")));
+    assert_eq!(begin(&v, &settings(), UID, NOW), Begin::Wait(Note::Offline));
+    let s = MeetingSettings { ignore_if_offline: false, ..settings() };
+    assert!(matches!(begin(&v, &s, UID, NOW), Begin::Start(_)));
+}
+
+#[test]
+fn start_composes_the_custom_status_from_the_previous_one() {
+    let long = "é".repeat(95);
+    let long_want = format!("{} [In a meeting]", "é".repeat(85));
+    let rows: Vec<(Option<CustomStatus>, Option<CustomStatus>, &str)> = vec![
+        (None, None, "[In a meeting]"),
+        (Some(never("sandwich", "Lunch")), Some(never("sandwich", "Lunch")), "Lunch [In a meeting]"),
+        // Expires after the meeting starts: kept, and restored later if still valid.
+        (
+            Some(cs("car", "Commuting", "one_hour", &format_rfc3339(NOW + 600))),
+            Some(cs("car", "Commuting", "one_hour", &format_rfc3339(NOW + 600))),
+            "Commuting [In a meeting]",
+        ),
+        // Already expired: counts as none.
+        (Some(cs("car", "Commuting", "one_hour", &format_rfc3339(NOW - 1))), None, "[In a meeting]"),
+        (Some(cs("car", "Commuting", "one_hour", "garbage")), None, "[In a meeting]"),
+        // Emoji only.
+        (Some(never("palm_tree", "")), Some(never("palm_tree", "")), "[In a meeting]"),
+        // Near the 100-character limit: the marker stays whole and the total is 100.
+        (Some(never("x", &long)), Some(never("x", &long)), &long_want),
+    ];
+    for (current, want_previous, want_text) in rows {
+        let plan = started(&view(status("online", false), current.clone()), &settings());
+        assert_eq!(plan.backup.previous.custom, want_previous, "{current:?}");
+        let ours = plan.backup.ours.custom.as_ref().unwrap();
+        assert_eq!(ours.text, want_text, "{current:?}");
+        assert!(ours.text.chars().count() <= 100);
+        assert_eq!(plan.calls[0], put_custom(ours_custom(want_text, NOW), Purpose::Apply));
+    }
+}
+
+#[test]
+fn without_a_lease_the_meeting_status_never_expires() {
+    let s = MeetingSettings { lease: 0, ..settings() };
+    let plan = started(&view(status("online", false), None), &s);
+    assert_eq!(
+        plan.calls,
+        vec![
+            put_custom(cs("calendar", "[In a meeting]", "", ZERO_TIME), Purpose::Apply),
+            put_status("dnd", None, Purpose::Apply)
+        ]
+    );
+    assert_eq!(next_check(&applied(&view(status("online", false), None), &s), &s, NOW), None);
+}
+
+#[test]
+fn custom_statuses_turned_off_on_the_server_leave_availability_alone_to_work() {
+    let mut v = view(status("online", false), None);
+    v.custom_supported = false;
+    let plan = started(&v, &settings());
+    assert_eq!(plan.calls, vec![put_status("dnd", Some(NOW + LEASE), Purpose::Apply)]);
+    let b = applied(&v, &settings());
+    v.status = status("dnd", true);
+    assert_eq!(finish(&b, &v, &settings(), NOW + 60).calls, vec![put_status("online", None, Purpose::Restore)]);
+}
+
+#[test]
+fn end_restores_availability_per_previous_availability() {
+    // (previous, expected restore call)
+    let rows = [
+        (status("online", false), Some("online")),
+        (status("away", true), Some("away")),
+        (status("away", false), Some("online")),
+        (status("offline", true), Some("offline")),
+        (status("offline", false), Some("online")),
+        (status("dnd", true), None),
+        (status("ooo", true), None),
+    ];
+    for (prev, want) in rows {
+        let s = MeetingSettings { ignore_if_offline: false, ..settings() };
+        let b = applied(&view(prev.clone(), None), &s);
+        let now_status = b.ours.status.clone().map_or(prev.clone(), |st| status(&st, true));
+        let ours = b.ours.custom.clone();
+        let plan = finish(&b, &view(now_status, ours), &s, NOW + 600);
+        let mut want_calls = vec![Call::DeleteCustom];
+        want_calls.extend(want.map(|w| put_status(w, None, Purpose::Restore)));
+        assert_eq!(plan.calls, want_calls, "{prev:?}");
+    }
+}
+
+#[test]
+fn end_restores_the_custom_status_with_its_own_expiry_or_clears_it() {
+    let later = cs("car", "Commuting", "today", &format_rfc3339(NOW + 7200));
+    let during = cs("car", "Commuting", "thirty_minutes", &format_rfc3339(NOW + 600));
+    let rows: Vec<(Option<CustomStatus>, Call)> = vec![
+        (None, Call::DeleteCustom),
+        (Some(never("sandwich", "Lunch")), put_custom(never("sandwich", "Lunch"), Purpose::Restore)),
+        (Some(later.clone()), put_custom(later, Purpose::Restore)),
+        // It would have lapsed during the meeting; the server rejects a past expires_at.
+        (Some(during), Call::DeleteCustom),
+        (Some(never("palm_tree", "")), put_custom(never("palm_tree", ""), Purpose::Restore)),
+    ];
+    for (prev, want) in rows {
+        let v = view(status("online", false), prev.clone());
+        let b = applied(&v, &settings());
+        let at_end = view(status("dnd", true), b.ours.custom.clone());
+        let plan = finish(&b, &at_end, &settings(), NOW + 3600);
+        assert_eq!(plan.calls, vec![want, put_status("online", None, Purpose::Restore)], "{prev:?}");
+    }
+}
+
+#[test]
+fn what_the_user_changes_during_the_meeting_is_theirs() {
+    let v = view(status("away", true), Some(never("sandwich", "Lunch")));
+    let b = applied(&v, &settings());
+    // The user picked another custom status and went online in the middle of the meeting.
+    let changed = view(status("online", false), Some(never("coffee", "Break")));
+    let plan = during(&b, &changed, &settings(), NOW + 60);
+    assert_eq!(plan.calls, vec![]);
+    assert_eq!(plan.notes, vec![Note::CustomChangedByUser, Note::StatusChangedByUser("online".into())]);
+    assert!(plan.backup.ours.custom_released && plan.backup.ours.status_released);
+    // Later the user sets DND again by hand: still theirs, nothing maintained, nothing restored.
+    let later = view(status("dnd", true), Some(never("coffee", "Break")));
+    assert_eq!(during(&plan.backup, &later, &settings(), NOW + 120).calls, vec![]);
+    assert_eq!(finish(&plan.backup, &later, &settings(), NOW + 180).calls, vec![]);
+    // Changed only at the end (no maintenance saw it): the same answer.
+    let end = finish(&b, &changed, &settings(), NOW + 60);
+    assert_eq!(end.calls, vec![]);
+    assert_eq!(end.notes, vec![Note::CustomChangedByUser, Note::StatusChangedByUser("online".into())]);
+}
+
+#[test]
+fn offline_at_the_end_still_clears_the_marker_but_leaves_availability() {
+    let b = applied(&view(status("online", false), Some(never("sandwich", "Lunch"))), &settings());
+    let at_end = view(status("offline", false), b.ours.custom.clone());
+    let plan = finish(&b, &at_end, &settings(), NOW + 60);
+    assert_eq!(plan.calls, vec![put_custom(never("sandwich", "Lunch"), Purpose::Restore)]);
+    assert_eq!(plan.notes, vec![Note::OfflineAtEnd]);
+}
+
+#[test]
+fn leases_are_renewed_and_a_lapsed_dnd_is_set_again() {
+    let s = settings();
+    let b = applied(&view(status("away", true), None), &s);
+    let on_server = view(status("dnd", true), b.ours.custom.clone());
+    // Early in the meeting nothing needs doing; the next look is when half the lease is gone.
+    assert_eq!(during(&b, &on_server, &s, NOW + 60).calls, vec![]);
+    assert_eq!(next_check(&b, &s, NOW + 60), Some(NOW + LEASE / 2));
+    // Past half the lease: renew the custom status only (re-setting DND would overwrite its saved previous status).
+    let t = NOW + LEASE / 2 + 1;
+    let plan = during(&b, &on_server, &s, t);
+    assert_eq!(plan.calls, vec![put_custom(ours_custom("[In a meeting]", t), Purpose::Renew)]);
+    // The server's job ended our DND and put back the previous status (as automatic).
+    let t = NOW + LEASE + 90;
+    let lapsed = view(status("away", false), b.ours.custom.clone());
+    let plan = during(&b, &lapsed, &s, t);
+    assert_eq!(plan.notes, vec![Note::DndLapsed]);
+    assert_eq!(
+        plan.calls,
+        vec![
+            put_custom(ours_custom("[In a meeting]", t), Purpose::Renew),
+            put_status("dnd", Some(t + LEASE), Purpose::Renew)
+        ]
+    );
+    // Same at the end: a manual away comes back as automatic after the lapse, so it is set again.
+    let end = finish(&b, &lapsed, &s, t);
+    assert_eq!(end.calls, vec![Call::DeleteCustom, put_status("away", None, Purpose::Restore)]);
+    // Before our end time the same picture means the user chose it.
+    let plan = during(&b, &lapsed, &s, NOW + 60);
+    assert_eq!(plan.notes, vec![Note::StatusChangedByUser("away".into())]);
+}
+
+#[test]
+fn a_crash_mid_start_resumes_without_duplicating_or_losing_anything() {
+    let v = view(status("online", false), Some(never("sandwich", "Lunch")));
+    let plan = started(&v, &settings());
+    // Crash after saving the backup, before any call: both calls are made on resume.
+    let resumed = during(&plan.backup, &v, &settings(), NOW + 5);
+    assert_eq!(resumed.calls, vec![plan.calls[0].clone(), put_status("dnd", Some(NOW + 5 + LEASE), Purpose::Apply)]);
+    // Crash after the custom status call, before recording it.
+    let half = view(status("online", false), plan.backup.ours.custom.clone());
+    let resumed = during(&plan.backup, &half, &settings(), NOW + 5);
+    assert_eq!(resumed.calls, vec![put_status("dnd", Some(NOW + 5 + LEASE), Purpose::Apply)]);
+    assert!(resumed.backup.ours.custom_applied);
+    // Crash after both calls: nothing to do, both recorded.
+    let all = view(status("dnd", true), plan.backup.ours.custom.clone());
+    let resumed = during(&plan.backup, &all, &settings(), NOW + 5);
+    assert_eq!(resumed.calls, vec![]);
+    assert!(resumed.backup.ours.custom_applied && resumed.backup.ours.status_applied);
+    // Crash with the backup saved but nothing applied, then the camera went off: nothing of ours is on the server.
+    assert_eq!(finish(&plan.backup, &v, &settings(), NOW + 5).calls, vec![]);
+}
+
+#[test]
+fn meeting_text_keeps_the_marker_whole_within_100_characters() {
+    let rows: &[(&str, &str, &str)] = &[
+        ("", " [In a meeting]", "[In a meeting]"),
+        ("   ", " [In a meeting]", "[In a meeting]"),
+        ("Lunch", " [In a meeting]", "Lunch [In a meeting]"),
+        ("Lunch", "", "Lunch"),
+        ("🎥🎥", " 📅", "🎥🎥 📅"),
+    ];
+    for (prev, msg, want) in rows {
+        assert_eq!(meeting_text(prev, msg), *want);
+    }
+    let prev = "ab".repeat(60);
+    let t = meeting_text(&prev, " [In a meeting]");
+    assert_eq!(t.chars().count(), 100);
+    assert!(t.ends_with(" [In a meeting]"));
+    let t = meeting_text(&"🙂".repeat(100), &"m".repeat(100));
+    assert_eq!(t, "m".repeat(100));
+}
+
+/// The server as the reference describes it, for the calls the daemon makes.
+#[derive(Clone, Debug, PartialEq)]
+struct ModelServer {
+    status: UserStatus,
+    prev: String,
+    custom: Option<CustomStatus>,
+}
+
+impl ModelServer {
+    fn apply(&mut self, call: &Call, now: i64) {
+        match call {
+            Call::PutCustom(c, _) => {
+                assert!(!c.emoji.is_empty() || !c.text.is_empty(), "server rejects an empty custom status");
+                assert!(c.duration.is_empty() || !c.is_expired(now), "server rejects a past expires_at: {c:?}");
+                let mut c = c.clone();
+                c.text = truncate_runes(&c.text, 100).to_owned();
+                self.custom = Some(c);
+            }
+            Call::DeleteCustom => self.custom = None,
+            Call::PutStatus { status, dnd_end_time, .. } => match status.as_str() {
+                "online" => {
+                    self.status =
+                        UserStatus { status: "online".into(), manual: false, dnd_end_time: self.status.dnd_end_time }
+                }
+                "away" => {
+                    self.status.status = "away".into();
+                    self.status.manual = true;
+                }
+                "offline" => self.status = UserStatus { status: "offline".into(), manual: true, dnd_end_time: 0 },
+                "dnd" => {
+                    self.prev = self.status.status.clone();
+                    self.status = UserStatus {
+                        status: "dnd".into(),
+                        manual: true,
+                        dnd_end_time: dnd_end_time.unwrap_or(0) / 60 * 60,
+                    };
+                }
+                other => panic!("server rejects status {other}"),
+            },
+        }
+    }
+
+    fn view(&self) -> ServerView {
+        view(self.status.clone(), self.custom.clone())
+    }
+}
+
+/// Every previous availability x previous custom status x meeting-status x ignore-if-offline: a meeting with no
+/// interference ends with the user's exact previous state (automatic away/offline come back as online, which is
+/// how the server's automatic mode returns).
+#[test]
+fn every_combination_round_trips_through_a_model_server() {
+    let availabilities = [
+        status("online", false),
+        status("away", true),
+        status("away", false),
+        status("offline", true),
+        status("offline", false),
+        status("dnd", true),
+        status("ooo", true),
+    ];
+    let customs = [
+        None,
+        Some(never("sandwich", "Lunch")),
+        Some(cs("car", "Commuting", "today", &format_rfc3339(NOW + 86_400))),
+        Some(cs("car", "Short", "thirty_minutes", &format_rfc3339(NOW + 1800))),
+        Some(never("x", &"ü".repeat(99))),
+        Some(never("palm_tree", "")),
+    ];
+    let statuses =
+        [MeetingStatus::Dnd, MeetingStatus::Away, MeetingStatus::Online, MeetingStatus::Offline, MeetingStatus::Keep];
+    let mut cases = 0;
+    for prev in &availabilities {
+        for custom in &customs {
+            for meeting_status in statuses {
+                for ignore in [true, false] {
+                    for length in [600, 3600 * 30] {
+                        let s = MeetingSettings { status: meeting_status, ignore_if_offline: ignore, ..settings() };
+                        let mut server =
+                            ModelServer { status: prev.clone(), prev: String::new(), custom: custom.clone() };
+                        let before = server.clone();
+                        let label = format!("{prev:?} {custom:?} {meeting_status:?} ignore={ignore} length={length}");
+                        let mut backup = match begin(&server.view(), &s, UID, NOW) {
+                            Begin::Wait(_) => {
+                                assert!(prev.status == "offline" && ignore, "{label}");
+                                continue;
+                            }
+                            Begin::Start(plan) => {
+                                let mut b = plan.backup;
+                                for c in &plan.calls {
+                                    server.apply(c, NOW);
+                                    b.record(c);
+                                }
+                                b
+                            }
+                        };
+                        // Maintenance through the meeting, with the server's DND expiry job running each minute.
+                        let mut t = NOW;
+                        while t < NOW + length {
+                            t += 60;
+                            if server.status.status == "dnd"
+                                && server.status.dnd_end_time > 0
+                                && server.status.dnd_end_time <= t
+                            {
+                                server.status =
+                                    UserStatus { status: server.prev.clone(), manual: false, dnd_end_time: 0 };
+                                server.prev = "dnd".into();
+                            }
+                            if next_check(&backup, &s, t).is_some_and(|due| due <= t) {
+                                let plan = during(&backup, &server.view(), &s, t);
+                                assert!(plan.notes.iter().all(|n| *n == Note::DndLapsed), "{label}: {:?}", plan.notes);
+                                backup = plan.backup;
+                                for c in &plan.calls {
+                                    server.apply(c, t);
+                                    backup.record(c);
+                                }
+                            }
+                            // While the meeting lasts the marker is on the server and visible to clients.
+                            if let Some(ours) = &server.custom {
+                                if backup.ours.custom.is_some() {
+                                    assert!(!ours.is_expired(t), "{label}: meeting status expired at {t}");
+                                }
+                            }
+                        }
+                        let plan = finish(&backup, &server.view(), &s, t);
+                        for c in &plan.calls {
+                            server.apply(c, t);
+                        }
+                        let want_custom = before.custom.clone().filter(|c| !c.is_expired(t));
+                        assert_eq!(server.custom, want_custom, "{label}");
+                        let want_status = match (before.status.status.as_str(), before.status.manual) {
+                            ("away" | "offline", false) if backup.ours.status_applied => "online",
+                            (s, _) => s,
+                        };
+                        assert_eq!(server.status.status, want_status, "{label}");
+                        if matches!(want_status, "away" | "offline") && backup.ours.status_applied {
+                            assert_eq!(server.status.manual, before.status.manual, "{label}");
+                        }
+                        cases += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(cases > 700, "{cases}");
+}
