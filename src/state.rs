@@ -1,1 +1,297 @@
-//! placeholder
+//! The backup of the user's status on disk: written durably before any change on the server, so that a crash,
+//! a kill -9 or a power cut at any moment leaves enough behind to put everything back.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::meeting::{BACKUP_VERSION, Backup};
+
+/// Where the backup lives, and the rules for touching it.
+pub trait Store {
+    /// The saved backup, if any. A damaged or unknown file is moved aside (never deleted) and reported as `Err`
+    /// with the new name, and the store is then empty.
+    fn load(&mut self) -> Result<Option<Backup>, StateError>;
+    fn save(&mut self, backup: &Backup) -> Result<(), StateError>;
+    fn remove(&mut self) -> Result<(), StateError>;
+}
+
+#[derive(Debug)]
+pub enum StateError {
+    Io { path: PathBuf, op: &'static str, source: io::Error },
+    /// The file could not be used; it was moved to `moved_to`.
+    Damaged { path: PathBuf, reason: String, moved_to: Option<PathBuf> },
+}
+
+impl std::fmt::Display for StateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StateError::Io { path, op, source } => write!(f, "cannot {op} {}: {source}", path.display()),
+            StateError::Damaged { path, reason, moved_to: Some(to) } => {
+                write!(f, "backup {} is unusable ({reason}); moved aside to {}", path.display(), to.display())
+            }
+            StateError::Damaged { path, reason, moved_to: None } => {
+                write!(f, "backup {} is unusable ({reason}) and could not be moved aside", path.display())
+            }
+        }
+    }
+}
+
+/// The backup as a file `state.json` in the state directory: mode 0600, written to a temporary file, synced,
+/// renamed over the old one, and the directory synced, so it is always either the old or the new file whole.
+pub struct StateFile {
+    dir: PathBuf,
+}
+
+/// A backup bigger than this is not ours.
+const MAX_SIZE: u64 = 64 * 1024;
+
+impl StateFile {
+    pub fn new(dir: &Path) -> StateFile {
+        StateFile { dir: dir.to_owned() }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+
+    fn io(&self, op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StateError {
+        let path = path.to_owned();
+        move |source| StateError::Io { path, op, source }
+    }
+
+    fn move_aside(&self, reason: String) -> StateError {
+        let path = self.path();
+        let to = self.dir.join(format!("state.json.damaged-{}", crate::time::now_unix()));
+        // rename() acts on a symlink itself, never on what it points to.
+        let moved_to = fs::rename(&path, &to).ok().map(|_| to);
+        StateError::Damaged { path, reason, moved_to }
+    }
+
+    fn read(&self) -> Result<Option<Vec<u8>>, io::Error> {
+        let file = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(self.path());
+        let mut file = match file {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(io::Error::other("not a regular file"));
+        }
+        let mut bytes = Vec::new();
+        Read::by_ref(&mut file).take(MAX_SIZE + 1).read_to_end(&mut bytes)?;
+        if bytes.len() as u64 > MAX_SIZE {
+            return Err(io::Error::other("larger than a backup can be"));
+        }
+        Ok(Some(bytes))
+    }
+}
+
+/// Just the version, read first so that a file from a future version is recognised as such.
+#[derive(miniserde::Deserialize)]
+struct Header {
+    version: Option<u32>,
+}
+
+/// Parses a backup file's bytes; the error says why it is unusable.
+pub fn parse(bytes: &[u8]) -> Result<Backup, String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_owned())?;
+    let header: Header = miniserde::json::from_str(text).map_err(|_| "not a backup file".to_owned())?;
+    match header.version {
+        Some(BACKUP_VERSION) => {}
+        Some(v) => return Err(format!("unknown version {v}")),
+        None => return Err("no version".to_owned()),
+    }
+    miniserde::json::from_str(text).map_err(|_| "damaged backup".to_owned())
+}
+
+impl Store for StateFile {
+    fn load(&mut self) -> Result<Option<Backup>, StateError> {
+        let bytes = match self.read() {
+            Ok(None) => return Ok(None),
+            Ok(Some(b)) => b,
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(self.move_aside("a symbolic link".into())),
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                return Err(StateError::Io { path: self.path(), op: "read", source: e });
+            }
+            Err(e) => return Err(self.move_aside(e.to_string())),
+        };
+        parse(&bytes).map(Some).map_err(|reason| self.move_aside(reason))
+    }
+
+    fn save(&mut self, backup: &Backup) -> Result<(), StateError> {
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.dir).map_err(self.io("create", &self.dir))?;
+        let path = self.path();
+        let tmp = self.dir.join(format!("state.json.tmp-{}", std::process::id()));
+        let _ = fs::remove_file(&tmp);
+        let result = (|| {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&tmp)?;
+            f.write_all(miniserde::json::to_string(backup).as_bytes())?;
+            f.write_all(b"\n")?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)?;
+            File::open(&self.dir)?.sync_all()
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result.map_err(self.io("write", &path))
+    }
+
+    fn remove(&mut self) -> Result<(), StateError> {
+        let path = self.path();
+        match fs::remove_file(&path) {
+            Ok(()) => File::open(&self.dir).and_then(|d| d.sync_all()).map_err(self.io("sync", &self.dir)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StateError::Io { path, op: "remove", source: e }),
+        }
+    }
+}
+
+/// A backup kept in memory only: for dry runs, which must not touch the real daemon's state.
+#[derive(Default)]
+pub struct MemoryStore {
+    pub backup: Option<Backup>,
+}
+
+impl Store for MemoryStore {
+    fn load(&mut self) -> Result<Option<Backup>, StateError> {
+        Ok(self.backup.clone())
+    }
+    fn save(&mut self, backup: &Backup) -> Result<(), StateError> {
+        self.backup = Some(backup.clone());
+        Ok(())
+    }
+    fn remove(&mut self) -> Result<(), StateError> {
+        self.backup = None;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meeting::{Ours, Previous};
+    use crate::model::CustomStatus;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn backup() -> Backup {
+        Backup {
+            version: BACKUP_VERSION,
+            user_id: "abcdefghijklmnopqrstuvwxyz".into(),
+            started_at: 1_800_000_000,
+            previous: Previous {
+                status: "away".into(),
+                manual: true,
+                custom: Some(CustomStatus {
+                    emoji: "sandwich".into(),
+                    text: "Lunch \"quoted\" ü 🎥".into(),
+                    duration: "today".into(),
+                    expires_at: "2027-01-01T08:00:00+01:00".into(),
+                }),
+            },
+            ours: Ours {
+                custom: None,
+                custom_applied: false,
+                custom_released: false,
+                status: Some("dnd".into()),
+                dnd_end_time: 1_800_014_400,
+                status_applied: true,
+                status_released: false,
+            },
+        }
+    }
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("mm-state-test-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    fn aside(d: &Path) -> Vec<PathBuf> {
+        fs::read_dir(d).unwrap().map(|e| e.unwrap().path()).filter(|p| p.to_string_lossy().contains("damaged")).collect()
+    }
+
+    #[test]
+    fn saves_and_loads_exactly_with_mode_0600() {
+        let d = dir("roundtrip");
+        let mut s = StateFile::new(&d);
+        assert!(s.load().unwrap().is_none());
+        s.save(&backup()).unwrap();
+        assert_eq!(s.load().unwrap(), Some(backup()));
+        assert_eq!(fs::metadata(s.path()).unwrap().permissions().mode() & 0o777, 0o600);
+        s.remove().unwrap();
+        assert!(s.load().unwrap().is_none());
+        s.remove().unwrap();
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn unusable_files_are_moved_aside_never_deleted() {
+        let cases: &[(&str, &[u8])] = &[
+            ("empty", b""),
+            ("truncated", b"{\"version\":1,\"user_id\":\"abc"),
+            ("garbage", b"\xff\xfe\x00garbage"),
+            ("future", b"{\"version\":99,\"anything\":true}"),
+            ("noversion", b"{\"user_id\":\"x\"}"),
+            ("wrongtype", b"{\"version\":1,\"user_id\":5}"),
+        ];
+        for (name, bytes) in cases {
+            let d = dir(name);
+            let mut s = StateFile::new(&d);
+            fs::create_dir_all(&d).unwrap();
+            fs::write(s.path(), bytes).unwrap();
+            let err = s.load().unwrap_err();
+            assert!(matches!(err, StateError::Damaged { moved_to: Some(_), .. }), "{name}: {err}");
+            let moved = aside(&d);
+            assert_eq!(moved.len(), 1, "{name}");
+            assert_eq!(fs::read(&moved[0]).unwrap(), *bytes, "{name}: content kept");
+            assert!(s.load().unwrap().is_none(), "{name}");
+            fs::remove_dir_all(&d).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_symlink_is_neither_followed_nor_written_through() {
+        let d = dir("symlink");
+        fs::create_dir_all(&d).unwrap();
+        let target = d.join("elsewhere");
+        fs::write(&target, b"precious").unwrap();
+        let mut s = StateFile::new(&d);
+        std::os::unix::fs::symlink(&target, s.path()).unwrap();
+        let err = s.load().unwrap_err().to_string();
+        assert!(err.contains("a symbolic link"), "{err}");
+        assert_eq!(fs::read(&target).unwrap(), b"precious");
+        std::os::unix::fs::symlink(&target, s.path()).unwrap();
+        s.save(&backup()).unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"precious", "write went through the link");
+        assert!(!fs::symlink_metadata(s.path()).unwrap().file_type().is_symlink());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_failed_save_leaves_the_previous_backup_whole() {
+        let d = dir("failedsave");
+        let mut s = StateFile::new(&d);
+        s.save(&backup()).unwrap();
+        // Something in the way of the temporary file (as good as a full disk for this purpose: the write fails).
+        fs::create_dir(d.join(format!("state.json.tmp-{}", std::process::id()))).unwrap();
+        let mut other = backup();
+        other.previous.status = "online".into();
+        assert!(s.save(&other).is_err());
+        assert_eq!(s.load().unwrap(), Some(backup()));
+        // A state directory that cannot be created at all.
+        let file = d.join("plain-file");
+        fs::write(&file, b"").unwrap();
+        let err = StateFile::new(&file.join("sub")).save(&backup()).unwrap_err().to_string();
+        assert!(err.starts_with("cannot create "), "{err}");
+        fs::remove_dir_all(&d).unwrap();
+    }
+}
