@@ -19,9 +19,17 @@ pub trait Store {
 
 #[derive(Debug)]
 pub enum StateError {
-    Io { path: PathBuf, op: &'static str, source: io::Error },
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        source: io::Error,
+    },
     /// The file could not be used; it was moved to `moved_to`.
-    Damaged { path: PathBuf, reason: String, moved_to: Option<PathBuf> },
+    Damaged {
+        path: PathBuf,
+        reason: String,
+        moved_to: Option<PathBuf>,
+    },
 }
 
 impl std::fmt::Display for StateError {
@@ -216,7 +224,11 @@ mod tests {
     }
 
     fn aside(d: &Path) -> Vec<PathBuf> {
-        fs::read_dir(d).unwrap().map(|e| e.unwrap().path()).filter(|p| p.to_string_lossy().contains("damaged")).collect()
+        fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().contains("damaged"))
+            .collect()
     }
 
     #[test]

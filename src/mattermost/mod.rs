@@ -22,3 +22,24 @@ pub fn validate_base_url(s: &str) -> Result<String, String> {
         Err("https://".into())
     }
 }
+#[derive(Debug)]
+pub struct ApiError;
+impl ApiError {
+    pub fn is_retryable(&self) -> bool {
+        true
+    }
+    pub fn is_auth(&self) -> bool {
+        false
+    }
+    pub fn is_not_implemented(&self) -> bool {
+        false
+    }
+    pub fn retry_after(&self) -> Option<u64> {
+        None
+    }
+}
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("API ERROR")
+    }
+}

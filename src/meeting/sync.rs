@@ -1,1 +1,317 @@
-//! placeholder
+//! The IO shell around the meeting rules: reads the server, saves the backup before any change, makes the planned
+//! calls, and retries with backoff when the server fails, so the daemon never exits because of the server.
+
+use std::time::{Duration, Instant};
+
+use crate::config::MeetingSettings;
+use crate::mattermost::ApiError;
+use crate::meeting::{self, Backup, Begin, Call, Plan, Purpose, ServerView};
+use crate::model::{CustomStatus, UserStatus};
+use crate::state::{StateError, Store};
+
+/// The server as the shell sees it: the real client, or a simulation for dry runs.
+pub trait Backend {
+    /// The id of the user whose status is managed.
+    fn user_id(&mut self) -> Result<String, ApiError>;
+    fn view(&mut self, user_id: &str) -> Result<(UserStatus, Option<CustomStatus>), ApiError>;
+    fn call(&mut self, user_id: &str, call: &Call) -> Result<(), ApiError>;
+}
+
+/// What the camera says the user is doing, after the debounce.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Want {
+    Meeting,
+    NoMeeting,
+}
+
+#[derive(Debug)]
+enum Failure {
+    Api(ApiError),
+    State(StateError),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Api(e) => e.fmt(f),
+            Failure::State(e) => write!(f, "BACKUP FAILED: {e}; not changing anything"),
+        }
+    }
+}
+
+/// Retries after a failure: 2 s doubling to 5 min; a token problem waits 5 min, a 429 at least its Retry-After.
+const RETRY_FIRST: Duration = Duration::from_secs(2);
+const RETRY_MAX: Duration = Duration::from_secs(300);
+/// How often to look again while the camera is on but the user is offline.
+const OFFLINE_RECHECK: Duration = Duration::from_secs(60);
+
+pub struct Sync<B, S> {
+    backend: B,
+    store: S,
+    settings: MeetingSettings,
+    backup: Option<Backup>,
+    user_id: Option<String>,
+    custom_supported: bool,
+    failures: u32,
+    /// When to act again without a change of `Want`.
+    due: Option<Instant>,
+    last_want: Option<Want>,
+    last_note: Option<String>,
+}
+
+impl<B: Backend, S: Store> Sync<B, S> {
+    /// Loads the saved backup, if any: a damaged one is moved aside and logged, and the daemon starts clean.
+    pub fn new(backend: B, mut store: S, settings: MeetingSettings) -> Sync<B, S> {
+        let backup = match store.load() {
+            Ok(b) => b,
+            Err(e) => {
+                log::error!("{e}");
+                None
+            }
+        };
+        if let Some(b) = &backup {
+            log::info!(
+                "found a backup from a meeting started at {}; resuming",
+                crate::time::format_rfc3339(b.started_at)
+            );
+        }
+        Sync {
+            backend,
+            store,
+            settings,
+            backup,
+            user_id: None,
+            custom_supported: true,
+            failures: 0,
+            due: None,
+            last_want: None,
+            last_note: None,
+        }
+    }
+
+    pub fn has_backup(&self) -> bool {
+        self.backup.is_some()
+    }
+
+    pub fn backup(&self) -> Option<&Backup> {
+        self.backup.as_ref()
+    }
+
+    /// Takes a reloaded configuration; a new message applies from the next meeting or renewal.
+    pub fn set_settings(&mut self, settings: MeetingSettings, backend: B) {
+        self.settings = settings;
+        self.backend = backend;
+        self.user_id = None;
+        self.custom_supported = true;
+        // A reload may fix what failed (a new token): try again now.
+        self.failures = 0;
+        self.due = None;
+    }
+
+    /// Does what is due for `want`; returns when to be called again without a change (`None`: only on a change).
+    pub fn step(&mut self, want: Want, now: Instant) -> Option<Instant> {
+        let changed = self.last_want != Some(want);
+        self.last_want = Some(want);
+        if let Some(due) = self.due {
+            let backing_off = self.failures > 0;
+            if now < due && (backing_off || !changed) {
+                return Some(due);
+            }
+        }
+        match self.attempt(want) {
+            Ok(next) => {
+                if self.failures > 0 {
+                    log::info!("server reachable again");
+                }
+                self.failures = 0;
+                self.due = next.map(|after| now + after);
+            }
+            Err(failure) => {
+                self.failures += 1;
+                let delay = self.retry_delay(&failure);
+                log::error!("{failure} (retrying in {} s)", delay.as_secs());
+                self.due = Some(now + delay);
+            }
+        }
+        self.due
+    }
+
+    /// Restores now, retrying until `deadline`: for SIGTERM and the `restore` command. True when nothing of ours
+    /// is left on the server (or no backup existed).
+    pub fn restore_until(&mut self, deadline: Instant) -> bool {
+        loop {
+            match self.attempt(Want::NoMeeting) {
+                Ok(_) => return true,
+                Err(failure) => {
+                    let delay = self.retry_delay(&failure).min(Duration::from_secs(2));
+                    log::error!("{failure}");
+                    if Instant::now() + delay >= deadline {
+                        log::error!("could not restore in time; the backup is kept for the next start");
+                        return false;
+                    }
+                    std::thread::sleep(delay);
+                }
+            }
+        }
+    }
+
+    fn retry_delay(&self, failure: &Failure) -> Duration {
+        let backoff = RETRY_FIRST.saturating_mul(1 << self.failures.saturating_sub(1).min(8)).min(RETRY_MAX);
+        match failure {
+            Failure::Api(e) if e.is_auth() => RETRY_MAX,
+            Failure::Api(e) => e.retry_after().map_or(backoff, |s| backoff.max(Duration::from_secs(s.min(3600)))),
+            Failure::State(_) => backoff,
+        }
+    }
+
+    fn note(&mut self, text: String) {
+        if self.last_note.as_deref() != Some(&text) {
+            log::info!("{text}");
+            self.last_note = Some(text);
+        }
+    }
+
+    /// One pass: read the server, plan, save, call. Returns how long until the next look while nothing changes.
+    fn attempt(&mut self, want: Want) -> Result<Option<Duration>, Failure> {
+        if want == Want::NoMeeting && self.backup.is_none() {
+            return Ok(None);
+        }
+        let user_id = match (&self.user_id, &self.backup) {
+            (_, Some(b)) => b.user_id.clone(),
+            (Some(id), None) => id.clone(),
+            (None, None) => {
+                let id = self.backend.user_id().map_err(Failure::Api)?;
+                self.user_id = Some(id.clone());
+                id
+            }
+        };
+        let (status, custom) = self.backend.view(&user_id).map_err(Failure::Api)?;
+        let view = ServerView { status, custom, custom_supported: self.custom_supported };
+        let now = crate::time::now_unix();
+        let plan = match (want, &self.backup) {
+            (Want::Meeting, None) => match meeting::begin(&view, &self.settings, &user_id, now) {
+                Begin::Wait(note) => {
+                    self.note(note.to_string());
+                    return Ok(Some(OFFLINE_RECHECK));
+                }
+                Begin::Start(plan) => plan,
+            },
+            (Want::Meeting, Some(b)) => meeting::during(b, &view, &self.settings, now),
+            (Want::NoMeeting, Some(b)) => meeting::finish(b, &view, &self.settings, now),
+            (Want::NoMeeting, None) => return Ok(None),
+        };
+        self.last_note = None;
+        let starting = self.backup.is_none();
+        self.run(plan, want, &user_id, starting)?;
+        if starting {
+            log::info!("meeting status set");
+        }
+        match (&self.backup, want) {
+            (Some(b), Want::Meeting) => {
+                let next = meeting::next_check(b, &self.settings, crate::time::now_unix());
+                Ok(next.map(|t| Duration::from_secs((t - crate::time::now_unix()).max(1) as u64)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn run(&mut self, plan: Plan, want: Want, user_id: &str, starting: bool) -> Result<(), Failure> {
+        for note in &plan.notes {
+            log::info!("{note}");
+        }
+        let mut backup = plan.backup;
+        if self.backup.as_ref() != Some(&backup) {
+            self.store.save(&backup).map_err(Failure::State)?;
+            if starting {
+                log::info!("BACKUP: Saved original status ({})", describe_previous(&backup));
+            }
+            self.backup = Some(backup.clone());
+        }
+        let mut restored = Vec::new();
+        for call in &plan.calls {
+            match self.backend.call(user_id, call) {
+                Ok(()) => {
+                    log::info!("{call}");
+                    if let Call::PutStatus { status, purpose: Purpose::Restore, .. } = call {
+                        restored.push(format!("Avail: {status}"));
+                    }
+                }
+                Err(e) if e.is_not_implemented() && matches!(call, Call::PutCustom(..) | Call::DeleteCustom) => {
+                    log::warn!("custom statuses are turned off on this server; working with availability alone");
+                    self.custom_supported = false;
+                    backup.drop_custom();
+                }
+                Err(e) => {
+                    self.save_progress(&backup)?;
+                    return Err(Failure::Api(e));
+                }
+            }
+            backup.record(call);
+            if want == Want::Meeting {
+                self.save_progress(&backup)?;
+            }
+        }
+        if want == Want::NoMeeting {
+            self.store.remove().map_err(Failure::State)?;
+            self.backup = None;
+            let what = if restored.is_empty() { String::new() } else { format!(" ({})", restored.join(", ")) };
+            log::info!("RESTORE: Status restored{what} and backup deleted.");
+        }
+        Ok(())
+    }
+
+    fn save_progress(&mut self, backup: &Backup) -> Result<(), Failure> {
+        if self.backup.as_ref() != Some(backup) {
+            self.store.save(backup).map_err(Failure::State)?;
+            self.backup = Some(backup.clone());
+        }
+        Ok(())
+    }
+}
+
+fn describe_previous(b: &Backup) -> String {
+    let manual = if b.previous.manual { " manual" } else { "" };
+    match &b.previous.custom {
+        Some(cs) => format!("Avail: {}{manual}, custom status :{}: {:?}", b.previous.status, cs.emoji, cs.text),
+        None => format!("Avail: {}{manual}, no custom status", b.previous.status),
+    }
+}
+
+/// A pretend server for `--dry-run`: starts online with no custom status, logs every call it would receive, and
+/// answers as the real one would, so a dry run walks through the same rules.
+pub struct DryRun {
+    status: UserStatus,
+    custom: Option<CustomStatus>,
+}
+
+impl Default for DryRun {
+    fn default() -> DryRun {
+        DryRun { status: UserStatus { status: "online".into(), manual: false, dnd_end_time: 0 }, custom: None }
+    }
+}
+
+impl Backend for DryRun {
+    fn user_id(&mut self) -> Result<String, ApiError> {
+        Ok("dry-run".into())
+    }
+
+    fn view(&mut self, _: &str) -> Result<(UserStatus, Option<CustomStatus>), ApiError> {
+        Ok((self.status.clone(), self.custom.clone()))
+    }
+
+    fn call(&mut self, _: &str, call: &Call) -> Result<(), ApiError> {
+        log::info!("dry-run: would {call}");
+        match call {
+            Call::PutCustom(cs, _) => self.custom = Some(cs.clone()),
+            Call::DeleteCustom => self.custom = None,
+            Call::PutStatus { status, dnd_end_time, .. } => {
+                self.status = UserStatus {
+                    status: status.clone(),
+                    manual: status != "online",
+                    dnd_end_time: dnd_end_time.unwrap_or(0),
+                }
+            }
+        }
+        Ok(())
+    }
+}
