@@ -1,1 +1,395 @@
-//! placeholder
+//! The daemon: one synchronous loop over a closed set of events (device activity, a timer, reload, terminate)
+//! that ties detection, the debounce and the sync shell together.
+
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::config::{Config, Inputs};
+use crate::debounce::{Debounce, Transition};
+use crate::detect::pattern::Pattern;
+use crate::detect::scan::Scanner;
+use crate::detect::watch::{Wake, Watcher};
+use crate::detect::{DeviceSet, Filter};
+use crate::hooks::Hooks;
+use crate::meeting::sync::{Backend, DryRun, Server, Sync, Want};
+use crate::notify::Notifier;
+use crate::state::{MemoryStore, StateFile, Store};
+
+/// How long SIGTERM may spend putting the user's status back before exiting.
+const RESTORE_ON_EXIT: Duration = Duration::from_secs(20);
+/// After an open event that a full scan could not pin on anyone (the descriptor is installed just after the
+/// event), look once more shortly after.
+const OPEN_RACE_RESCAN: Duration = Duration::from_millis(200);
+/// Holders that count only while streaming start streaming without any inotify event; look at them this often.
+const STREAMING_POLL: Duration = Duration::from_secs(2);
+
+/// What wakes the loop.
+enum Event {
+    Device(Wake),
+    Tick,
+    Reload,
+    Terminate,
+}
+
+/// Why a full scan runs, for the debug log and the benchmark's idle count.
+#[derive(Clone, Copy, Debug)]
+enum ScanReason {
+    Startup,
+    Safety,
+    Opened,
+    LastHolderGone,
+    Topology,
+    Reload,
+    OpenRace,
+}
+
+pub struct Daemon {
+    inputs: Inputs,
+    config: Config,
+    devices: DeviceSet,
+    filter: Filter,
+    scanner: Scanner,
+    watcher: Watcher,
+    debounce: Debounce,
+    sync: Sync<Box<dyn Backend>, Box<dyn Store>>,
+    hooks: Hooks,
+    notifier: Notifier,
+    signal_pipe: UnixStream,
+    hup: Arc<AtomicBool>,
+    term: Arc<AtomicBool>,
+    next_full_scan: Instant,
+    recheck_at: Option<Instant>,
+    sync_due: Option<Instant>,
+    watchdog_due: Option<Instant>,
+    last_in_use: bool,
+    full_scans: u64,
+}
+
+/// Why the daemon could not start.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+fn patterns(config: &Config) -> Result<Vec<Pattern>, StartError> {
+    config.devices.iter().map(|d| Pattern::new(d).map_err(|e| StartError(format!("invalid devices {d:?}: {e}")))).collect()
+}
+
+fn filter(config: &Config) -> Filter {
+    Filter {
+        ignore_processes: config.ignore_processes.clone(),
+        require_streaming_for: config.require_streaming_for.clone(),
+    }
+}
+
+/// The server side for a configuration: the real client, or the dry-run simulation.
+pub fn backend(config: &Config) -> Result<Box<dyn Backend>, String> {
+    if config.dry_run {
+        return Ok(Box::new(DryRun::default()));
+    }
+    let server = config.server.as_ref().ok_or("missing url: the daemon needs a server unless dry-run is set")?;
+    let client = crate::mattermost::Client::new(
+        &server.url,
+        server.token.clone(),
+        server.ca_file.as_deref(),
+        crate::mattermost::Timeouts::default(),
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(Box::new(Server::new(client, server.user_id.clone())))
+}
+
+impl Daemon {
+    pub fn new(inputs: Inputs, config: Config) -> Result<Daemon, StartError> {
+        let devices = DeviceSet::new(patterns(&config)?);
+        let scanner = Scanner::new().map_err(|e| StartError(format!("cannot open /proc: {e}")))?;
+        let watcher = Watcher::new(devices.patterns()).map_err(|e| StartError(format!("cannot start inotify: {e}")))?;
+        let store: Box<dyn Store> =
+            if config.dry_run { Box::new(MemoryStore::default()) } else { Box::new(StateFile::new(&config.state_dir)) };
+        let backend = backend(&config).map_err(StartError)?;
+        let sync = Sync::new(backend, store, config.meeting.clone());
+        let debounce = Debounce::new(config.start_delay, config.end_delay, sync.has_backup());
+
+        let (signal_pipe, signal_write) = UnixStream::pair().map_err(|e| StartError(e.to_string()))?;
+        signal_pipe.set_nonblocking(true).map_err(|e| StartError(e.to_string()))?;
+        let hup = Arc::new(AtomicBool::new(false));
+        let term = Arc::new(AtomicBool::new(false));
+        let register = || -> std::io::Result<()> {
+            use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+            signal_hook::flag::register(SIGHUP, Arc::clone(&hup))?;
+            signal_hook::flag::register(SIGTERM, Arc::clone(&term))?;
+            signal_hook::flag::register(SIGINT, Arc::clone(&term))?;
+            for sig in [SIGHUP, SIGTERM, SIGINT] {
+                signal_hook::low_level::pipe::register(sig, signal_write.try_clone()?)?;
+            }
+            Ok(())
+        };
+        register().map_err(|e| StartError(format!("cannot install signal handlers: {e}")))?;
+
+        let now = Instant::now();
+        Ok(Daemon {
+            filter: filter(&config),
+            inputs,
+            devices,
+            scanner,
+            watcher,
+            debounce,
+            sync,
+            hooks: Hooks::default(),
+            notifier: Notifier::from_env(),
+            signal_pipe,
+            hup,
+            term,
+            next_full_scan: now,
+            recheck_at: None,
+            sync_due: Some(now),
+            watchdog_due: None,
+            last_in_use: false,
+            full_scans: 0,
+            config,
+        })
+    }
+
+    /// Runs until SIGTERM or SIGINT; returns the exit code.
+    pub fn run(mut self) -> i32 {
+        for w in &self.config.warnings {
+            log::warn!("{w}");
+        }
+        log::info!(
+            "Starting Mattermost Status Sync Daemon {} (watching {}; {} device nodes{})",
+            env!("CARGO_PKG_VERSION"),
+            self.config.devices.join(", "),
+            self.watcher.watched(),
+            if self.config.dry_run { "; dry run: the server is never called" } else { "" }
+        );
+        self.full_scan(ScanReason::Startup);
+        self.evaluate(Instant::now());
+        self.notifier.ready();
+        self.watchdog_due = self.notifier.watchdog_interval().map(|i| Instant::now() + i);
+        loop {
+            match self.next_event() {
+                Event::Terminate => return self.terminate(),
+                Event::Reload => self.reload(),
+                Event::Device(wake) => self.on_device(wake),
+                Event::Tick => {}
+            }
+            let now = Instant::now();
+            if now >= self.next_full_scan {
+                self.full_scan(ScanReason::Safety);
+            } else if self.recheck_at.is_some_and(|t| now >= t) {
+                self.recheck_at = None;
+                self.recheck(true);
+            }
+            if self.debounce.deadline().is_some_and(|t| now >= t) {
+                // Confirm with the ground truth before a meeting starts or ends.
+                self.recheck(false);
+            }
+            self.evaluate(now);
+            if self.watchdog_due.is_some_and(|t| now >= t) {
+                self.notifier.watchdog();
+                self.watchdog_due = self.notifier.watchdog_interval().map(|i| now + i);
+            }
+        }
+    }
+
+    /// Waits for the next event: a signal, inotify, or the earliest deadline.
+    fn next_event(&mut self) -> Event {
+        loop {
+            if self.term.swap(false, Ordering::Relaxed) {
+                return Event::Terminate;
+            }
+            if self.hup.swap(false, Ordering::Relaxed) {
+                return Event::Reload;
+            }
+            let now = Instant::now();
+            let deadlines = [
+                Some(self.next_full_scan),
+                self.recheck_at,
+                self.debounce.deadline(),
+                self.sync_due,
+                self.watchdog_due,
+                self.hooks.reap(now),
+            ];
+            let next = deadlines.into_iter().flatten().min();
+            if next.is_some_and(|t| t <= now) {
+                return Event::Tick;
+            }
+            let timeout = next.map(|t| t - now);
+            let mut ready = [false; 2];
+            if let Err(e) =
+                crate::sys::poll_readable(&[self.watcher.fd(), self.signal_pipe.as_raw_fd()], &mut ready, timeout)
+            {
+                log::error!("poll failed: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if ready[1] {
+                let mut buf = [0u8; 64];
+                while matches!(self.signal_pipe.read(&mut buf), Ok(n) if n > 0) {}
+                continue;
+            }
+            if ready[0] {
+                match self.watcher.read_events() {
+                    Ok(wake) if wake.any() => return Event::Device(wake),
+                    Ok(_) => continue,
+                    Err(e) => {
+                        log::warn!("inotify: {e}; doing a full scan");
+                        return Event::Device(Wake { topology: true, ..Wake::default() });
+                    }
+                }
+            }
+            if !ready[0] && !ready[1] && timeout.is_some() {
+                return Event::Tick;
+            }
+        }
+    }
+
+    fn on_device(&mut self, wake: Wake) {
+        log::debug!("device event: {wake:?}");
+        if wake.topology {
+            self.devices.refresh();
+            if let Err(e) = self.watcher.rewatch(self.devices.patterns()) {
+                log::warn!("cannot watch devices: {e}");
+            }
+            self.full_scan(ScanReason::Topology);
+            return;
+        }
+        let known = !self.scanner.holders().is_empty();
+        if wake.opened && !known {
+            self.full_scan(ScanReason::Opened);
+            if self.scanner.holders().is_empty() {
+                self.recheck_at = Some(Instant::now() + OPEN_RACE_RESCAN);
+            }
+        } else if wake.opened || wake.closed {
+            self.recheck(true);
+        }
+    }
+
+    /// Re-examines the known holders; a full scan when the last one is gone (someone else may still hold a
+    /// device), when `full_if_gone`.
+    fn recheck(&mut self, full_if_gone: bool) {
+        if self.scanner.holders().is_empty() {
+            if self.recheck_at.is_none() && full_if_gone {
+                self.full_scan(ScanReason::OpenRace);
+            }
+            return;
+        }
+        self.scanner.recheck(&self.devices, &self.filter);
+        if self.scanner.holders().is_empty() && full_if_gone {
+            self.full_scan(ScanReason::LastHolderGone);
+        }
+    }
+
+    fn full_scan(&mut self, reason: ScanReason) {
+        let stats = self.scanner.full_scan(&self.devices, &self.filter);
+        self.full_scans += 1;
+        self.next_full_scan = Instant::now() + self.config.interval;
+        log::debug!(
+            "full scan ({reason:?}, #{}): {} processes, {} descriptors, {} skipped, {} holders in {:.1} ms",
+            self.full_scans,
+            stats.processes,
+            stats.fds,
+            stats.skipped,
+            self.scanner.holders().len(),
+            stats.elapsed.as_secs_f64() * 1000.0
+        );
+    }
+
+    /// Who holds a device, for log lines and hooks: `zoom (pid 4242) on /dev/video0`.
+    fn apps(&self) -> String {
+        let counted: Vec<String> = self
+            .scanner
+            .holders()
+            .iter()
+            .filter(|h| h.verdict == crate::detect::Verdict::Counts)
+            .map(|h| format!("{} (pid {}) on {}", h.comm(), h.pid, h.device_lossy()))
+            .collect();
+        if counted.is_empty() { "nobody".to_owned() } else { counted.join(", ") }
+    }
+
+    /// Feeds the devices' state to the debounce and the result to the sync shell.
+    fn evaluate(&mut self, now: Instant) {
+        let in_use = self.scanner.in_use();
+        if in_use != self.last_in_use {
+            if in_use {
+                log::info!("camera in use by {}", self.apps());
+            } else {
+                log::info!("camera free");
+            }
+            self.last_in_use = in_use;
+        }
+        let waiting_for_stream = self.scanner.holders().iter().any(|h| h.verdict == crate::detect::Verdict::NotStreaming);
+        if waiting_for_stream && self.recheck_at.is_none() {
+            self.recheck_at = Some(now + STREAMING_POLL);
+        }
+        match self.debounce.observe(in_use, now) {
+            Some(Transition::Started) => {
+                let apps = self.apps();
+                log::info!("meeting started: {apps}");
+                if let Some(cmd) = &self.config.on_meeting_start {
+                    self.hooks.spawn("start", cmd, &apps);
+                }
+                self.sync_due = Some(now);
+            }
+            Some(Transition::Ended) => {
+                log::info!("meeting ended");
+                if let Some(cmd) = &self.config.on_meeting_end {
+                    self.hooks.spawn("end", cmd, "");
+                }
+                self.sync_due = Some(now);
+            }
+            None => {}
+        }
+        if self.sync_due.is_some_and(|t| now >= t) {
+            let want = if self.debounce.in_meeting() { Want::Meeting } else { Want::NoMeeting };
+            self.sync_due = self.sync.step(want, now);
+        }
+    }
+
+    fn reload(&mut self) {
+        self.notifier.reloading();
+        log::info!("SIGHUP: reloading the configuration");
+        match self.inputs.load() {
+            Ok(config) if config.dry_run != self.config.dry_run => {
+                log::error!("reload rejected: dry-run cannot change while running; restart instead. Keeping the current configuration");
+            }
+            Ok(config) => match self.apply(config) {
+                Ok(()) => log::info!("configuration reloaded"),
+                Err(e) => log::error!("reload rejected: {e}; keeping the current configuration"),
+            },
+            Err(e) => log::error!("reload rejected: {e}; keeping the current configuration"),
+        }
+        self.notifier.ready();
+    }
+
+    fn apply(&mut self, config: Config) -> Result<(), String> {
+        let patterns = patterns(&config).map_err(|e| e.0)?;
+        let backend = backend(&config)?;
+        for w in &config.warnings {
+            log::warn!("{w}");
+        }
+        crate::logger::init(config.log, config.log_level);
+        self.devices = DeviceSet::new(patterns);
+        if let Err(e) = self.watcher.rewatch(self.devices.patterns()) {
+            log::warn!("cannot watch devices: {e}");
+        }
+        self.filter = filter(&config);
+        self.debounce.start_delay = config.start_delay;
+        self.debounce.end_delay = config.end_delay;
+        self.sync.set_settings(config.meeting.clone(), backend);
+        self.config = config;
+        self.full_scan(ScanReason::Reload);
+        self.sync_due = Some(Instant::now());
+        Ok(())
+    }
+
+    fn terminate(mut self) -> i32 {
+        self.notifier.stopping();
+        if self.sync.has_backup() {
+            log::info!("stopping: putting the previous status back first");
+            self.sync.restore_until(Instant::now() + RESTORE_ON_EXIT);
+        }
+        log::info!("stopped after {} full scans", self.full_scans);
+        0
+    }
+}

@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod debounce;
 pub mod detect;
 pub mod hooks;
 pub mod logger;

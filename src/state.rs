@@ -183,6 +183,18 @@ impl Store for MemoryStore {
     }
 }
 
+impl<T: Store + ?Sized> Store for Box<T> {
+    fn load(&mut self) -> Result<Option<Backup>, StateError> {
+        (**self).load()
+    }
+    fn save(&mut self, backup: &Backup) -> Result<(), StateError> {
+        (**self).save(backup)
+    }
+    fn remove(&mut self) -> Result<(), StateError> {
+        (**self).remove()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,7 +34,7 @@ impl ApiError {
     pub fn is_not_implemented(&self) -> bool {
         false
     }
-    pub fn retry_after(&self) -> Option<u64> {
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
         None
     }
 }

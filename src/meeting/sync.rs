@@ -159,7 +159,7 @@ impl<B: Backend, S: Store> Sync<B, S> {
         let backoff = RETRY_FIRST.saturating_mul(1 << self.failures.saturating_sub(1).min(8)).min(RETRY_MAX);
         match failure {
             Failure::Api(e) if e.is_auth() => RETRY_MAX,
-            Failure::Api(e) => e.retry_after().map_or(backoff, |s| backoff.max(Duration::from_secs(s.min(3600)))),
+            Failure::Api(e) => e.retry_after().map_or(backoff, |d| backoff.max(d.min(Duration::from_secs(3600)))),
             Failure::State(_) => backoff,
         }
     }
@@ -313,5 +313,58 @@ impl Backend for DryRun {
             }
         }
         Ok(())
+    }
+}
+
+/// The real server, through the client.
+pub struct Server {
+    client: crate::mattermost::Client,
+    user_id: Option<String>,
+}
+
+impl Server {
+    /// `user_id` is the configured one; without it, the token's own user is asked for once.
+    pub fn new(client: crate::mattermost::Client, user_id: Option<String>) -> Server {
+        Server { client, user_id }
+    }
+}
+
+impl Backend for Server {
+    fn user_id(&mut self) -> Result<String, ApiError> {
+        if let Some(id) = &self.user_id {
+            return Ok(id.clone());
+        }
+        let me = self.client.get_me()?;
+        log::info!("managing the status of {} ({})", me.username, me.id);
+        self.user_id = Some(me.id.clone());
+        Ok(me.id)
+    }
+
+    fn view(&mut self, user_id: &str) -> Result<(UserStatus, Option<CustomStatus>), ApiError> {
+        let status = self.client.get_status(user_id)?;
+        let user = self.client.get_user(user_id)?;
+        Ok((status, user.custom_status))
+    }
+
+    fn call(&mut self, user_id: &str, call: &Call) -> Result<(), ApiError> {
+        match call {
+            Call::PutCustom(cs, _) => self.client.put_custom_status(user_id, cs),
+            Call::DeleteCustom => self.client.delete_custom_status(user_id),
+            Call::PutStatus { status, dnd_end_time, .. } => {
+                self.client.put_status(user_id, status, *dnd_end_time).map(|_| ())
+            }
+        }
+    }
+}
+
+impl<T: Backend + ?Sized> Backend for Box<T> {
+    fn user_id(&mut self) -> Result<String, ApiError> {
+        (**self).user_id()
+    }
+    fn view(&mut self, user_id: &str) -> Result<(UserStatus, Option<CustomStatus>), ApiError> {
+        (**self).view(user_id)
+    }
+    fn call(&mut self, user_id: &str, call: &Call) -> Result<(), ApiError> {
+        (**self).call(user_id, call)
     }
 }
