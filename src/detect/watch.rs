@@ -1,0 +1,224 @@
+//! Wake-ups from inotify: a camera node was opened or closed, or cameras came or went. Events are only a reason for
+//! the daemon to look at `/proc` again; they are never counted into state, because counts drift (events lost before
+//! the watches exist, watches rebuilt, one close per open file description rather than per process).
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use super::pattern::{Pattern, component_matches, expand_component};
+use crate::sys;
+
+/// Events on a camera node itself.
+const NODE_MASK: u32 = sys::IN_OPEN | sys::IN_CLOSE_WRITE | sys::IN_CLOSE_NOWRITE;
+/// Events on a directory where cameras appear and vanish.
+const DIR_MASK: u32 = sys::IN_CREATE | sys::IN_DELETE | sys::IN_MOVED_FROM | sys::IN_MOVED_TO;
+
+/// What happened since the last read, folded into three flags.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Wake {
+    /// A watched node was opened.
+    pub opened: bool,
+    /// A watched node was closed.
+    pub closed: bool,
+    /// Nodes matching the patterns may have appeared or vanished, or events were lost: refresh the device set,
+    /// [`Watcher::rewatch`], and do a full scan.
+    pub topology: bool,
+}
+
+impl Wake {
+    pub fn any(&self) -> bool {
+        self.opened || self.closed || self.topology
+    }
+}
+
+/// One inotify watch: the same inode can be a camera node and a directory to watch for new names.
+#[derive(Debug)]
+struct Watch {
+    wd: i32,
+    mask: u32,
+    /// Names whose creation, removal or renaming inside this directory is a topology change.
+    child_globs: Vec<Vec<u8>>,
+}
+
+/// Watches the nodes matching the device patterns and the directories they live in.
+pub struct Watcher {
+    inotify: OwnedFd,
+    watches: Vec<Watch>,
+    /// Watches we removed ourselves: their `IN_IGNORED` is expected and must not look like a topology change
+    /// (which would make the daemon rewatch again, forever).
+    retired: Vec<i32>,
+    buf: Box<[u8]>,
+}
+
+/// Room for many events per read (each is 16 bytes plus a padded name).
+const EVENT_BUF: usize = 16 * 1024;
+
+impl Watcher {
+    pub fn new(patterns: &[Pattern]) -> io::Result<Watcher> {
+        let inotify =
+            sys::inotify_init().map_err(|e| io::Error::new(e.kind(), format!("cannot create inotify: {e}")))?;
+        let mut watcher =
+            Watcher { inotify, watches: Vec::new(), retired: Vec::new(), buf: vec![0; EVENT_BUF].into_boxed_slice() };
+        watcher.rewatch(patterns)?;
+        Ok(watcher)
+    }
+
+    /// The descriptor to poll for readability.
+    pub fn fd(&self) -> RawFd {
+        self.inotify.as_raw_fd()
+    }
+
+    /// How many inodes are watched (nodes and directories; a node reached by several names counts once).
+    pub fn watched(&self) -> usize {
+        self.watches.len()
+    }
+
+    /// Re-expands the patterns and brings the watches in line: new nodes and directories are added, those no
+    /// longer matched removed. Fails only if the kernel refuses a watch for a reason other than the path being gone
+    /// or unreadable (e.g. the `max_user_watches` limit).
+    pub fn rewatch(&mut self, patterns: &[Pattern]) -> io::Result<()> {
+        let wanted = wanted_watches(patterns);
+        let mut next: Vec<Watch> = Vec::with_capacity(wanted.len());
+        for (path, mask, child_globs) in wanted {
+            let Ok(cpath) = CString::new(path.as_os_str().as_bytes()) else { continue };
+            let wd = match sys::inotify_add_watch(self.inotify.as_fd(), &cpath, mask) {
+                Ok(wd) => wd,
+                Err(e) if sys::is_gone(&e) || sys::is_denied(&e) => {
+                    log::debug!("not watching {}: {e}", path.display());
+                    continue;
+                }
+                Err(e) => return Err(io::Error::new(e.kind(), format!("cannot watch {}: {e}", path.display()))),
+            };
+            log::debug!("watching {} (wd {wd}, mask {mask:#x})", path.display());
+            self.retired.retain(|&r| r != wd);
+            match next.iter_mut().find(|w| w.wd == wd) {
+                // Two paths to one inode that stat did not see as one (it changed in between): keep both roles.
+                Some(w) => {
+                    w.child_globs.extend(child_globs);
+                    w.mask |= mask;
+                }
+                None => next.push(Watch { wd, mask, child_globs }),
+            }
+        }
+        for old in &self.watches {
+            if !next.iter().any(|w| w.wd == old.wd) {
+                log::debug!("unwatching wd {}", old.wd);
+                // An error means the kernel already dropped it; its IN_IGNORED is then queued, and expected.
+                let _ = sys::inotify_rm_watch(self.inotify.as_fd(), old.wd);
+                self.retired.push(old.wd);
+            }
+        }
+        self.watches = next;
+        Ok(())
+    }
+
+    /// Drains every pending event without blocking.
+    pub fn read_events(&mut self) -> io::Result<Wake> {
+        let mut wake = Wake::default();
+        loop {
+            let filled = match sys::read(self.inotify.as_fd(), &mut self.buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(io::Error::new(e.kind(), format!("cannot read inotify events: {e}"))),
+            };
+            if filled == 0 {
+                break;
+            }
+            for event in sys::inotify_events(&self.buf[..filled]) {
+                classify(&mut self.watches, &mut self.retired, &event, &mut wake);
+            }
+        }
+        Ok(wake)
+    }
+}
+
+fn classify(watches: &mut Vec<Watch>, retired: &mut Vec<i32>, event: &sys::InotifyEvent<'_>, wake: &mut Wake) {
+    if event.mask & sys::IN_Q_OVERFLOW != 0 {
+        log::debug!("inotify queue overflowed");
+        wake.topology = true;
+        return;
+    }
+    if event.mask & sys::IN_IGNORED != 0 {
+        if let Some(i) = retired.iter().position(|&r| r == event.wd) {
+            retired.swap_remove(i);
+        } else if let Some(i) = watches.iter().position(|w| w.wd == event.wd) {
+            log::debug!("watch {} went away", event.wd);
+            watches.swap_remove(i);
+            wake.topology = true;
+        }
+        return;
+    }
+    let Some(watch) = watches.iter().find(|w| w.wd == event.wd) else { return };
+    if event.mask & sys::IN_OPEN != 0 {
+        wake.opened = true;
+    }
+    if event.mask & (sys::IN_CLOSE_WRITE | sys::IN_CLOSE_NOWRITE) != 0 {
+        wake.closed = true;
+    }
+    if event.mask & DIR_MASK != 0 && watch.child_globs.iter().any(|g| component_matches(g, event.name)) {
+        log::debug!("{:?} appeared or vanished (mask {:#x})", String::from_utf8_lossy(event.name), event.mask);
+        wake.topology = true;
+    }
+}
+
+/// Every path to watch, one per inode, with its mask and (for directories) the child names that matter.
+///
+/// Nodes: what the patterns match now. Directories: the parents of the patterns' last components; when a parent
+/// does not exist yet (`/dev/v4l/by-id` before the first camera), its deepest existing ancestor on the pattern's
+/// path is watched for the next missing component instead, so that the creation is noticed.
+fn wanted_watches(patterns: &[Pattern]) -> Vec<(PathBuf, u32, Vec<Vec<u8>>)> {
+    let mut wanted: Vec<(PathBuf, u32, Vec<Vec<u8>>)> = Vec::new();
+    let mut by_inode: HashMap<(u64, u64), usize> = HashMap::new();
+    let mut add = |path: PathBuf, mask: u32, glob: Option<&[u8]>| {
+        let Ok(meta) = std::fs::metadata(&path) else { return };
+        let index = *by_inode.entry((meta.dev(), meta.ino())).or_insert_with(|| {
+            wanted.push((path, 0, Vec::new()));
+            wanted.len() - 1
+        });
+        let entry = &mut wanted[index];
+        entry.1 |= mask;
+        if let Some(glob) = glob {
+            if !entry.2.iter().any(|g| g == glob) {
+                entry.2.push(glob.to_vec());
+            }
+        }
+    };
+    for pattern in patterns {
+        for node in pattern.expand() {
+            add(node, NODE_MASK, None);
+        }
+        let components: Vec<&[u8]> = pattern.components().collect();
+        let Some((last, parents)) = components.split_last() else { continue };
+        let mut level = vec![PathBuf::from("/")];
+        let mut missing = None;
+        for (i, component) in parents.iter().enumerate() {
+            let next = expand_component(&level, component);
+            let next: Vec<PathBuf> = next.into_iter().filter(|p| p.is_dir()).collect();
+            if next.is_empty() {
+                missing = Some(i);
+                break;
+            }
+            level = next;
+        }
+        let glob = match missing {
+            Some(i) => {
+                log::debug!(
+                    "device pattern {pattern}: {} does not exist yet, watching {} for it",
+                    Path::new(std::ffi::OsStr::from_bytes(parents[i])).display(),
+                    level.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+                );
+                parents[i]
+            }
+            None => last,
+        };
+        for dir in level {
+            add(dir, DIR_MASK, Some(glob));
+        }
+    }
+    wanted
+}
