@@ -64,7 +64,7 @@ pub struct Args {
     /// never call the server; log what would be sent
     #[argh(switch)]
     pub dry_run: bool,
-    /// Mattermost server base URL
+    /// the Mattermost server base URL
     #[argh(option)]
     pub url: Option<String>,
     /// file holding the personal access token
@@ -85,7 +85,7 @@ pub struct Args {
     /// do nothing while offline (default true)
     #[argh(option)]
     pub ignore_if_offline: Option<String>,
-    /// PEM file with extra trusted CA certificates
+    /// a PEM file with extra trusted CA certificates
     #[argh(option)]
     pub ca_file: Option<String>,
     /// seconds ahead for the meeting status's expiry (default 14400; 0 disables)
@@ -160,7 +160,11 @@ pub fn main() -> i32 {
     let args = match parse(&argv) {
         Ok(a) => a,
         Err((text, code)) => {
-            if code == 0 { println!("{text}") } else { eprintln!("{text}") }
+            if code == 0 {
+                println!("{text}")
+            } else {
+                eprintln!("{text}")
+            }
             return code;
         }
     };
@@ -358,11 +362,8 @@ mod tests {
     fn every_key_that_takes_a_flag_has_one_and_the_token_has_none() {
         for spec in KEYS {
             let flag = format!("--{}", spec.name);
-            let argv: Vec<String> = if spec.name == "dry-run" {
-                vec![flag.clone()]
-            } else {
-                vec![flag.clone(), "v".into()]
-            };
+            let argv: Vec<String> =
+                if spec.name == "dry-run" { vec![flag.clone()] } else { vec![flag.clone(), "v".into()] };
             match parse(&argv) {
                 Ok(args) if spec.flag => {
                     let values = args.flag_values();
@@ -380,7 +381,8 @@ mod tests {
 
     #[test]
     fn device_may_be_repeated_and_joins_devices() {
-        let argv: Vec<String> = ["--device", "/a", "--devices", "/b,/c", "--device", "/d", "scan"].map(String::from).to_vec();
+        let argv: Vec<String> =
+            ["--device", "/a", "--devices", "/b,/c", "--device", "/d", "scan"].map(String::from).to_vec();
         let args = parse(&argv).unwrap();
         assert_eq!(args.command.as_deref(), Some("scan"));
         assert_eq!(args.flag_values(), vec![("devices", "/b,/c,/a,/d".to_owned())]);

@@ -74,7 +74,11 @@ pub struct Daemon {
 pub struct StartError(pub String);
 
 fn patterns(config: &Config) -> Result<Vec<Pattern>, StartError> {
-    config.devices.iter().map(|d| Pattern::new(d).map_err(|e| StartError(format!("invalid devices {d:?}: {e}")))).collect()
+    config
+        .devices
+        .iter()
+        .map(|d| Pattern::new(d).map_err(|e| StartError(format!("invalid devices {d:?}: {e}"))))
+        .collect()
 }
 
 fn filter(config: &Config) -> Filter {
@@ -318,7 +322,8 @@ impl Daemon {
             }
             self.last_in_use = in_use;
         }
-        let waiting_for_stream = self.scanner.holders().iter().any(|h| h.verdict == crate::detect::Verdict::NotStreaming);
+        let waiting_for_stream =
+            self.scanner.holders().iter().any(|h| h.verdict == crate::detect::Verdict::NotStreaming);
         if waiting_for_stream && self.recheck_at.is_none() {
             self.recheck_at = Some(now + STREAMING_POLL);
         }
@@ -351,7 +356,9 @@ impl Daemon {
         log::info!("SIGHUP: reloading the configuration");
         match self.inputs.load() {
             Ok(config) if config.dry_run != self.config.dry_run => {
-                log::error!("reload rejected: dry-run cannot change while running; restart instead. Keeping the current configuration");
+                log::error!(
+                    "reload rejected: dry-run cannot change while running; restart instead. Keeping the current configuration"
+                );
             }
             Ok(config) => match self.apply(config) {
                 Ok(()) => log::info!("configuration reloaded"),

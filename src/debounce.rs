@@ -76,15 +76,37 @@ mod tests {
     #[test]
     fn starts_and_ends_only_after_continuous_use_and_continuous_rest() {
         use Transition::*;
-        let rows: &[(u64, u64, bool, &[(u64, bool, Option<Transition>)])] = &[
+        type Timeline<'a> = &'a [(u64, bool, Option<Transition>)];
+        let rows: &[(u64, u64, bool, Timeline)] = &[
             // start 5, end 30: a 2-second probe is nothing.
             (5, 30, false, &[(0, true, None), (2, false, None), (10, false, None)]),
             (5, 30, false, &[(0, true, None), (4, true, None), (5, true, Some(Started)), (6, true, None)]),
             // A drop in the call shorter than the end delay keeps the meeting.
-            (5, 30, false, &[(0, true, None), (5, true, Some(Started)), (10, false, None), (20, true, None), (60, true, None)]),
-            (5, 30, false, &[(0, true, None), (5, true, Some(Started)), (10, false, None), (39, false, None), (40, false, Some(Ended))]),
+            (
+                5,
+                30,
+                false,
+                &[(0, true, None), (5, true, Some(Started)), (10, false, None), (20, true, None), (60, true, None)],
+            ),
+            (
+                5,
+                30,
+                false,
+                &[
+                    (0, true, None),
+                    (5, true, Some(Started)),
+                    (10, false, None),
+                    (39, false, None),
+                    (40, false, Some(Ended)),
+                ],
+            ),
             // Restarting on a reopen: the start delay counts again from the reopen.
-            (5, 30, false, &[(0, true, None), (3, false, None), (4, true, None), (8, true, None), (9, true, Some(Started))]),
+            (
+                5,
+                30,
+                false,
+                &[(0, true, None), (3, false, None), (4, true, None), (8, true, None), (9, true, Some(Started))],
+            ),
             // Zero delays act at once.
             (0, 0, false, &[(0, true, Some(Started)), (1, false, Some(Ended))]),
             // Resuming from a backup: free devices end the meeting after the end delay.

@@ -49,7 +49,10 @@ impl Hooks {
                 false
             }
             Ok(None) if now.duration_since(*started) >= HOOK_TIME_LIMIT => {
-                log::warn!("on-meeting-{event} command still running after {} s; killing it", HOOK_TIME_LIMIT.as_secs());
+                log::warn!(
+                    "on-meeting-{event} command still running after {} s; killing it",
+                    HOOK_TIME_LIMIT.as_secs()
+                );
                 let _ = child.kill();
                 let _ = child.wait();
                 false

@@ -336,6 +336,14 @@ pub fn is_denied(err: &io::Error) -> bool {
     matches!(err.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM))
 }
 
+/// CLOCK_MONOTONIC now, which systemd's `MONOTONIC_USEC=` wants (std's `Instant` does not expose its value).
+pub fn monotonic_now() -> std::time::Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec and CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -396,12 +404,4 @@ mod tests {
         poll_readable(&[reader.as_raw_fd()], &mut ready, None).unwrap();
         assert_eq!(ready, [true]);
     }
-}
-
-/// CLOCK_MONOTONIC now, which systemd's `MONOTONIC_USEC=` wants (std's `Instant` does not expose its value).
-pub fn monotonic_now() -> std::time::Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a valid, writable timespec and CLOCK_MONOTONIC always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }

@@ -102,7 +102,8 @@ fn precedence_is_flag_then_environment_then_file_then_default_for_every_key() {
         let spec = keys::spec(key);
         let var = spec.env_var();
         let file_text = format!("{var}=\"{c}\"\n");
-        let layers: [(&[(&'static str, &str)], &[(&str, &str)], Option<&str>, &str, &str); 4] = [
+        type Layer<'a> = (&'a [(&'static str, &'a str)], &'a [(&'a str, &'a str)], Option<&'a str>, &'a str, &'a str);
+        let layers: [Layer; 4] = [
             (&[(spec.name, f)], &[(&var, e)], Some(&file_text), f, "flag"),
             (&[], &[(&var, e)], Some(&file_text), e, "environment"),
             (&[], &[], Some(&file_text), c, "file"),

@@ -149,7 +149,7 @@ pub struct Plan {
 pub enum Begin {
     /// Nothing to do now; look again while the camera stays on.
     Wait(Note),
-    Start(Plan),
+    Start(Box<Plan>),
 }
 
 /// A meeting starts: what to save and what to set.
@@ -187,7 +187,7 @@ pub fn begin(view: &ServerView, settings: &MeetingSettings, user_id: &str, now: 
     };
     let mut plan = during(&backup, view, settings, now);
     plan.notes.splice(0..0, notes);
-    Begin::Start(plan)
+    Begin::Start(Box::new(plan))
 }
 
 /// The meeting goes on: put our status in place where it is missing, renew what is about to lapse, and let go of

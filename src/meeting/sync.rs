@@ -194,7 +194,7 @@ impl<B: Backend, S: Store> Sync<B, S> {
                     self.note(note.to_string());
                     return Ok(Some(OFFLINE_RECHECK));
                 }
-                Begin::Start(plan) => plan,
+                Begin::Start(plan) => *plan,
             },
             (Want::Meeting, Some(b)) => meeting::during(b, &view, &self.settings, now),
             (Want::NoMeeting, Some(b)) => meeting::finish(b, &view, &self.settings, now),

@@ -49,7 +49,7 @@ fn put_status(s: &str, end: Option<i64>, purpose: Purpose) -> Call {
 
 fn started(v: &ServerView, s: &MeetingSettings) -> Plan {
     match begin(v, s, UID, NOW) {
-        Begin::Start(plan) => plan,
+        Begin::Start(plan) => *plan,
         other => panic!("expected a start, got {other:?}"),
     }
 }
@@ -394,6 +394,7 @@ fn every_combination_round_trips_through_a_model_server() {
                                 continue;
                             }
                             Begin::Start(plan) => {
+                                let plan = *plan;
                                 let mut b = plan.backup;
                                 for c in &plan.calls {
                                     server.apply(c, NOW);
