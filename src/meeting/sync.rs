@@ -15,6 +15,10 @@ pub trait Backend {
     fn user_id(&mut self) -> Result<String, ApiError>;
     fn view(&mut self, user_id: &str) -> Result<(UserStatus, Option<CustomStatus>), ApiError>;
     fn call(&mut self, user_id: &str, call: &Call) -> Result<(), ApiError>;
+    /// Put before each call in the log: empty for the real server.
+    fn log_prefix(&self) -> &'static str {
+        ""
+    }
 }
 
 /// What the camera says the user is doing, after the debounce.
@@ -231,7 +235,7 @@ impl<B: Backend, S: Store> Sync<B, S> {
         for call in &plan.calls {
             match self.backend.call(user_id, call) {
                 Ok(()) => {
-                    log::info!("{call}");
+                    log::info!("{}{call}", self.backend.log_prefix());
                     if let Call::PutStatus { status, purpose: Purpose::Restore, .. } = call {
                         restored.push(format!("Avail: {status}"));
                     }
@@ -299,8 +303,11 @@ impl Backend for DryRun {
         Ok((self.status.clone(), self.custom.clone()))
     }
 
+    fn log_prefix(&self) -> &'static str {
+        "dry-run: would "
+    }
+
     fn call(&mut self, _: &str, call: &Call) -> Result<(), ApiError> {
-        log::info!("dry-run: would {call}");
         match call {
             Call::PutCustom(cs, _) => self.custom = Some(cs.clone()),
             Call::DeleteCustom => self.custom = None,
@@ -366,5 +373,8 @@ impl<T: Backend + ?Sized> Backend for Box<T> {
     }
     fn call(&mut self, user_id: &str, call: &Call) -> Result<(), ApiError> {
         (**self).call(user_id, call)
+    }
+    fn log_prefix(&self) -> &'static str {
+        (**self).log_prefix()
     }
 }
