@@ -1,0 +1,288 @@
+//! The real binary as a user runs it: a dry run that notices a real process opening a fake camera through inotify
+//! (the safety tick is an hour away), SIGHUP reloads that change behaviour, and bad input that exits 2.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mm-status-sync");
+
+struct Fixture {
+    dir: PathBuf,
+}
+
+impl Fixture {
+    fn new(name: &str) -> Fixture {
+        let dir = std::env::temp_dir().join(format!("mm-daemon-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("video0"), b"").unwrap();
+        Fixture { dir }
+    }
+    fn device(&self) -> PathBuf {
+        self.dir.join("video0")
+    }
+    fn pattern(&self) -> String {
+        format!("{}/video*", self.dir.display())
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A child process holding the fake device open, killed on drop.
+struct Holder(Child);
+
+impl Holder {
+    fn open(device: &Path) -> Holder {
+        let child =
+            Command::new("sh").arg("-c").arg("exec 3<\"$1\"; exec sleep 60").arg("sh").arg(device).spawn().unwrap();
+        Holder(child)
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The daemon with its stderr lines delivered to the test as they come.
+struct Daemon {
+    child: Child,
+    lines: Receiver<(Instant, String)>,
+    seen: Vec<String>,
+}
+
+impl Daemon {
+    fn start(args: &[&str], envs: &[(&str, &str)]) -> Daemon {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .envs(envs.iter().copied())
+            .env_remove("MM_STATUS_SYNC_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send((Instant::now(), line)).is_err() {
+                    break;
+                }
+            }
+        });
+        Daemon { child, lines, seen: Vec::new() }
+    }
+
+    /// Waits for a line containing `needle`; returns when it was printed.
+    fn wait_for(&mut self, needle: &str, limit: Duration) -> Instant {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok((at, line)) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return at;
+                    }
+                }
+                Err(_) => panic!("no line with {needle:?} within {limit:?}; saw:\n{}", self.seen.join("\n")),
+            }
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status().unwrap();
+        assert!(ok.success());
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn dry_run_args(fx: &Fixture, start: &str, end: &str) -> Vec<String> {
+    ["--dry-run", "--log", "stderr", "--interval", "3600", "--start-delay", start, "--end-delay", end, "--device"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([fx.pattern()])
+        .collect()
+}
+
+#[test]
+fn dry_run_starts_and_ends_a_meeting_from_inotify_not_the_tick() {
+    let fx = Fixture::new("inotify");
+    let args = dry_run_args(&fx, "2", "3");
+    let mut d = Daemon::start(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    d.wait_for("Starting Mattermost Status Sync Daemon", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(300));
+
+    let opened = Instant::now();
+    let holder = Holder::open(&fx.device());
+    d.wait_for("camera in use by sh (pid", Duration::from_secs(5));
+    let started = d.wait_for("meeting started", Duration::from_secs(10));
+    let took = started - opened;
+    assert!(took >= Duration::from_secs(2), "started after {took:?}, before start-delay");
+    assert!(took <= Duration::from_secs(3), "started after {took:?}, more than start-delay + 1 s");
+    d.wait_for("dry-run: would set custom status :calendar: \"[In a meeting]\"", Duration::from_secs(5));
+    d.wait_for("dry-run: would set availability dnd until", Duration::from_secs(5));
+
+    let closed = Instant::now();
+    drop(holder);
+    d.wait_for("camera free", Duration::from_secs(5));
+    let ended = d.wait_for("meeting ended", Duration::from_secs(10));
+    let took = ended - closed;
+    assert!(took >= Duration::from_secs(3) && took <= Duration::from_secs(4), "ended after {took:?}");
+    d.wait_for("dry-run: would clear custom status", Duration::from_secs(5));
+    d.wait_for("RESTORE: Status restored (Avail: online) and backup deleted.", Duration::from_secs(5));
+}
+
+#[test]
+fn a_brief_probe_is_not_a_meeting() {
+    let fx = Fixture::new("probe");
+    let args = dry_run_args(&fx, "2", "1");
+    let mut d = Daemon::start(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    d.wait_for("Starting Mattermost Status Sync Daemon", Duration::from_secs(10));
+    let probe = Holder::open(&fx.device());
+    d.wait_for("camera in use", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(500));
+    drop(probe);
+    d.wait_for("camera free", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(3));
+    d.signal("TERM");
+    d.wait_for("stopped after", Duration::from_secs(10));
+    assert!(!d.seen.iter().any(|l| l.contains("meeting started")), "{:#?}", d.seen);
+}
+
+#[test]
+fn sighup_applies_a_valid_config_and_keeps_the_old_one_when_invalid() {
+    let fx = Fixture::new("reload");
+    let conf = fx.dir.join("config.env");
+    std::fs::write(&conf, "MM_STATUS_SYNC_MEETING_MESSAGE=\" [first]\"\n").unwrap();
+    let args = dry_run_args(&fx, "0", "0");
+    let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+    let conf_s = conf.to_str().unwrap().to_owned();
+    all.extend(["--config", &conf_s]);
+    let mut d = Daemon::start(&all, &[]);
+    d.wait_for("Starting Mattermost Status Sync Daemon", Duration::from_secs(10));
+
+    let h = Holder::open(&fx.device());
+    d.wait_for("would set custom status :calendar: \"[first]\"", Duration::from_secs(5));
+    drop(h);
+    d.wait_for("RESTORE: Status restored", Duration::from_secs(5));
+
+    std::fs::write(&conf, "MM_STATUS_SYNC_MEETING_MESSAGE=\" [second]\"\nMM_STATUS_SYNC_MEETING_EMOJI=phone\n")
+        .unwrap();
+    d.signal("HUP");
+    d.wait_for("configuration reloaded", Duration::from_secs(5));
+    let h = Holder::open(&fx.device());
+    d.wait_for("would set custom status :phone: \"[second]\"", Duration::from_secs(5));
+    drop(h);
+    d.wait_for("RESTORE: Status restored", Duration::from_secs(5));
+
+    std::fs::write(&conf, "MM_STATUS_SYNC_MEETING_STATUS=busy\n").unwrap();
+    d.signal("HUP");
+    let line = d.wait_for("reload rejected", Duration::from_secs(5));
+    let _ = line;
+    let last = d.seen.last().unwrap().clone();
+    assert!(
+        last.contains("invalid meeting-status \"busy\"") && last.contains("keeping the current configuration"),
+        "{last}"
+    );
+    let h = Holder::open(&fx.device());
+    d.wait_for("would set custom status :phone: \"[second]\"", Duration::from_secs(5));
+    d.wait_for("would set availability dnd", Duration::from_secs(5));
+    drop(h);
+    d.signal("TERM");
+    d.wait_for("stopped after", Duration::from_secs(10));
+    assert_eq!(d.child.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn invalid_configuration_exits_2_with_one_line_naming_the_key() {
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
+        (&["--start-delay", "-3", "scan"], &[], "invalid start-delay \"-3\" (from flag): expected whole seconds"),
+        (&["scan"], &[("MM_STATUS_SYNC_MEETING_STATUS", "busy")], "invalid meeting-status \"busy\" (from environment)"),
+        (&["--dry-run", "--lease", "12"], &[], "invalid lease \"12\" (from flag)"),
+        (&["--url", "http://mm.example.com", "--dry-run"], &[], "invalid url"),
+        (&[], &[], "missing url"),
+        (&["config"], &[("MM_STATUS_SYNC_LOG", "journal")], "invalid log \"journal\" (from environment)"),
+        (&["frobnicate"], &[], "unknown command \"frobnicate\""),
+    ];
+    for (args, envs, want) in cases {
+        let out = Command::new(BIN)
+            .args(*args)
+            .envs(envs.iter().copied())
+            .env_remove("MM_STATUS_SYNC_CONFIG")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+    }
+    // The token is never a flag.
+    let out = Command::new(BIN).args(["--token", "abc", "config"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn scan_reports_holders_and_exits_0_only_when_one_counts() {
+    let fx = Fixture::new("scan");
+    let scan = |extra: &[&str]| {
+        let out = Command::new(BIN).args(["scan", "--device", &fx.pattern()]).args(extra).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    assert_eq!(scan(&[]).0, Some(1));
+    let h = Holder::open(&fx.device());
+    std::thread::sleep(Duration::from_millis(200));
+    let (code, out) = scan(&[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains(&format!("pid {:<8} sleep", h.0.id())) && out.contains("counted"), "{out}");
+    let (code, out) = scan(&["--ignore-processes", "sleep,sh"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("ignored (ignore-processes)"), "{out}");
+    let (code, out) = scan(&["--require-streaming-for", "*"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("not streaming (require-streaming-for)"), "{out}");
+}
+
+#[test]
+fn config_prints_a_file_that_reads_back_and_lists_keys() {
+    let out = Command::new(BIN).args(["config", "--keys"]).output().unwrap();
+    let keys = String::from_utf8(out.stdout).unwrap();
+    assert!(keys.lines().any(|k| k == "token") && keys.lines().any(|k| k == "meeting-message"), "{keys}");
+    let out = Command::new(BIN)
+        .args(["config", "--start-delay", "7"])
+        .env("MM_STATUS_SYNC_TOKEN", "very-secret-token")
+        .env("MM_STATUS_SYNC_URL", "https://mm.example.com")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!text.contains("very-secret-token"), "{text}");
+    assert!(text.contains("# from: flag\nMM_STATUS_SYNC_START_DELAY=\"7\""), "{text}");
+    let fx = Fixture::new("config");
+    let file = fx.dir.join("effective.env");
+    std::fs::write(&file, &text).unwrap();
+    let again = Command::new(BIN)
+        .args(["config", "--config", file.to_str().unwrap()])
+        .env("MM_STATUS_SYNC_TOKEN", "very-secret-token")
+        .output()
+        .unwrap();
+    let again = String::from_utf8(again.stdout).unwrap();
+    assert!(again.contains(&format!("# from: file {}:", file.display())), "{again}");
+    assert!(again.contains("MM_STATUS_SYNC_START_DELAY=\"7\""), "{again}");
+}
