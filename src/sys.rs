@@ -2,6 +2,8 @@
 //! audited at once. Everything here is a thin, safe wrapper: callers hand in their own buffers, and nothing in this
 //! module allocates, which is what lets a full `/proc` scan run without touching the heap.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -342,6 +344,65 @@ pub fn monotonic_now() -> std::time::Duration {
     // SAFETY: `ts` is a valid, writable timespec and CLOCK_MONOTONIC always exists on Linux.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// A global allocator that forwards to the system allocator and counts the allocations made on threads inside
+/// [`CountingAllocator::count`], so tests and benchmarks can prove that a code path does not touch the heap. Install
+/// it with `#[global_allocator] static A: CountingAllocator = CountingAllocator;`; without that, counts are 0.
+/// It lives here because implementing `GlobalAlloc` takes `unsafe`.
+pub struct CountingAllocator;
+
+static COUNTED_ALLOCATIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+thread_local! {
+    // `const` and without a destructor: usable from inside the allocator without allocating.
+    static COUNTING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+impl CountingAllocator {
+    /// Runs `f` and returns its result with the number of allocations (including reallocations) it made on this
+    /// thread.
+    pub fn count<R>(f: impl FnOnce() -> R) -> (R, usize) {
+        use std::sync::atomic::Ordering;
+        let before = COUNTED_ALLOCATIONS.load(Ordering::Relaxed);
+        let was = COUNTING.with(|c| c.replace(true));
+        let result = f();
+        COUNTING.with(|c| c.set(was));
+        (result, COUNTED_ALLOCATIONS.load(Ordering::Relaxed) - before)
+    }
+
+    fn note() {
+        if COUNTING.with(std::cell::Cell::get) {
+            COUNTED_ALLOCATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator, which upholds the contract; counting only
+// touches an atomic and a const thread-local, never the memory handed out.
+unsafe impl std::alloc::GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        Self::note();
+        // SAFETY: the caller's guarantees for `layout` are passed on unchanged.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        Self::note();
+        // SAFETY: the caller's guarantees for `layout` are passed on unchanged.
+        unsafe { std::alloc::System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        Self::note();
+        // SAFETY: `ptr` came from this allocator, hence from `System`; the other guarantees are passed on.
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: `ptr` came from this allocator, hence from `System`, with this `layout`.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
 }
 
 #[cfg(test)]

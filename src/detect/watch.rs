@@ -48,10 +48,10 @@ struct Watch {
 /// Watches the nodes matching the device patterns and the directories they live in.
 pub struct Watcher {
     inotify: OwnedFd,
+    /// The live watches. A watch we remove ourselves leaves this list at once, so the `IN_IGNORED` the kernel then
+    /// queues for it finds nothing and is not taken for a topology change (which would make the daemon rewatch
+    /// again, forever).
     watches: Vec<Watch>,
-    /// Watches we removed ourselves: their `IN_IGNORED` is expected and must not look like a topology change
-    /// (which would make the daemon rewatch again, forever).
-    retired: Vec<i32>,
     buf: Box<[u8]>,
 }
 
@@ -62,8 +62,7 @@ impl Watcher {
     pub fn new(patterns: &[Pattern]) -> io::Result<Watcher> {
         let inotify =
             sys::inotify_init().map_err(|e| io::Error::new(e.kind(), format!("cannot create inotify: {e}")))?;
-        let mut watcher =
-            Watcher { inotify, watches: Vec::new(), retired: Vec::new(), buf: vec![0; EVENT_BUF].into_boxed_slice() };
+        let mut watcher = Watcher { inotify, watches: Vec::new(), buf: vec![0; EVENT_BUF].into_boxed_slice() };
         watcher.rewatch(patterns)?;
         Ok(watcher)
     }
@@ -95,7 +94,6 @@ impl Watcher {
                 Err(e) => return Err(io::Error::new(e.kind(), format!("cannot watch {}: {e}", path.display()))),
             };
             log::debug!("watching {} (wd {wd}, mask {mask:#x})", path.display());
-            self.retired.retain(|&r| r != wd);
             match next.iter_mut().find(|w| w.wd == wd) {
                 // Two paths to one inode that stat did not see as one (it changed in between): keep both roles.
                 Some(w) => {
@@ -108,9 +106,8 @@ impl Watcher {
         for old in &self.watches {
             if !next.iter().any(|w| w.wd == old.wd) {
                 log::debug!("unwatching wd {}", old.wd);
-                // An error means the kernel already dropped it; its IN_IGNORED is then queued, and expected.
+                // An error means the kernel already dropped it (its IN_IGNORED is queued): nothing left to do.
                 let _ = sys::inotify_rm_watch(self.inotify.as_fd(), old.wd);
-                self.retired.push(old.wd);
             }
         }
         self.watches = next;
@@ -130,23 +127,21 @@ impl Watcher {
                 break;
             }
             for event in sys::inotify_events(&self.buf[..filled]) {
-                classify(&mut self.watches, &mut self.retired, &event, &mut wake);
+                classify(&mut self.watches, &event, &mut wake);
             }
         }
         Ok(wake)
     }
 }
 
-fn classify(watches: &mut Vec<Watch>, retired: &mut Vec<i32>, event: &sys::InotifyEvent<'_>, wake: &mut Wake) {
+fn classify(watches: &mut Vec<Watch>, event: &sys::InotifyEvent<'_>, wake: &mut Wake) {
     if event.mask & sys::IN_Q_OVERFLOW != 0 {
         log::debug!("inotify queue overflowed");
         wake.topology = true;
         return;
     }
     if event.mask & sys::IN_IGNORED != 0 {
-        if let Some(i) = retired.iter().position(|&r| r == event.wd) {
-            retired.swap_remove(i);
-        } else if let Some(i) = watches.iter().position(|w| w.wd == event.wd) {
+        if let Some(i) = watches.iter().position(|w| w.wd == event.wd) {
             log::debug!("watch {} went away", event.wd);
             watches.swap_remove(i);
             wake.topology = true;

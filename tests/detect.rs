@@ -1,0 +1,464 @@
+//! The detection layer against the real kernel: real child processes holding (or mapping) files that stand in for
+//! camera nodes, found through the real `/proc`, and real inotify events; plus fake proc trees for the cases a real
+//! system cannot produce on demand.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use mm_status_sync::detect::{DeviceSet, Filter, Pattern, Scanner, Verdict, Wake, Watcher};
+use mm_status_sync::sys;
+
+/// A fresh directory under the system temp dir, removed on drop. Canonical, so paths compare with `/proc` targets.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let base = std::env::temp_dir().canonicalize().unwrap();
+        let dir = base.join(format!("mmss-detect-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    /// Creates a 4096-byte file (big enough to map) and returns its path.
+    fn file(&self, name: impl AsRef<Path>) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, vec![0u8; 4096]).unwrap();
+        path
+    }
+
+    fn pattern(&self, glob: &str) -> Pattern {
+        Pattern::new(&format!("{}/{glob}", self.0.display())).unwrap()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process killed and reaped on drop, so a failing test leaves nothing behind.
+struct Kid(Child);
+
+impl Kid {
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Kid {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn comm_of(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim_end().to_owned()
+}
+
+/// A `sleep` process holding `path` open on descriptor 3 (opened by the shell before it becomes `sleep`).
+fn hold(path: &Path) -> Kid {
+    let kid = Kid(Command::new("sh")
+        .args(["-c", "exec 3<\"$1\"; exec sleep 30", "sh"])
+        .arg(path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while comm_of(kid.pid()) != "sleep" {
+        assert!(Instant::now() < deadline, "child {} never became sleep", kid.pid());
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    kid
+}
+
+/// A python process that opens `path` and maps it, as a streaming V4L2 client maps its buffers.
+fn map(path: &Path) -> Kid {
+    let script = "import mmap,sys,time\nf=open(sys.argv[1],'r+b')\nm=mmap.mmap(f.fileno(),4096)\nprint('ready',flush=True)\ntime.sleep(30)";
+    let mut kid = Kid(Command::new("python3")
+        .args(["-c", script])
+        .arg(path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap());
+    let mut line = String::new();
+    BufReader::new(kid.0.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    kid
+}
+
+fn devices(patterns: &[Pattern]) -> DeviceSet {
+    DeviceSet::new(patterns.to_vec())
+}
+
+fn scan(devices: &DeviceSet, filter: &Filter) -> Scanner {
+    let mut scanner = Scanner::new().unwrap();
+    scanner.full_scan(devices, filter);
+    scanner
+}
+
+#[test]
+fn full_scan_finds_the_child_holding_a_matching_node_and_not_the_other() {
+    let dir = TempDir::new("find");
+    let camera = dir.file("video0");
+    let other = dir.file("notes.txt");
+    let holder = hold(&camera);
+    let bystander = hold(&other);
+    let devices = devices(&[dir.pattern("video*")]);
+    let mut scanner = Scanner::new().unwrap();
+    let stats = scanner.full_scan(&devices, &Filter::default());
+    assert!(stats.processes >= 2 && stats.fds >= 2, "{stats:?}");
+    let holders = scanner.holders();
+    assert_eq!(holders.len(), 1, "{holders:?}");
+    let h = &holders[0];
+    assert_eq!(h.pid, holder.pid());
+    assert_eq!(h.comm(), "sleep");
+    assert_eq!(h.device(), camera.as_os_str().as_bytes());
+    assert_eq!(h.verdict, Verdict::Counts);
+    assert_eq!(h.streaming, None, "nobody asked for streaming evidence");
+    assert!(scanner.in_use());
+    assert!(!holders.iter().any(|h| h.pid == bystander.pid()));
+}
+
+#[test]
+fn no_holder_no_use() {
+    let dir = TempDir::new("none");
+    dir.file("video0");
+    let scanner = scan(&devices(&[dir.pattern("video*")]), &Filter::default());
+    assert!(scanner.holders().is_empty(), "{:?}", scanner.holders());
+    assert!(!scanner.in_use());
+}
+
+#[test]
+fn ignored_process_does_not_count() {
+    let dir = TempDir::new("ignore");
+    let camera = dir.file("video0");
+    let holder = hold(&camera);
+    let filter = Filter { ignore_processes: vec!["sleep".into()], ..Filter::default() };
+    let scanner = scan(&devices(&[dir.pattern("video*")]), &filter);
+    assert_eq!(scanner.holders().len(), 1);
+    assert_eq!(scanner.holders()[0].pid, holder.pid());
+    assert_eq!(scanner.holders()[0].verdict, Verdict::Ignored);
+    assert_eq!(scanner.holders()[0].verdict.reason(), "ignored (ignore-processes)");
+    assert!(!scanner.in_use());
+}
+
+#[test]
+fn require_streaming_tells_an_open_from_a_mapping() {
+    let dir = TempDir::new("stream");
+    let opened = dir.file("video0");
+    let mapped = dir.file("video1");
+    let opener = hold(&opened);
+    let mapper = map(&mapped);
+    let mapper_comm = comm_of(mapper.pid());
+    let devices = devices(&[dir.pattern("video*")]);
+
+    let by_name = Filter { require_streaming_for: vec!["sleep".into(), mapper_comm.clone()], ..Filter::default() };
+    let every = Filter { require_streaming_for: vec!["*".into()], ..Filter::default() };
+    for filter in [&by_name, &every] {
+        let scanner = scan(&devices, filter);
+        let of = |pid| scanner.holders().iter().find(|h| h.pid == pid).unwrap_or_else(|| panic!("{pid} not found"));
+        assert_eq!(of(opener.pid()).verdict, Verdict::NotStreaming);
+        assert_eq!(of(opener.pid()).streaming, Some(false));
+        assert_eq!(of(mapper.pid()).verdict, Verdict::Counts);
+        assert_eq!(of(mapper.pid()).streaming, Some(true));
+        assert_eq!(of(mapper.pid()).comm(), mapper_comm);
+        assert!(scanner.in_use());
+    }
+
+    // Without the mapper, only a non-streaming holder remains.
+    drop(mapper);
+    let scanner = scan(&devices, &every);
+    assert_eq!(scanner.holders().len(), 1);
+    assert!(!scanner.in_use());
+    // And a filter for someone else leaves the plain holder counted.
+    let other = Filter { require_streaming_for: vec!["pipewire".into()], ..Filter::default() };
+    assert!(scan(&devices, &other).in_use());
+}
+
+#[test]
+fn recheck_drops_a_killed_holder_and_keeps_the_others() {
+    let dir = TempDir::new("recheck");
+    let mut first = hold(&dir.file("video0"));
+    let second = hold(&dir.file("video1"));
+    let devices = devices(&[dir.pattern("video*")]);
+    let filter = Filter::default();
+    let mut scanner = scan(&devices, &filter);
+    let mut pids: Vec<u32> = scanner.holders().iter().map(|h| h.pid).collect();
+    pids.sort();
+    let mut want = vec![first.pid(), second.pid()];
+    want.sort();
+    assert_eq!(pids, want);
+
+    first.kill();
+    let stats = scanner.recheck(&devices, &filter);
+    assert_eq!((stats.processes, stats.skipped), (1, 1), "{stats:?}");
+    assert_eq!(scanner.holders().len(), 1);
+    assert_eq!(scanner.holders()[0].pid, second.pid());
+    assert!(scanner.in_use());
+
+    drop(second);
+    scanner.recheck(&devices, &filter);
+    assert!(scanner.holders().is_empty());
+    assert!(!scanner.in_use());
+}
+
+#[test]
+fn scans_survive_processes_vanishing_underneath() {
+    let dir = TempDir::new("churn");
+    let holder = hold(&dir.file("video0"));
+    let devices = devices(&[dir.pattern("video*")]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut spawned = 0;
+            while !stop.load(Ordering::Relaxed) {
+                // Short-lived processes that come and go (and linger as zombies a moment) while the scans run.
+                let kids: Vec<Child> = (0..8).filter_map(|_| Command::new("true").spawn().ok()).collect();
+                for mut kid in kids {
+                    let _ = kid.wait();
+                    spawned += 1;
+                }
+            }
+            spawned
+        })
+    };
+    let mut scanner = Scanner::new().unwrap();
+    for round in 0..40 {
+        scanner.full_scan(&devices, &Filter::default());
+        assert_eq!(scanner.holders().len(), 1, "round {round}");
+        assert_eq!(scanner.holders()[0].pid, holder.pid());
+    }
+    stop.store(true, Ordering::Relaxed);
+    assert!(churn.join().unwrap() > 0);
+}
+
+/// A fake proc tree: one readable holder, one process that vanished (no `fd`), names that are not processes.
+#[test]
+fn fake_proc_tree_skips_what_it_cannot_read() {
+    let dir = TempDir::new("fakeproc");
+    let camera = dir.file("video0");
+    let proc_root = dir.0.join("proc");
+    for (pid, target) in [("100", Some(&camera)), ("101", None), ("102", Some(&dir.0.join("notes")))] {
+        std::fs::create_dir_all(proc_root.join(pid)).unwrap();
+        std::fs::write(proc_root.join(pid).join("comm"), format!("app{pid}\n")).unwrap();
+        if let Some(target) = target {
+            std::fs::create_dir(proc_root.join(pid).join("fd")).unwrap();
+            std::os::unix::fs::symlink("socket:[1234]", proc_root.join(pid).join("fd/0")).unwrap();
+            std::os::unix::fs::symlink(target, proc_root.join(pid).join("fd/3")).unwrap();
+            std::os::unix::fs::symlink(target, proc_root.join(pid).join("fd/4")).unwrap();
+        }
+    }
+    std::fs::create_dir_all(proc_root.join("self/fd")).unwrap();
+    std::fs::create_dir_all(proc_root.join("sys")).unwrap();
+    std::fs::write(proc_root.join("uptime"), "1 1\n").unwrap();
+
+    let mut scanner = Scanner::with_proc_root(&proc_root).unwrap();
+    let devices = devices(&[dir.pattern("video*")]);
+    let stats = scanner.full_scan(&devices, &Filter::default());
+    assert_eq!((stats.processes, stats.fds, stats.skipped), (2, 6, 1), "{stats:?}");
+    let holders = scanner.holders();
+    assert_eq!(holders.len(), 1, "two descriptors on one device make one holder: {holders:?}");
+    assert_eq!((holders[0].pid, holders[0].comm()), (100, "app100"));
+
+    // The holder's process disappears between scans: recheck skips it and forgets it.
+    std::fs::remove_dir_all(proc_root.join("100")).unwrap();
+    let stats = scanner.recheck(&devices, &Filter::default());
+    assert_eq!((stats.processes, stats.skipped), (0, 1));
+    assert!(scanner.holders().is_empty());
+}
+
+#[test]
+fn a_missing_proc_root_is_a_clear_error() {
+    let err = Scanner::with_proc_root("/nonexistent/proc").err().unwrap();
+    assert!(err.to_string().contains("/nonexistent/proc"), "{err}");
+}
+
+#[test]
+fn by_id_symlink_patterns_resolve_to_the_node_proc_shows() {
+    let dir = TempDir::new("byid");
+    let camera = dir.file("video0");
+    let unlinked = dir.file("video1");
+    std::fs::create_dir(dir.0.join("by-id")).unwrap();
+    std::os::unix::fs::symlink("../video0", dir.0.join("by-id/usb-cam-video-index0")).unwrap();
+    let mut devices = devices(&[dir.pattern("by-id/*")]);
+    assert_eq!(devices.resolved().collect::<Vec<_>>(), [camera.as_os_str().as_bytes()]);
+
+    // Opened through the link or directly, /proc shows the node.
+    let through_link = hold(&dir.0.join("by-id/usb-cam-video-index0"));
+    let direct = hold(&camera);
+    let other = hold(&unlinked);
+    let filter = Filter::default();
+    let mut scanner = Scanner::new().unwrap();
+    scanner.full_scan(&devices, &filter);
+    let mut pids: Vec<u32> = scanner.holders().iter().map(|h| h.pid).collect();
+    pids.sort();
+    let mut want = vec![through_link.pid(), direct.pid()];
+    want.sort();
+    assert_eq!(pids, want);
+    assert!(scanner.holders().iter().all(|h| h.device() == camera.as_os_str().as_bytes()));
+
+    // A camera plugged in later is picked up by refresh.
+    std::os::unix::fs::symlink("../video1", dir.0.join("by-id/usb-other-video-index0")).unwrap();
+    scanner.full_scan(&devices, &filter);
+    assert!(!scanner.holders().iter().any(|h| h.pid == other.pid()));
+    devices.refresh();
+    scanner.full_scan(&devices, &filter);
+    assert!(scanner.holders().iter().any(|h| h.pid == other.pid()));
+}
+
+#[test]
+fn uvc_metadata_nodes_never_count() {
+    let dir = TempDir::new("meta");
+    let capture = dir.file("video0");
+    let metadata = dir.file("video1");
+    for (node, index) in [("video0", "0\n"), ("video1", "1\n")] {
+        let attr = dir.0.join("sys/class/video4linux").join(node);
+        std::fs::create_dir_all(&attr).unwrap();
+        std::fs::write(attr.join("index"), index).unwrap();
+    }
+    let devices = DeviceSet::with_sysfs_root(vec![dir.pattern("video*")], &dir.0.join("sys"));
+    let meta_holder = hold(&metadata);
+    let scanner = scan(&devices, &Filter::default());
+    assert_eq!(scanner.holders().len(), 1);
+    assert_eq!(scanner.holders()[0].pid, meta_holder.pid());
+    assert_eq!(scanner.holders()[0].verdict, Verdict::MetadataNode);
+    assert!(!scanner.in_use());
+
+    let capture_holder = hold(&capture);
+    let scanner = scan(&devices, &Filter::default());
+    let h = scanner.holders().iter().find(|h| h.pid == capture_holder.pid()).unwrap();
+    assert_eq!(h.verdict, Verdict::Counts);
+    assert!(scanner.in_use());
+}
+
+#[test]
+fn non_utf8_names_match_as_bytes_and_never_spuriously() {
+    use std::ffi::OsStr;
+    let dir = TempDir::new("bytes");
+    let camera = dir.file(OsStr::from_bytes(b"video\xff"));
+    let other = dir.file(OsStr::from_bytes(b"vide\xff0"));
+    let holder = hold(&camera);
+    let bystander = hold(&other);
+    let scanner = scan(&devices(&[dir.pattern("video*")]), &Filter::default());
+    assert_eq!(scanner.holders().len(), 1, "{:?}", scanner.holders());
+    assert_eq!(scanner.holders()[0].pid, holder.pid());
+    assert!(scanner.holders()[0].device().ends_with(b"/video\xff"));
+    assert!(scanner.holders()[0].device_lossy().ends_with("/video\u{fffd}"));
+    assert_ne!(scanner.holders()[0].pid, bystander.pid());
+}
+
+/// Polls the watcher until `done` says the accumulated wake-ups are enough, or fails after a few seconds.
+fn wait_for(watcher: &mut Watcher, what: &str, done: impl Fn(&Wake) -> bool) -> Wake {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut total = Wake::default();
+    while !done(&total) {
+        let left = deadline.checked_duration_since(Instant::now()).unwrap_or_else(|| panic!("no {what}: {total:?}"));
+        let mut ready = [false];
+        sys::poll_readable(&[watcher.fd()], &mut ready, Some(left)).unwrap();
+        let wake = watcher.read_events().unwrap();
+        total.opened |= wake.opened;
+        total.closed |= wake.closed;
+        total.topology |= wake.topology;
+    }
+    total
+}
+
+/// Nothing arrives within a short while.
+fn quiet(watcher: &mut Watcher) -> Wake {
+    let mut ready = [false];
+    sys::poll_readable(&[watcher.fd()], &mut ready, Some(Duration::from_millis(200))).unwrap();
+    watcher.read_events().unwrap()
+}
+
+#[test]
+fn watcher_reports_open_close_and_topology() {
+    let dir = TempDir::new("watch");
+    let camera = dir.file("video0");
+    dir.file("notes.txt");
+    let patterns = [dir.pattern("video*")];
+    let mut watcher = Watcher::new(&patterns).unwrap();
+    assert_eq!(watcher.watched(), 2, "the node and its directory");
+    assert_eq!(quiet(&mut watcher), Wake::default());
+
+    let mut kid = hold(&camera);
+    let wake = wait_for(&mut watcher, "open", |w| w.opened);
+    assert!(!wake.topology, "{wake:?}");
+    kid.kill();
+    wait_for(&mut watcher, "close", |w| w.closed);
+
+    // Unrelated names in the directory are not a topology change.
+    dir.file("notes2.txt");
+    std::fs::remove_file(dir.0.join("notes.txt")).unwrap();
+    assert!(!quiet(&mut watcher).topology);
+
+    // A camera appears: topology; after rewatch its opens are seen.
+    let second = dir.file("video1");
+    wait_for(&mut watcher, "topology on create", |w| w.topology);
+    watcher.rewatch(&patterns).unwrap();
+    assert_eq!(watcher.watched(), 3);
+    let _kid = hold(&second);
+    wait_for(&mut watcher, "open of the new node", |w| w.opened);
+
+    // A camera vanishes: topology.
+    std::fs::remove_file(&camera).unwrap();
+    wait_for(&mut watcher, "topology on delete", |w| w.topology);
+    watcher.rewatch(&patterns).unwrap();
+    assert_eq!(watcher.watched(), 2);
+    assert!(!quiet(&mut watcher).topology);
+}
+
+/// Regression guard: removing watches on rewatch queues `IN_IGNORED`; taking that for a topology change would make
+/// the daemon rewatch forever.
+#[test]
+fn rewatch_does_not_wake_itself() {
+    let dir = TempDir::new("rewatch");
+    dir.file("video0");
+    dir.file("video1");
+    let mut watcher = Watcher::new(&[dir.pattern("video*")]).unwrap();
+    assert_eq!(watcher.watched(), 3);
+    watcher.rewatch(&[dir.pattern("video0")]).unwrap();
+    assert_eq!(watcher.watched(), 2);
+    watcher.rewatch(&[]).unwrap();
+    assert_eq!(watcher.watched(), 0);
+    assert_eq!(quiet(&mut watcher), Wake::default());
+}
+
+#[test]
+fn watcher_follows_by_id_links_and_waits_for_missing_directories() {
+    let dir = TempDir::new("watchlinks");
+    let camera = dir.file("video0");
+    let patterns = [dir.pattern("v4l/by-id/*")];
+    // Neither v4l nor by-id exists yet: the temp dir itself is watched for `v4l`.
+    let mut watcher = Watcher::new(&patterns).unwrap();
+    assert_eq!(watcher.watched(), 1);
+    std::fs::create_dir(dir.0.join("v4l")).unwrap();
+    wait_for(&mut watcher, "topology on parent creation", |w| w.topology);
+    watcher.rewatch(&patterns).unwrap();
+    std::fs::create_dir(dir.0.join("v4l/by-id")).unwrap();
+    wait_for(&mut watcher, "topology on by-id creation", |w| w.topology);
+    watcher.rewatch(&patterns).unwrap();
+    std::os::unix::fs::symlink(&camera, dir.0.join("v4l/by-id/usb-cam-index0")).unwrap();
+    wait_for(&mut watcher, "topology on link creation", |w| w.topology);
+    watcher.rewatch(&patterns).unwrap();
+    assert_eq!(watcher.watched(), 2, "by-id and the node behind the link");
+
+    // Opening the node by its own name fires on the watched inode.
+    let _kid = hold(&camera);
+    wait_for(&mut watcher, "open through the node", |w| w.opened);
+}
