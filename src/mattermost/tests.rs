@@ -1,1 +1,743 @@
-//! placeholder
+//! The client against tiny canned-response HTTP(S) servers on 127.0.0.1: what goes on the wire, what comes back,
+//! and every way a call can fail, including the ones that must not take longer than the configured limits.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::model::{CustomStatus, UserStatus, ZERO_TIME};
+
+/// Shaped like a personal access token, so that a leak would be a realistic one.
+const TOKEN: &str = "k9w3pz7tokensecretq4d8f1xa";
+const ME: &str = "u1xq5rj8bbyzmg3ifsr3j4c6ya";
+const USER_AGENT: &str = concat!("mm-status-sync/", env!("CARGO_PKG_VERSION"));
+
+/// What the canned server does with one connection, after reading the request.
+enum Reply {
+    /// Writes these bytes and closes.
+    Bytes(Vec<u8>),
+    /// Says nothing until the client hangs up.
+    Silent,
+    /// Writes these bytes one at a time, `gap` apart, until done or the client hangs up.
+    Dribble(Vec<u8>, Duration),
+}
+
+/// `status` (e.g. `"200 OK"`) with `headers`, a `Content-Length` and `body`.
+fn reply(status: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+    let mut out = format!("HTTP/1.1 {status}\r\n");
+    for (name, value) in headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()));
+    Reply::Bytes(out.into_bytes())
+}
+
+fn json(status: &str, body: &str) -> Reply {
+    reply(status, &[("Content-Type", "application/json")], body)
+}
+
+fn raw(text: &str) -> Reply {
+    Reply::Bytes(text.as_bytes().to_vec())
+}
+
+/// A request as the server received it.
+struct Request {
+    head: String,
+    body: String,
+}
+
+impl Request {
+    fn line(&self) -> &str {
+        self.head.lines().next().unwrap_or_default()
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+/// Reads one request (head, then a `Content-Length` body); `None` if the client gave up or failed first.
+fn read_request(stream: &mut impl Read) -> Option<Request> {
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+        }
+    };
+    let head = String::from_utf8(data[..head_end].to_vec()).ok()?;
+    let mut request = Request { head, body: String::new() };
+    let length: usize = request.header("content-length").map_or(0, |v| v.parse().unwrap());
+    let mut body = data[head_end + 4..].to_vec();
+    while body.len() < length {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => body.extend_from_slice(&buf[..n]),
+        }
+    }
+    request.body = String::from_utf8(body).ok()?;
+    Some(request)
+}
+
+/// Serves one connection on `stream`.
+fn serve(stream: &mut (impl Read + Write), reply: &Reply) -> Option<Request> {
+    let request = read_request(stream)?;
+    match reply {
+        Reply::Bytes(bytes) => {
+            let _ = stream.write_all(bytes).and_then(|()| stream.flush());
+        }
+        Reply::Silent => while stream.read(&mut [0u8; 64]).is_ok_and(|n| n > 0) {},
+        Reply::Dribble(bytes, gap) => {
+            for byte in bytes {
+                if stream.write_all(&[*byte]).and_then(|()| stream.flush()).is_err() {
+                    break;
+                }
+                thread::sleep(*gap);
+            }
+        }
+    }
+    Some(request)
+}
+
+/// A plain HTTP server answering one connection per reply, in order.
+struct Server {
+    base_url: String,
+    handle: JoinHandle<Vec<Request>>,
+}
+
+impl Server {
+    fn start(replies: Vec<Reply>) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        let handle = thread::spawn(move || {
+            let mut requests = Vec::new();
+            for reply in &replies {
+                let (mut stream, _) = listener.accept().unwrap();
+                stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                requests.extend(serve(&mut stream, reply));
+            }
+            requests
+        });
+        Server { base_url, handle }
+    }
+
+    /// Waits for all replies to be served; returns the requests received.
+    fn requests(self) -> Vec<Request> {
+        self.handle.join().unwrap()
+    }
+}
+
+fn quick() -> Timeouts {
+    Timeouts { connect: Duration::from_secs(2), read: Duration::from_secs(5), total: Duration::from_secs(10) }
+}
+
+fn client(base_url: &str) -> Client {
+    Client::new(base_url, Secret::new(TOKEN), None, quick()).unwrap()
+}
+
+/// An address where nothing listens.
+fn dead_address() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://{}", listener.local_addr().unwrap())
+}
+
+/// Runs `call` against a server giving `reply`; checks that exactly one request was made and that the error does
+/// not show the token.
+fn fail_with<T: std::fmt::Debug>(reply: Reply, call: impl FnOnce(&Client) -> Result<T, ApiError>) -> ApiError {
+    let server = Server::start(vec![reply]);
+    let error = call(&client(&server.base_url)).unwrap_err();
+    assert_eq!(server.requests().len(), 1);
+    assert_no_token(&error);
+    error
+}
+
+fn assert_no_token(error: &ApiError) {
+    for shown in [error.to_string(), format!("{error:?}")] {
+        assert!(!shown.contains(TOKEN), "token leaked: {shown}");
+    }
+}
+
+fn user_body(custom_status: &str) -> String {
+    format!(
+        r#"{{"id":"{ME}","create_at":1,"update_at":2,"delete_at":0,"username":"alice","auth_data":"","auth_service":"",
+        "email":"alice@example.com","nickname":"","first_name":"","last_name":"","position":"","roles":"system_user",
+        "props":{{"customStatus":{custom_status}}},"notify_props":{{"push":"mention"}},"locale":"en",
+        "timezone":{{"automaticTimezone":"","manualTimezone":"","useAutomaticTimezone":"true"}},"disable_welcome_email":false}}"#
+    )
+}
+
+const STATUS_DND: &str = r#"{"user_id":"u1xq5rj8bbyzmg3ifsr3j4c6ya","status":"dnd","manual":true,"last_activity_at":1700000000000,"dnd_end_time":1700003580}
+"#;
+
+// ---------------------------------------------------------------------------------------------------------------
+// What goes on the wire
+
+#[test]
+fn get_me_sends_bearer_token_and_reads_the_user() {
+    let custom = r#""{\"emoji\":\"calendar\",\"text\":\"In a meeting\",\"duration\":\"one_hour\",\"expires_at\":\"2030-01-01T10:00:00Z\"}""#;
+    let server = Server::start(vec![json("200 OK", &user_body(custom))]);
+    let host = server.base_url.trim_start_matches("http://").to_owned();
+    let user = client(&server.base_url).get_me().unwrap();
+    assert_eq!(user.id, ME);
+    assert_eq!(user.username, "alice");
+    assert_eq!(
+        user.custom_status,
+        Some(CustomStatus {
+            emoji: "calendar".into(),
+            text: "In a meeting".into(),
+            duration: "one_hour".into(),
+            expires_at: "2030-01-01T10:00:00Z".into()
+        })
+    );
+    let requests = server.requests();
+    let request = &requests[0];
+    assert_eq!(request.line(), "GET /api/v4/users/me HTTP/1.1");
+    assert_eq!(request.header("authorization"), Some(format!("Bearer {TOKEN}").as_str()));
+    assert_eq!(request.header("accept"), Some("application/json"));
+    assert_eq!(request.header("user-agent"), Some(USER_AGENT));
+    assert_eq!(request.header("host"), Some(host.as_str()));
+    for absent in ["accept-encoding", "cookie", "content-type", "x-requested-with"] {
+        assert_eq!(request.header(absent), None, "{absent}");
+    }
+    assert_eq!(request.body, "");
+}
+
+#[test]
+fn subpath_and_user_ids_end_up_in_the_request_path() {
+    let server = Server::start(vec![json("200 OK", STATUS_DND), json("200 OK", &user_body(r#""""#))]);
+    let client = client(&format!("{}/chat/", server.base_url));
+    assert_eq!(
+        client.get_status(ME).unwrap(),
+        UserStatus { status: "dnd".into(), manual: true, dnd_end_time: 1_700_003_580 }
+    );
+    let user = client.get_user(ME).unwrap();
+    assert_eq!(user.custom_status, None);
+    let lines: Vec<_> = server.requests().iter().map(|r| r.line().to_owned()).collect();
+    assert_eq!(
+        lines,
+        [format!("GET /chat/api/v4/users/{ME}/status HTTP/1.1"), format!("GET /chat/api/v4/users/{ME} HTTP/1.1")]
+    );
+}
+
+#[test]
+fn put_status_sends_the_user_id_and_dnd_end_time_only_when_given() {
+    let online = r#"{"user_id":"u1xq5rj8bbyzmg3ifsr3j4c6ya","status":"online","manual":false,"last_activity_at":1700000000000,"dnd_end_time":0}"#;
+    let server = Server::start(vec![json("200 OK", STATUS_DND), json("200 OK", online)]);
+    let client = client(&server.base_url);
+    assert_eq!(
+        client.put_status(ME, "dnd", Some(1_700_003_600)).unwrap(),
+        UserStatus { status: "dnd".into(), manual: true, dnd_end_time: 1_700_003_580 }
+    );
+    assert_eq!(
+        client.put_status(ME, "online", None).unwrap(),
+        UserStatus { status: "online".into(), manual: false, dnd_end_time: 0 }
+    );
+    let requests = server.requests();
+    for request in &requests {
+        assert_eq!(request.line(), format!("PUT /api/v4/users/{ME}/status HTTP/1.1"));
+        assert_eq!(request.header("content-type"), Some("application/json"));
+        assert_eq!(request.header("authorization"), Some(format!("Bearer {TOKEN}").as_str()));
+    }
+    assert_eq!(requests[0].body, format!(r#"{{"user_id":"{ME}","status":"dnd","dnd_end_time":1700003600}}"#));
+    assert_eq!(requests[1].body, format!(r#"{{"user_id":"{ME}","status":"online"}}"#));
+}
+
+#[test]
+fn custom_status_is_put_with_all_four_fields_and_deleted_without_a_body() {
+    let ok = r#"{"status":"OK"}"#;
+    let server = Server::start(vec![json("200 OK", ok), json("200 OK", ok)]);
+    let client = client(&server.base_url);
+    let status = CustomStatus {
+        emoji: "calendar".into(),
+        text: "In a meeting".into(),
+        duration: String::new(),
+        expires_at: ZERO_TIME.into(),
+    };
+    client.put_custom_status(ME, &status).unwrap();
+    client.delete_custom_status(ME).unwrap();
+    let requests = server.requests();
+    assert_eq!(requests[0].line(), format!("PUT /api/v4/users/{ME}/status/custom HTTP/1.1"));
+    assert_eq!(requests[0].header("content-type"), Some("application/json"));
+    assert_eq!(
+        requests[0].body,
+        r#"{"emoji":"calendar","text":"In a meeting","duration":"","expires_at":"0001-01-01T00:00:00Z"}"#
+    );
+    assert_eq!(requests[1].line(), format!("DELETE /api/v4/users/{ME}/status/custom HTTP/1.1"));
+    assert_eq!(requests[1].body, "");
+    assert_eq!(requests[1].header("authorization"), Some(format!("Bearer {TOKEN}").as_str()));
+}
+
+#[test]
+fn cookies_set_by_the_server_are_never_sent_back() {
+    let set_cookie =
+        [("Set-Cookie", "MMAUTHTOKEN=cookie-session; Path=/; HttpOnly"), ("Content-Type", "application/json")];
+    let server = Server::start(vec![reply("200 OK", &set_cookie, &user_body(r#""""#)), json("200 OK", STATUS_DND)]);
+    let client = client(&server.base_url);
+    client.get_me().unwrap();
+    client.get_status(ME).unwrap();
+    let requests = server.requests();
+    assert_eq!(requests[1].header("cookie"), None);
+}
+
+#[test]
+fn invalid_arguments_are_refused_before_sending() {
+    let client = client(&dead_address());
+    for id in ["", "../../system/ping", "u1 x", "u1%2F", "ü"] {
+        let error = client.get_status(id).unwrap_err();
+        assert!(matches!(error.kind(), ApiErrorKind::Invalid(_)), "{id:?}: {error}");
+        assert!(!error.is_retryable());
+    }
+    let error = client.put_status("me", "online", None).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "API ERROR: PUT /api/v4/users/me/status: the user id in the status body must be the real id, not me"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// HTTP errors
+
+#[test]
+fn unauthorized_app_error_is_an_auth_error() {
+    let body = r#"{"id":"api.context.session_expired.app_error","message":"Invalid or expired session, please login again.","detailed_error":"","request_id":"8j5mxkq1ztdd3c5kgw9z1ymcqe","status_code":401}"#;
+    let error = fail_with(json("401 Unauthorized", body), Client::get_me);
+    assert_eq!(
+        error.to_string(),
+        "API ERROR: GET /api/v4/users/me: 401 api.context.session_expired.app_error: Invalid or expired session, please login again."
+    );
+    assert!(error.is_auth() && !error.is_retryable() && !error.is_not_implemented());
+    assert_eq!((error.method(), error.path(), error.status()), (Some("GET"), "/api/v4/users/me", Some(401)));
+}
+
+#[test]
+fn forbidden_is_an_auth_error() {
+    let body = r#"{"id":"api.context.permissions.app_error","message":"You do not have the appropriate permissions.","detailed_error":"","status_code":403}"#;
+    let error = fail_with(json("403 Forbidden", body), |c| c.put_status(ME, "dnd", None));
+    assert!(error.is_auth() && !error.is_retryable());
+}
+
+#[test]
+fn bad_custom_status_reads_as_the_server_said_it() {
+    let body = r#"{"id":"api.context.invalid_body_param.app_error","message":"Invalid or missing custom_status in request body.","detailed_error":"","request_id":"x","status_code":400}"#;
+    let status = CustomStatus { emoji: "".into(), text: "".into(), duration: "".into(), expires_at: ZERO_TIME.into() };
+    let error = fail_with(json("400 Bad Request", body), |c| c.put_custom_status("me", &status));
+    assert_eq!(
+        error.to_string(),
+        "API ERROR: PUT /api/v4/users/me/status/custom: 400 api.context.invalid_body_param.app_error: Invalid or missing custom_status in request body."
+    );
+    assert!(!error.is_retryable() && !error.is_auth());
+}
+
+#[test]
+fn rate_limit_is_plain_text_with_retry_after() {
+    let headers = [("Content-Type", "text/plain; charset=utf-8"), ("Retry-After", "3"), ("X-Ratelimit-Limit", "101")];
+    let error =
+        fail_with(reply("429 Too Many Requests", &headers, "limit exceeded\n"), |c| c.put_status(ME, "dnd", None));
+    assert_eq!(
+        error.kind(),
+        &ApiErrorKind::Http { status: 429, id: None, message: Some("limit exceeded".into()), retry_after: Some(3) }
+    );
+    assert_eq!(error.retry_after(), Some(Duration::from_secs(3)));
+    assert!(error.is_retryable());
+    assert_eq!(
+        error.to_string(),
+        format!("API ERROR: PUT /api/v4/users/{ME}/status: 429 too many requests: limit exceeded (retry after 3 s)")
+    );
+}
+
+#[test]
+fn server_error_with_an_html_body_is_retryable() {
+    let html = "<html><head><title>500 Internal Server Error</title></head><body><h1>oops</h1></body></html>";
+    let error = fail_with(reply("500 Internal Server Error", &[("Content-Type", "text/html")], html), Client::get_me);
+    assert_eq!(error.kind(), &ApiErrorKind::Http { status: 500, id: None, message: None, retry_after: None });
+    assert_eq!(error.to_string(), "API ERROR: GET /api/v4/users/me: 500 internal server error");
+    assert!(error.is_retryable() && error.retry_after().is_none());
+    let error = fail_with(reply("502 Bad Gateway", &[], ""), Client::get_me);
+    assert!(error.is_retryable());
+}
+
+#[test]
+fn custom_statuses_disabled_is_not_implemented() {
+    let body = r#"{"id":"api.custom_status.disabled","message":"Custom status feature has been disabled. Please contact your system administrator for details.","detailed_error":"","status_code":501}"#;
+    let error = fail_with(json("501 Not Implemented", body), |c| c.delete_custom_status(ME));
+    assert!(error.is_not_implemented() && !error.is_retryable() && !error.is_auth());
+    assert!(error.to_string().starts_with(&format!(
+        "API ERROR: DELETE /api/v4/users/{ME}/status/custom: 501 api.custom_status.disabled: Custom status feature"
+    )));
+}
+
+#[test]
+fn an_error_status_stays_the_error_even_with_an_unreadable_body() {
+    let error = fail_with(raw("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 50\r\n\r\nshort"), Client::get_me);
+    assert_eq!(error.status(), Some(503));
+    assert!(error.is_retryable());
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Bodies that are not what they should be
+
+#[test]
+fn malformed_json_is_a_decode_error() {
+    let error = fail_with(json("200 OK", r#"{"id":"u1","username":"#), Client::get_me);
+    assert!(matches!(error.kind(), ApiErrorKind::Decode { truncated: false, .. }), "{error:?}");
+    assert_eq!(error.to_string(), "API ERROR: GET /api/v4/users/me: unexpected response: the body is not valid json");
+    assert!(!error.is_retryable());
+}
+
+#[test]
+fn wrong_types_are_a_decode_error() {
+    let error = fail_with(json("200 OK", r#"{"status":"dnd","manual":"yes"}"#), |c| c.get_status(ME));
+    assert!(error.to_string().contains("the json is not a status"), "{error}");
+    assert!(!error.is_retryable());
+}
+
+#[test]
+fn an_html_page_with_status_200_names_its_content_type() {
+    let login_page = "<!doctype html><html><body>Please sign in</body></html>";
+    let error = fail_with(reply("200 OK", &[("Content-Type", "text/html; charset=utf-8")], login_page), Client::get_me);
+    assert!(
+        error.to_string().ends_with("the body is not valid json (content-type text/html; charset=utf-8)"),
+        "{error}"
+    );
+}
+
+#[test]
+fn truncated_bodies_are_retryable_decode_errors() {
+    let cut_length =
+        raw("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"id\":\"u1\"");
+    let error = fail_with(cut_length, Client::get_me);
+    assert_eq!(
+        error.kind(),
+        &ApiErrorKind::Decode { reason: "the connection closed after 10 of 100 bytes".into(), truncated: true }
+    );
+    assert!(error.is_retryable());
+
+    let cut_chunk = raw("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n20\r\n{\"id\":\"u1\"");
+    let error = fail_with(cut_chunk, Client::get_me);
+    assert!(matches!(error.kind(), ApiErrorKind::Decode { truncated: true, .. }), "{error:?}");
+    assert!(error.is_retryable());
+}
+
+#[test]
+fn chunked_bodies_are_read() {
+    let body = user_body(r#""""#);
+    let chunked =
+        format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
+    let server = Server::start(vec![raw(&chunked)]);
+    assert_eq!(client(&server.base_url).get_me().unwrap().id, ME);
+    server.requests();
+}
+
+#[test]
+fn bodies_over_one_mebibyte_are_refused() {
+    // Announced too large: refused without reading.
+    let announced = raw("HTTP/1.1 200 OK\r\nContent-Length: 2097152\r\n\r\n{");
+    let error = fail_with(announced, Client::get_me);
+    assert_eq!(error.kind(), &ApiErrorKind::TooLarge { limit: MAX_BODY_BYTES });
+    assert_eq!(error.to_string(), "API ERROR: GET /api/v4/users/me: response body larger than 1048576 bytes");
+    assert!(!error.is_retryable());
+
+    // Not announced (ends at close): cut off at the limit.
+    let mut endless = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n".to_vec();
+    endless.resize(endless.len() + MAX_BODY_BYTES as usize + 1, b' ');
+    let error = fail_with(Reply::Bytes(endless), Client::get_me);
+    assert_eq!(error.kind(), &ApiErrorKind::TooLarge { limit: MAX_BODY_BYTES });
+}
+
+#[test]
+fn a_body_of_exactly_one_mebibyte_is_accepted() {
+    let mut body = format!(r#"{{"id":"{ME}","username":"alice","padding":""#);
+    body.push_str(&"x".repeat(MAX_BODY_BYTES as usize - body.len() - 2));
+    body.push_str("\"}");
+    assert_eq!(body.len() as u64, MAX_BODY_BYTES);
+    let server = Server::start(vec![json("200 OK", &body)]);
+    assert_eq!(client(&server.base_url).get_me().unwrap().username, "alice");
+    server.requests();
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Transport
+
+#[test]
+fn a_server_that_never_answers_times_out_at_the_read_timeout() {
+    let server = Server::start(vec![Reply::Silent]);
+    let timeouts =
+        Timeouts { connect: Duration::from_secs(1), read: Duration::from_millis(300), total: Duration::from_secs(5) };
+    let client = Client::new(&server.base_url, Secret::new(TOKEN), None, timeouts).unwrap();
+    let started = Instant::now();
+    let error = client.get_me().unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(250) && elapsed < Duration::from_secs(2), "{elapsed:?}");
+    assert!(matches!(error.kind(), ApiErrorKind::Transport(_)), "{error:?}");
+    assert!(error.to_string().contains("timed out after 0."), "{error}");
+    assert!(error.is_retryable());
+    assert_no_token(&error);
+    server.requests();
+}
+
+#[test]
+fn a_server_that_trickles_is_cut_off_at_the_total_deadline() {
+    let response = format!("HTTP/1.1 200 OK\r\nContent-Length: 4000\r\nX-Padding: {}\r\n\r\n", "a".repeat(4000));
+    let server = Server::start(vec![Reply::Dribble(response.into_bytes(), Duration::from_millis(20))]);
+    let timeouts =
+        Timeouts { connect: Duration::from_secs(1), read: Duration::from_secs(2), total: Duration::from_millis(700) };
+    let client = Client::new(&server.base_url, Secret::new(TOKEN), None, timeouts).unwrap();
+    let started = Instant::now();
+    let error = client.get_me().unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(650) && elapsed < Duration::from_millis(1500), "{elapsed:?}");
+    assert!(error.to_string().contains("timed out after"), "{error}");
+    assert!(error.is_retryable());
+    server.requests();
+}
+
+#[test]
+fn connection_refused_is_a_retryable_transport_error() {
+    let error = client(&dead_address()).get_me().unwrap_err();
+    assert!(matches!(error.kind(), ApiErrorKind::Transport(_)), "{error:?}");
+    assert!(error.to_string().to_lowercase().contains("refused"), "{error}");
+    assert!(error.is_retryable());
+}
+
+#[test]
+fn redirects_are_not_followed_and_name_only_the_target_host() {
+    let target = "https://sso.example.com:8443/login?next=/api/v4&session=s3cr3t-value";
+    let error = fail_with(reply("302 Found", &[("Location", target)], ""), Client::get_me);
+    assert_eq!(
+        error.kind(),
+        &ApiErrorKind::Redirect { status: 302, location: Some("https://sso.example.com:8443".into()) }
+    );
+    assert_eq!(
+        error.to_string(),
+        "API ERROR: GET /api/v4/users/me: 302 redirect to https://sso.example.com:8443 not followed: set url to the server's final address"
+    );
+    assert!(!error.is_retryable() && !error.is_auth());
+
+    // A relative redirect (e.g. to add a trailing slash) is not followed either.
+    let error = fail_with(reply("301 Moved Permanently", &[("Location", "/login")], ""), Client::get_me);
+    assert_eq!(error.kind(), &ApiErrorKind::Redirect { status: 301, location: None });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The token stays secret
+
+#[test]
+fn the_token_never_appears_in_errors_or_debug_output() {
+    // A server in developer mode echoes the token into detailed_error; a buggy proxy might echo it anywhere.
+    let body = format!(
+        r#"{{"id":"api.context.session_expired.app_error","message":"Invalid or expired session: token={TOKEN}","detailed_error":"token={TOKEN}","status_code":401}}"#
+    );
+    let error = fail_with(json("401 Unauthorized", &body), Client::get_me);
+    assert!(error.to_string().ends_with("Invalid or expired session: token=<redacted>"), "{error}");
+
+    let error = fail_with(reply("400 Bad Request", &[], &format!("bad token {TOKEN}")), Client::get_me);
+    assert!(error.to_string().ends_with("bad token <redacted>"), "{error}");
+
+    // The token given as a user id by a swapped configuration.
+    let error = fail_with(json("404 Not Found", "{}"), |c| c.get_status(TOKEN));
+    assert_eq!(error.path(), "/api/v4/users/<redacted>/status");
+
+    let location = format!("https://{TOKEN}.example.com/");
+    let error = fail_with(reply("302 Found", &[("Location", &location)], ""), Client::get_me);
+    assert!(error.to_string().contains("https://<redacted>.example.com"), "{error}");
+
+    let client = client(&dead_address());
+    assert!(!format!("{client:?}").contains(TOKEN));
+    assert_no_token(&client.get_me().unwrap_err());
+    assert_no_token(&client.get_status("../x").unwrap_err());
+    let secret = Secret::new(TOKEN);
+    assert_eq!((format!("{secret}"), format!("{secret:?}")), ("<redacted>".into(), "<redacted>".into()));
+    assert_eq!(secret.expose(), TOKEN);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Construction
+
+#[test]
+fn construction_checks_url_and_token() {
+    let new = |url: &str, token: &str| Client::new(url, Secret::new(token), None, Timeouts::default());
+    let error = new("http://mm.example.com", TOKEN).unwrap_err();
+    assert!(error.to_string().starts_with("API ERROR: url must use https://"), "{error}");
+    assert_eq!((error.method(), error.path()), (None, ""));
+    assert_eq!(new("", TOKEN).unwrap_err().to_string(), "API ERROR: url is empty");
+    assert_eq!(new("https://mm.example.com", "").unwrap_err().to_string(), "API ERROR: token is empty");
+    for bad in [format!("{TOKEN}\n"), format!("Bearer {TOKEN}"), format!("{TOKEN}é")] {
+        let error = new("https://mm.example.com", &bad).unwrap_err();
+        assert_eq!(error.to_string(), "API ERROR: token contains spaces, control or non-ASCII characters");
+    }
+    let client = new("https://MM.example.com:8443/chat/", TOKEN).unwrap();
+    assert_eq!(client.base_url(), "https://mm.example.com:8443/chat");
+}
+
+/// A file in the temporary directory, removed when dropped.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(contents: &[u8]) -> TempFile {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let name =
+            format!("mm-status-sync-client-{}-{}.pem", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+        let path = std::env::temp_dir().join(name);
+        std::fs::write(&path, contents).unwrap();
+        TempFile(path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn ca_file_problems_are_clear_errors() {
+    let new = |path: &std::path::Path| {
+        Client::new("https://mm.example.com", Secret::new(TOKEN), Some(path), Timeouts::default()).unwrap_err()
+    };
+    let missing = std::env::temp_dir().join("mm-status-sync-no-such-ca.pem");
+    let error = new(&missing);
+    assert!(matches!(error.kind(), ApiErrorKind::Invalid(_)));
+    assert_eq!(
+        error.to_string(),
+        format!("API ERROR: ca-file {}: No such file or directory (os error 2)", missing.display())
+    );
+
+    let empty = TempFile::new(b"");
+    assert!(new(&empty.0).to_string().ends_with("no certificate found (expected PEM \"BEGIN CERTIFICATE\" blocks)"));
+
+    let key_only = TempFile::new(b"-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n");
+    assert!(new(&key_only.0).to_string().contains("no certificate found"));
+
+    let unterminated = TempFile::new(b"-----BEGIN CERTIFICATE-----\nMIIB\n");
+    assert!(new(&unterminated.0).to_string().contains("not a valid PEM file"), "{}", new(&unterminated.0));
+
+    let junk_certificate = "-----BEGIN CERTIFICATE-----\naGVsbG8gd29ybGQ=\n-----END CERTIFICATE-----\n";
+    let not_a_certificate = TempFile::new(junk_certificate.as_bytes());
+    let error = new(&not_a_certificate.0);
+    assert!(error.to_string().contains("certificate 1 cannot be used as a root"), "{error}");
+
+    let pki = TestPki::new(vec!["127.0.0.1".into()]);
+    let good_then_bad = TempFile::new(format!("{}{junk_certificate}", pki.ca_pem).as_bytes());
+    assert!(new(&good_then_bad.0).to_string().contains("certificate 2 cannot be used as a root"));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// TLS
+
+/// A test CA and a server certificate it signed.
+struct TestPki {
+    ca_pem: String,
+    server_chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+    server_key: rustls_pki_types::PrivateKeyDer<'static>,
+}
+
+impl TestPki {
+    fn new(server_names: Vec<String>) -> TestPki {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(DnType::CommonName, "mm-status-sync test ca");
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let server_key = KeyPair::generate().unwrap();
+        let server_cert = CertificateParams::new(server_names).unwrap().signed_by(&server_key, &issuer).unwrap();
+        TestPki {
+            ca_pem: ca_cert.pem(),
+            server_chain: vec![server_cert.der().clone()],
+            server_key: rustls_pki_types::PrivatePkcs8KeyDer::from(server_key.serialize_der()).into(),
+        }
+    }
+
+    /// An HTTPS server on 127.0.0.1 for one connection; yields the request if the handshake succeeded.
+    fn serve_once(&self, reply: Reply) -> (String, JoinHandle<Option<Request>>) {
+        let config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(self.server_chain.clone(), self.server_key.clone_key())
+            .unwrap();
+        let config = Arc::new(config);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base_url = format!("https://{}", listener.local_addr().unwrap());
+        let handle = thread::spawn(move || {
+            let (tcp, _): (TcpStream, _) = listener.accept().unwrap();
+            tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let connection = rustls::ServerConnection::new(config).unwrap();
+            let mut tls = rustls::StreamOwned::new(connection, tcp);
+            let request = serve(&mut tls, &reply);
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+            request
+        });
+        (base_url, handle)
+    }
+}
+
+#[test]
+fn https_with_a_private_ca_works_with_ca_file_and_fails_clearly_without() {
+    let pki = TestPki::new(vec!["127.0.0.1".into()]);
+    let ca_file = TempFile::new(pki.ca_pem.as_bytes());
+
+    let (base_url, server) = pki.serve_once(json("200 OK", &user_body(r#""""#)));
+    let client = Client::new(&base_url, Secret::new(TOKEN), Some(&ca_file.0), quick()).unwrap();
+    assert_eq!(client.get_me().unwrap().id, ME);
+    let request = server.join().unwrap().expect("request over tls");
+    assert_eq!(request.line(), "GET /api/v4/users/me HTTP/1.1");
+    assert_eq!(request.header("authorization"), Some(format!("Bearer {TOKEN}").as_str()));
+
+    let (base_url, server) = pki.serve_once(json("200 OK", "{}"));
+    let error = Client::new(&base_url, Secret::new(TOKEN), None, quick()).unwrap().get_me().unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "API ERROR: GET /api/v4/users/me: tls: certificate not trusted (UnknownIssuer); for a private CA set ca-file"
+    );
+    assert!(error.is_retryable());
+    assert!(server.join().unwrap().is_none(), "no request may be sent over an untrusted connection");
+}
+
+#[test]
+fn https_certificate_for_another_name_is_refused() {
+    let pki = TestPki::new(vec!["mm.example.com".into()]);
+    let ca_file = TempFile::new(pki.ca_pem.as_bytes());
+    let (base_url, server) = pki.serve_once(json("200 OK", "{}"));
+    let client = Client::new(&base_url, Secret::new(TOKEN), Some(&ca_file.0), quick()).unwrap();
+    let error = client.get_me().unwrap_err();
+    assert!(error.to_string().contains("tls: certificate not valid for this host name"), "{error}");
+    assert!(server.join().unwrap().is_none());
+}
+
+#[test]
+fn a_tls_server_that_never_handshakes_is_cut_off_at_the_deadline() {
+    // A plain TCP listener that accepts and never answers the ClientHello.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base_url = format!("https://{}", listener.local_addr().unwrap());
+    let silent = thread::spawn(move || {
+        let (mut tcp, _) = listener.accept().unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        while tcp.read(&mut [0u8; 512]).is_ok_and(|n| n > 0) {}
+    });
+    let timeouts = Timeouts {
+        connect: Duration::from_secs(1),
+        read: Duration::from_millis(200),
+        total: Duration::from_millis(800),
+    };
+    let client = Client::new(&base_url, Secret::new(TOKEN), None, timeouts).unwrap();
+    let started = Instant::now();
+    let error = client.get_me().unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(750) && elapsed < Duration::from_millis(1500), "{elapsed:?}");
+    assert!(error.to_string().contains("timed out after"), "{error}");
+    assert!(error.is_retryable());
+    silent.join().unwrap();
+}
