@@ -85,7 +85,7 @@ impl GoTime {
     }
 
     /// `time.RFC3339Nano` formatting, as `Time.MarshalJSON` writes it (without the quotes).
-    pub fn to_rfc3339_nano(&self) -> String {
+    pub fn to_rfc3339_nano(self) -> String {
         let local = self.unix_secs + i64::from(self.offset_secs);
         let (y, mo, d) = civil_from_days(local.div_euclid(86_400));
         let s = local.rem_euclid(86_400);
