@@ -45,11 +45,6 @@ impl TestTls {
         &self.ca_pem
     }
 
-    /// The CA certificate in DER form (what `attohttpc::RequestBuilder::add_root_certificate` takes).
-    pub fn ca_der(&self) -> CertificateDer<'static> {
-        self.ca_der.clone()
-    }
-
     /// The server (leaf) certificate in PEM form: trusting it alone is not trusting the CA.
     pub fn server_cert_pem(&self) -> &str {
         &self.server_cert_pem
