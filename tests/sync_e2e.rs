@@ -154,9 +154,9 @@ fn full_cycles_restore_byte_for_byte() {
         assert_eq!(s.prev_status, "away");
         assert!(env.backup_exists());
         drop(cam);
-        let after = env.wait_state("restored", |s| s.status == "away" && !in_meeting(s));
+        env.wait_state("restored", |s| s.status == "away" && !in_meeting(s));
         env.wait_log("RESTORE: Status restored (Avail: away) and backup deleted.");
-        assert_restored(&before, &after);
+        assert_restored(&before, &env.fake.state());
         assert!(!env.backup_exists());
     }
     assert_eq!(d.stop(), Some(0));
@@ -186,16 +186,16 @@ fn kill_9_at_any_point_and_restart_ends_correct() {
             std::thread::sleep(Duration::from_millis(500));
             assert!(in_meeting(&env.fake.state()), "the meeting goes on after a restart");
             drop(cam);
-            let after = env.wait_state("restored", |s| !in_meeting(s));
+            env.wait_state("restored", |s| !in_meeting(s));
             env.wait_log("backup deleted");
-            assert_restored(&before, &after);
+            assert_restored(&before, &env.fake.state());
             d.stop();
         } else {
             drop(cam);
             let d = env.daemon(&[]);
-            let after = env.wait_state("restored after restart", |s| !in_meeting(s));
+            env.wait_state("restored after restart", |s| !in_meeting(s));
             env.wait_log("backup deleted");
-            assert_restored(&before, &after);
+            assert_restored(&before, &env.fake.state());
             d.stop();
         }
     }
@@ -235,9 +235,9 @@ fn server_down_at_start_and_at_end_ends_correct_once_it_is_back() {
     env.wait_log("503");
     assert!(env.backup_exists(), "the backup is kept while the server fails");
     env.fake.clear_faults();
-    let after = env.wait_state("restored once the server is back", |s| !in_meeting(s));
+    env.wait_state("restored once the server is back", |s| !in_meeting(s));
     env.wait_log("backup deleted");
-    assert_restored(&before, &after);
+    assert_restored(&before, &env.fake.state());
     d.stop();
 }
 
