@@ -462,3 +462,58 @@ fn watcher_follows_by_id_links_and_waits_for_missing_directories() {
     let _kid = hold(&camera);
     wait_for(&mut watcher, "open through the node", |w| w.opened);
 }
+
+/// Run by `less_privileged_readers_skip_what_they_cannot_read` as a child under another uid: scans for the pattern
+/// in the environment and prints what it found. A no-op in a normal test run.
+#[test]
+fn scan_as_child_entry() {
+    let Ok(pattern) = std::env::var("MMSS_DETECT_CHILD_PATTERN") else { return };
+    let devices = devices(&[Pattern::new(&pattern).unwrap()]);
+    let mut scanner = Scanner::new().unwrap();
+    let stats = scanner.full_scan(&devices, &Filter::default());
+    let pids: Vec<String> = scanner.holders().iter().map(|h| h.pid.to_string()).collect();
+    println!("RESULT {} {} {}", stats.processes, stats.skipped, pids.join(","));
+}
+
+/// The kernel's rules from the reference, seen by a scanner running as `nobody`: without privileges, root's
+/// processes are skipped; with CAP_DAC_READ_SEARCH alone the descriptors can be listed but not read, and are skipped
+/// too; with CAP_SYS_PTRACE as well, root's holder is found. Needs root to drop to another uid.
+#[test]
+fn less_privileged_readers_skip_what_they_cannot_read() {
+    if !std::fs::read_to_string("/proc/self/status").unwrap().contains("\nUid:\t0\t") {
+        eprintln!("not root: cannot start a scanner under another uid, nothing to check here");
+        return;
+    }
+    let dir = TempDir::new("privs");
+    let holder = hold(&dir.file("video0"));
+    let pattern = dir.pattern("video*");
+    let run = |caps: &str| {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
+        if !caps.is_empty() {
+            cmd.arg(format!("--inh-caps={caps}")).arg(format!("--ambient-caps={caps}"));
+        }
+        let out = cmd
+            .arg(std::env::current_exe().unwrap())
+            .args(["--exact", "scan_as_child_entry", "--nocapture", "--test-threads=1"])
+            .env("MMSS_DETECT_CHILD_PATTERN", pattern.as_str())
+            .output()
+            .expect("setpriv runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let line = stdout.lines().find_map(|l| l.split_once("RESULT ").map(|(_, r)| r)).unwrap_or_else(|| {
+            panic!("child with caps {caps:?} printed no result: {stdout} {}", String::from_utf8_lossy(&out.stderr))
+        });
+        let mut fields = line.split(' ');
+        let mut number = || fields.next().unwrap().parse::<usize>().unwrap_or(0);
+        let (processes, skipped) = (number(), number());
+        let pids: Vec<u32> = fields.next().unwrap_or("").split(',').filter_map(|p| p.parse().ok()).collect();
+        (processes, skipped, pids)
+    };
+    for caps in ["", "+dac_read_search"] {
+        let (processes, skipped, pids) = run(caps);
+        assert!(skipped > 0, "caps {caps:?}: nothing skipped ({processes} read)");
+        assert!(pids.is_empty(), "caps {caps:?}: saw {pids:?}");
+    }
+    let (_, _, pids) = run("+dac_read_search,+sys_ptrace");
+    assert_eq!(pids, [holder.pid()]);
+}

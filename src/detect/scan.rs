@@ -90,11 +90,12 @@ impl fmt::Debug for Holder {
 /// What one scan looked at.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ScanStats {
-    /// Processes whose descriptors were listed.
+    /// Processes whose descriptors were read.
     pub processes: usize,
     /// Descriptor links read.
     pub fds: usize,
-    /// Processes that vanished or could not be read (other users' processes without privileges, a user namespace).
+    /// Processes that vanished or whose descriptors could not be read, in full or in part (other users' processes
+    /// without privileges, any process from inside a user namespace). Holders among what could be read still count.
     pub skipped: usize,
     pub elapsed: Duration,
 }
@@ -256,8 +257,8 @@ impl PidReader {
                 return;
             }
         };
-        stats.processes += 1;
         let first = self.holder_count;
+        let mut denied = false;
         loop {
             let filled = match sys::getdents(fd_dir.as_fd(), &mut self.fd_buf) {
                 Ok(0) => break,
@@ -269,10 +270,16 @@ impl PidReader {
                 if entry.name().first() == Some(&b'.') {
                     continue;
                 }
-                stats.fds += 1;
-                let Ok(len) = sys::readlink_at(fd_dir.as_fd(), entry.name_cstr(), &mut self.link_buf) else {
-                    continue;
+                let len = match sys::readlink_at(fd_dir.as_fd(), entry.name_cstr(), &mut self.link_buf) {
+                    Ok(len) => len,
+                    Err(e) => {
+                        // Listing another user's descriptors can work while reading them does not (it takes
+                        // CAP_SYS_PTRACE too); a closed descriptor is simply gone.
+                        denied |= sys::is_denied(&e);
+                        continue;
+                    }
                 };
+                stats.fds += 1;
                 if len >= self.link_buf.len() {
                     continue;
                 }
@@ -281,6 +288,11 @@ impl PidReader {
                     add_holder(&mut self.holders, &mut self.holder_count, first, pid, target);
                 }
             }
+        }
+        if denied {
+            stats.skipped += 1;
+        } else {
+            stats.processes += 1;
         }
         if self.holder_count > first {
             self.judge(proc_dir, pid, first, devices, filter);

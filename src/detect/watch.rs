@@ -78,12 +78,12 @@ impl Watcher {
     }
 
     /// Re-expands the patterns and brings the watches in line: new nodes and directories are added, those no
-    /// longer matched removed. Fails only if the kernel refuses a watch for a reason other than the path being gone
-    /// or unreadable (e.g. the `max_user_watches` limit).
+    /// longer matched removed. Reports the first watch the kernel refused for a reason other than the path being
+    /// gone or unreadable (e.g. the `max_user_watches` limit); all the others are in place even then.
     pub fn rewatch(&mut self, patterns: &[Pattern]) -> io::Result<()> {
-        let wanted = wanted_watches(patterns);
-        let mut next: Vec<Watch> = Vec::with_capacity(wanted.len());
-        for (path, mask, child_globs) in wanted {
+        let mut first_error = None;
+        let mut next: Vec<Watch> = Vec::new();
+        for (path, mask, child_globs) in wanted_watches(patterns) {
             let Ok(cpath) = CString::new(path.as_os_str().as_bytes()) else { continue };
             let wd = match sys::inotify_add_watch(self.inotify.as_fd(), &cpath, mask) {
                 Ok(wd) => wd,
@@ -91,14 +91,23 @@ impl Watcher {
                     log::debug!("not watching {}: {e}", path.display());
                     continue;
                 }
-                Err(e) => return Err(io::Error::new(e.kind(), format!("cannot watch {}: {e}", path.display()))),
+                Err(e) => {
+                    // Keep going: the other watches still work, and the caller learns about this one.
+                    let e = io::Error::new(e.kind(), format!("cannot watch {}: {e}", path.display()));
+                    first_error.get_or_insert(e);
+                    continue;
+                }
             };
             log::debug!("watching {} (wd {wd}, mask {mask:#x})", path.display());
             match next.iter_mut().find(|w| w.wd == wd) {
-                // Two paths to one inode that stat did not see as one (it changed in between): keep both roles.
+                // A second path to one inode that stat did not see as one (it changed in between): the kernel just
+                // replaced the mask, so give it both roles' events again.
                 Some(w) => {
                     w.child_globs.extend(child_globs);
                     w.mask |= mask;
+                    if let Err(e) = sys::inotify_add_watch(self.inotify.as_fd(), &cpath, w.mask) {
+                        log::debug!("cannot widen the watch on {}: {e}", path.display());
+                    }
                 }
                 None => next.push(Watch { wd, mask, child_globs }),
             }
@@ -111,7 +120,7 @@ impl Watcher {
             }
         }
         self.watches = next;
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Drains every pending event without blocking.
