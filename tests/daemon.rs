@@ -130,7 +130,7 @@ fn dry_run_starts_and_ends_a_meeting_from_inotify_not_the_tick() {
 
     let opened = Instant::now();
     let holder = Holder::open(&fx.device());
-    d.wait_for("camera in use by sh (pid", Duration::from_secs(5));
+    d.wait_for("camera in use by ", Duration::from_secs(5));
     let started = d.wait_for("meeting started", Duration::from_secs(10));
     let took = started - opened;
     assert!(took >= Duration::from_secs(2), "started after {took:?}, before start-delay");
