@@ -180,7 +180,7 @@ pub fn main() -> i32 {
             }
             0
         }
-        "config" => cmd_config(&inputs),
+        "config" => cmd_config(&Inputs { allow_incomplete: true, ..inputs }),
         command @ ("run" | "scan" | "check" | "restore") => {
             let config = match inputs.load() {
                 Ok(c) => c,

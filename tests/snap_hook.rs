@@ -138,7 +138,7 @@ fn parse_config_output(text: &str) -> BTreeMap<String, (String, String)> {
         } else if let Some((key, value)) =
             line.split_once('=').and_then(|(name, value)| Some((key_of_variable(name)?, value)))
         {
-            settings.insert(key, (unquote(value).to_owned(), source.clone()));
+            settings.insert(key, (unquote(value), source.clone()));
         }
     }
     settings
@@ -151,13 +151,11 @@ fn key_of_variable(name: &str) -> Option<String> {
 }
 
 /// The config file format: one pair of matching single or double quotes around a value is not part of it.
-fn unquote(value: &str) -> &str {
-    let bytes = value.as_bytes();
-    if bytes.len() >= 2 && (bytes[0] == b'"' || bytes[0] == b'\'') && bytes[0] == bytes[bytes.len() - 1] {
-        &value[1..value.len() - 1]
-    } else {
-        value
-    }
+/// A value as the binary's own config file parser reads it (quotes, and escapes inside double quotes).
+fn unquote(value: &str) -> String {
+    let line = format!("MM_STATUS_SYNC_X={value}");
+    let parsed = mm_status_sync::config::file::parse(line.as_bytes()).expect("a config line");
+    parsed.into_iter().next().and_then(|a| a.value.ok()).unwrap_or_default()
 }
 
 fn binary_keys() -> Vec<String> {

@@ -57,9 +57,10 @@ impl fmt::Display for ConfigError {
                 write!(f, "invalid {key} {value} (from {source}): expected {allowed}")
             }
             ConfigError::File { path, reason } => write!(f, "config file {}: {reason}", path.display()),
-            ConfigError::Missing { key, why } => {
+            ConfigError::Missing { key, why } if keys::spec(key).flag => {
                 write!(f, "missing {key}: {why} (set --{key} or {})", keys::spec(key).env_var())
             }
+            ConfigError::Missing { key, why } => write!(f, "missing {key}: {why} (set {})", keys::spec(key).env_var()),
             ConfigError::Conflict { a, b } => write!(f, "both {a} and {b} are set: keep only one"),
         }
     }
@@ -170,6 +171,9 @@ pub struct Inputs {
     /// Other variables the defaults depend on (STATE_DIRECTORY, SNAP_DATA, XDG_STATE_HOME, HOME).
     pub context: Vec<(String, OsString)>,
     pub is_root: bool,
+    /// Accept a url without a token (with a warning): `config` checks a configuration that is still being set
+    /// up, one `snap set` at a time.
+    pub allow_incomplete: bool,
 }
 
 impl Inputs {
@@ -187,7 +191,7 @@ impl Inputs {
         }
         // /proc/self belongs to the effective uid; std offers no geteuid and this keeps unsafe out of here.
         let is_root = std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
-        Inputs { flags, env, config_flag, context, is_root }
+        Inputs { flags, env, config_flag, context, is_root, allow_incomplete: false }
     }
 
     fn context_var(&self, name: &str) -> Option<&OsString> {
@@ -352,7 +356,12 @@ impl Inputs {
             (Some(t), None) => t,
             (None, Some(path)) => read_token_file(Path::new(&path), v, warnings)?,
             (None, None) => {
-                return Err(ConfigError::Missing { key: "token", why: "a url is set but no token or token-file" });
+                let missing = ConfigError::Missing { key: "token", why: "a url is set but no token or token-file" };
+                if self.allow_incomplete {
+                    warnings.push(missing.to_string());
+                    return Ok(None);
+                }
+                return Err(missing);
             }
         };
         if token.bytes().any(|b| b.is_ascii_control() || b == b' ') {
