@@ -15,6 +15,7 @@ fn inputs(
         config_flag: tmp.as_ref().map(|t| t.path.clone()),
         context: vec![("HOME".into(), "/home/u".into())],
         is_root: false,
+        allow_incomplete: false,
     };
     (inputs, tmp)
 }
