@@ -119,9 +119,10 @@ let
       "AF_INET6"
     ];
     SystemCallArchitectures = "native";
+    # @privileged stays allowed: it holds capset, which dropping the capabilities before a hook command needs.
     SystemCallFilter = [
       "@system-service"
-      "~@privileged @resources"
+      "~@resources"
     ];
     SystemCallErrorNumber = "EPERM";
   };

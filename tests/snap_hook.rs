@@ -3,6 +3,7 @@
 //! the token must stay out of `config.env`, and a refused value must leave the running configuration alone.
 
 use std::collections::BTreeMap;
+use std::env;
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
@@ -87,7 +88,8 @@ impl FakeSnap {
         let hook = Path::new(env!("CARGO_MANIFEST_DIR")).join("snap/hooks/configure");
         Command::new(hook)
             .env_clear()
-            .env("PATH", format!("{}:/usr/bin:/bin", self.root.join("path").display()))
+            // The caller's PATH, not /usr/bin:/bin: Nix build sandboxes have neither.
+            .env("PATH", format!("{}:{}", self.root.join("path").display(), env::var("PATH").unwrap_or_default()))
             .env("SNAP", self.root.join("snap"))
             .env("SNAP_DATA", self.data())
             .env("SNAP_NAME", "mm-status-sync")
