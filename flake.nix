@@ -73,6 +73,15 @@
         package = self.packages.${pkgs.stdenv.hostPlatform.system}.default;
         static = self.packages.${pkgs.stdenv.hostPlatform.system}.static;
         nixos = pkgs.testers.runNixOSTest (import ./nixos-module/test.nix { inherit self; });
+        # The units the module yields in both modes, checked without a VM (see nixos-module/eval-test.nix).
+        module-eval =
+          let
+            failures = (import ./nixos-module/eval-test.nix { inherit (pkgs) lib; }).failures;
+          in
+          if failures == [ ] then
+            pkgs.runCommand "mm-status-sync-module-eval" { } "touch $out"
+          else
+            throw "nixos-module/eval-test.nix: ${builtins.concatStringsSep "; " failures}";
       });
 
       formatter = forAllSystems (pkgs: pkgs.nixfmt-tree);

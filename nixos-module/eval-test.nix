@@ -1,0 +1,154 @@
+# Evaluates the NixOS module with nixpkgs' lib alone (no nixpkgs, no VM) in both modes and checks the units it
+# yields: ExecStart, ExecReload, the token credential, the capabilities, reload triggers and the assertions.
+# The NixOS options the module writes to are declared here as plain stubs, so this runs anywhere `lib` does:
+#   nix-instantiate --eval --strict --json nixos-module/eval-test.nix --arg lib 'import <nixpkgs.lib checkout>/lib'
+# The flake runs it as `checks.<system>.module-eval`. The result is { failures = [ ... ]; units = { ... }; }.
+{ lib }:
+let
+  inherit (lib) types mkOption;
+
+  package = {
+    type = "derivation";
+    name = "mm-status-sync-0.1.0";
+    outPath = "/nix/store/00000000000000000000000000000000-mm-status-sync-0.1.0";
+    meta.mainProgram = "mm-status-sync";
+  };
+  binary = "${package.outPath}/bin/mm-status-sync";
+  pkgs = {
+    writeText = name: text: builtins.toFile name text;
+    coreutils = "/nix/store/11111111111111111111111111111111-coreutils";
+    mm-status-sync = package;
+  };
+  # As nixos/lib/utils.nix escapes them.
+  utils = rec {
+    escapeSystemdExecArg =
+      arg:
+      lib.replaceStrings [ "%" "$" ] [ "%%" "$$" ] (builtins.toJSON (if lib.isString arg then arg else toString arg));
+    escapeSystemdExecArgs = lib.concatMapStringsSep " " escapeSystemdExecArg;
+  };
+
+  unitValue = types.oneOf [
+    types.bool
+    types.int
+    types.str
+    (types.listOf types.str)
+  ];
+  serviceType = types.submodule {
+    options = {
+      description = mkOption { type = types.str; default = ""; };
+      environment = mkOption { type = types.attrsOf (types.nullOr types.str); default = { }; };
+      serviceConfig = mkOption { type = types.attrsOf unitValue; default = { }; };
+      reloadTriggers = mkOption { type = types.listOf types.unspecified; default = [ ]; };
+      restartTriggers = mkOption { type = types.listOf types.unspecified; default = [ ]; };
+      wantedBy = mkOption { type = types.listOf types.str; default = [ ]; };
+      wants = mkOption { type = types.listOf types.str; default = [ ]; };
+      after = mkOption { type = types.listOf types.str; default = [ ]; };
+      partOf = mkOption { type = types.listOf types.str; default = [ ]; };
+    };
+  };
+  nixosStubs = {
+    options = {
+      assertions = mkOption { type = types.listOf types.unspecified; default = [ ]; };
+      warnings = mkOption { type = types.listOf types.str; default = [ ]; };
+      environment.etc = mkOption {
+        type = types.attrsOf (types.submodule { options.source = mkOption { type = types.str; }; });
+        default = { };
+      };
+      systemd.services = mkOption { type = types.attrsOf serviceType; default = { }; };
+      systemd.user.services = mkOption { type = types.attrsOf serviceType; default = { }; };
+    };
+  };
+
+  evaluate =
+    settings:
+    (lib.evalModules {
+      modules = [
+        nixosStubs
+        ./default.nix
+        { services.mm-status-sync = settings; }
+      ];
+      specialArgs = { inherit pkgs utils; };
+    }).config;
+
+  base = {
+    enable = true;
+    package = package;
+    tokenFile = "/run/secrets/mm-token";
+    settings.url = "https://mattermost.example.com";
+    settings.end-delay = 60;
+  };
+  system = evaluate base;
+  user = evaluate (
+    base
+    // {
+      mode = "user";
+      extraArgs = [ "--log-level=debug" ];
+    }
+  );
+  inStore = evaluate (base // { tokenFile = "/nix/store/22222222222222222222222222222222-token"; });
+
+  failedAssertions = config: map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);
+  asList = value: if lib.isList value then value else [ value ];
+  expect = name: ok: lib.optional (!ok) name;
+
+  sys = system.systemd.services.mm-status-sync.serviceConfig;
+  sysUnit = system.systemd.services.mm-status-sync;
+  usr = user.systemd.user.services.mm-status-sync.serviceConfig;
+  usrUnit = user.systemd.user.services.mm-status-sync;
+  configText = builtins.readFile system.environment.etc."mm-status-sync/config.env".source;
+  namespacing = [
+    "PrivateUsers"
+    "PrivateTmp"
+    "PrivateMounts"
+    "ProtectSystem"
+    "ProtectHome"
+    "DynamicUser"
+    "RestrictNamespaces"
+    "CapabilityBoundingSet"
+    "AmbientCapabilities"
+  ];
+in
+{
+  failures =
+    expect "system: module assertions hold" (failedAssertions system == [ ])
+    ++ expect "system: Type=notify" (sys.Type == "notify")
+    ++ expect "system: ExecStart runs the package's binary" (sys.ExecStart == ''"${binary}" "run"'')
+    ++ expect "system: ExecReload sends SIGHUP" (sys.ExecReload == "${pkgs.coreutils}/bin/kill -HUP $MAINPID")
+    ++ expect "system: the token is a credential" (asList sys.LoadCredential == [ "token:/run/secrets/mm-token" ])
+    ++ expect "system: the daemon reads the credential" (
+      sysUnit.environment.MM_STATUS_SYNC_TOKEN_FILE == "%d/token"
+    )
+    ++ expect "system: the config file is named by MM_STATUS_SYNC_CONFIG" (
+      sysUnit.environment.MM_STATUS_SYNC_CONFIG == "/etc/mm-status-sync/config.env"
+    )
+    ++ expect "system: exactly the two capabilities, ambient and bounding" (
+      lib.sort lib.lessThan (asList sys.AmbientCapabilities) == [ "CAP_DAC_READ_SEARCH" "CAP_SYS_PTRACE" ]
+      && lib.sort lib.lessThan (asList sys.CapabilityBoundingSet) == [ "CAP_DAC_READ_SEARCH" "CAP_SYS_PTRACE" ]
+    )
+    ++ expect "system: PrivateUsers=no keeps the capabilities meaningful" (sys.PrivateUsers == false)
+    ++ expect "system: StateDirectory, WatchdogSec, Restart=on-failure" (
+      sys.StateDirectory == "mm-status-sync" && sys ? WatchdogSec && sys.Restart == "on-failure"
+    )
+    ++ expect "system: a settings change reloads" (sysUnit.reloadTriggers != [ ] && sysUnit.restartTriggers == [ ])
+    ++ expect "system: settings rendered to the config file" (
+      lib.hasInfix "MM_STATUS_SYNC_URL='https://mattermost.example.com'\n" configText
+      && lib.hasInfix "MM_STATUS_SYNC_END_DELAY='60'\n" configText
+      && !(lib.hasInfix "TOKEN" configText)
+    )
+    ++ expect "system: no user service" (!(system.systemd.user.services ? mm-status-sync))
+    ++ expect "user: module assertions hold" (failedAssertions user == [ ])
+    ++ expect "user: ExecStart with extraArgs" (usr.ExecStart == ''"${binary}" "run" "--log-level=debug"'')
+    ++ expect "user: ExecReload sends SIGHUP" (usr.ExecReload == "${pkgs.coreutils}/bin/kill -HUP $MAINPID")
+    ++ expect "user: started with the graphical session" (usrUnit.wantedBy == [ "graphical-session.target" ])
+    ++ expect "user: no credentials, no capabilities, no namespacing" (
+      !(usr ? LoadCredential) && lib.all (option: !(usr ? ${option})) namespacing
+    )
+    ++ expect "user: the token file is read by the daemon" (usrUnit.environment ? MM_STATUS_SYNC_TOKEN_FILE)
+    ++ expect "user: no system service" (!(user.systemd.services ? mm-status-sync))
+    ++ expect "a tokenFile in the Nix store is refused" (failedAssertions inStore != [ ]);
+
+  units = {
+    system = sysUnit;
+    user = usrUnit;
+  };
+}
