@@ -141,9 +141,24 @@ pub struct Config {
 }
 
 /// Every key's raw value and source, after precedence was applied.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Raw {
     values: Vec<RawValue>,
+}
+
+/// Shows every key but not a secret's value: a panic or a debug line must not print the token.
+impl fmt::Debug for Raw {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut map = f.debug_map();
+        for (spec, rv) in self.iter() {
+            if spec.secret {
+                map.entry(&spec.name, &format_args!("<redacted> (from {})", rv.source));
+            } else {
+                map.entry(&spec.name, rv);
+            }
+        }
+        map.finish()
+    }
 }
 
 impl Raw {
@@ -160,7 +175,7 @@ impl Raw {
 
 /// The inputs a configuration is made from: kept so that SIGHUP can load again from the same flags and
 /// environment with a fresh read of the file.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Inputs {
     /// `(key name, value)` from the command line.
     pub flags: Vec<(&'static str, String)>,
@@ -174,6 +189,29 @@ pub struct Inputs {
     /// Accept a url without a token (with a warning): `config` checks a configuration that is still being set
     /// up, one `snap set` at a time.
     pub allow_incomplete: bool,
+}
+
+/// Like a derived `Debug`, except that the values of secret variables (`MM_STATUS_SYNC_TOKEN`) are not shown.
+impl fmt::Debug for Inputs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let env: Vec<(&str, &dyn fmt::Debug)> = self
+            .env
+            .iter()
+            .map(|(k, v)| {
+                let shown: &dyn fmt::Debug =
+                    if keys::by_env_var(k).is_some_and(|s| s.secret) { &"<redacted>" } else { v };
+                (k.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("Inputs")
+            .field("flags", &self.flags)
+            .field("env", &env)
+            .field("config_flag", &self.config_flag)
+            .field("context", &self.context)
+            .field("is_root", &self.is_root)
+            .field("allow_incomplete", &self.allow_incomplete)
+            .finish()
+    }
 }
 
 impl Inputs {

@@ -134,6 +134,35 @@ fn token_is_accepted_from_environment_and_file_but_never_printed() {
     assert_eq!(i.load().unwrap().server.unwrap().token.expose(), "s3cr3t-token");
 }
 
+/// A panic message or a debug line may print any of these with `{:?}`; none may show the token, wherever it came
+/// from, while every other value stays visible.
+#[test]
+fn debug_output_of_everything_holding_the_token_redacts_it() {
+    let tf = tempfile_lite::TempFile::with(b"s3cr3t-from-file\n");
+    let token_file = tf.path.to_str().unwrap().to_owned();
+    let url = [("url", "https://mm.example.com")];
+    let env_token = [("MM_STATUS_SYNC_TOKEN", "s3cr3t-from-env"), ("MM_STATUS_SYNC_LOG", "stderr")];
+    let cases = [
+        (inputs(&url, &env_token, None), "s3cr3t-from-env"),
+        (inputs(&url, &[], Some("MM_STATUS_SYNC_TOKEN=\"s3cr3t-from-conf\"\n")), "s3cr3t-from-conf"),
+        (inputs(&[url[0], ("token-file", &token_file)], &[], None), "s3cr3t-from-file"),
+    ];
+    for ((i, _t), token) in cases {
+        let raw = i.raw().unwrap();
+        let config = i.validate(&raw).unwrap();
+        assert_eq!(config.server.as_ref().unwrap().token.expose(), token);
+        for shown in
+            [format!("{i:?}"), format!("{i:#?}"), format!("{raw:?}"), format!("{raw:#?}"), format!("{config:#?}")]
+        {
+            assert!(!shown.contains("s3cr3t"), "{token} shown in {shown}");
+            assert!(shown.contains("mm.example.com"), "other values stay visible: {shown}");
+        }
+    }
+    let (i, _t) = inputs(&url, &env_token, None);
+    assert!(format!("{i:?}").contains("(\"MM_STATUS_SYNC_LOG\", \"stderr\")"), "{i:?}");
+    assert!(format!("{:?}", i.raw().unwrap()).contains("\"token\": <redacted> (from environment)"));
+}
+
 #[test]
 fn invalid_values_name_the_key_the_value_the_source_and_what_is_allowed() {
     let cases: &[(&str, &str, &str)] = &[
