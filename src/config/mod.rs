@@ -389,10 +389,11 @@ impl Inputs {
         let ca_file = v.optional("ca-file")?.map(PathBuf::from);
         let Some(url) = v.optional("url")? else { return Ok(None) };
         let url = crate::mattermost::validate_base_url(&url).map_err(|why| v.invalid("url", &why))?;
-        let token = match (token_inline, token_file) {
+        // The key to blame for a malformed token: the file's path is worth naming, the token never is.
+        let (token, from_file) = match (token_inline, token_file) {
             (Some(_), Some(_)) => return Err(ConfigError::Conflict { a: "token", b: "token-file" }),
-            (Some(t), None) => t,
-            (None, Some(path)) => read_token_file(Path::new(&path), v, warnings)?,
+            (Some(t), None) => (t, false),
+            (None, Some(path)) => (read_token_file(Path::new(&path), v, warnings)?, true),
             (None, None) => {
                 let missing = ConfigError::Missing { key: "token", why: "a url is set but no token or token-file" };
                 if self.allow_incomplete {
@@ -403,7 +404,10 @@ impl Inputs {
             }
         };
         if token.bytes().any(|b| b.is_ascii_control() || b == b' ') {
-            return Err(v.invalid("token", "a token without spaces or control characters"));
+            return Err(match from_file {
+                true => v.invalid("token-file", "a file holding one token, without spaces or control characters"),
+                false => v.invalid("token", "a token without spaces or control characters"),
+            });
         }
         Ok(Some(ServerSettings { url, token: Secret::new(token), user_id, ca_file }))
     }

@@ -134,6 +134,25 @@ fn token_is_accepted_from_environment_and_file_but_never_printed() {
     assert_eq!(i.load().unwrap().server.unwrap().token.expose(), "s3cr3t-token");
 }
 
+/// A malformed token is blamed on where it came from, and never shown.
+#[test]
+fn a_malformed_token_names_its_source_not_its_value() {
+    let tf = tempfile_lite::TempFile::with(b"s3cr3t one\n");
+    let path = tf.path.to_str().unwrap().to_owned();
+    let (i, _t) = inputs(&[("url", "https://mm.example.com"), ("token-file", &path)], &[], None);
+    let error = i.load().unwrap_err().to_string();
+    let expected =
+        format!("invalid token-file {path:?} (from flag): expected a file holding one token, without spaces");
+    assert!(error.starts_with(&expected), "{error}");
+    let (i, _t) = inputs(&[("url", "https://mm.example.com")], &[("MM_STATUS_SYNC_TOKEN", "s3cr3t one")], None);
+    let error = i.load().unwrap_err().to_string();
+    assert!(
+        error.starts_with("invalid token (value not shown) (from environment): expected a token without"),
+        "{error}"
+    );
+    assert!(!error.contains("s3cr3t"), "{error}");
+}
+
 /// A panic message or a debug line may print any of these with `{:?}`; none may show the token, wherever it came
 /// from, while every other value stays visible.
 #[test]
