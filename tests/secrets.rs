@@ -727,6 +727,22 @@ fn a_token_file_others_can_read_is_warned_about() {
             assert_eq!(d.stop(), Some(0));
         }
     }
+
+    // The token written into the config file makes it a token file too.
+    for (mode, wide) in [(0o644, true), (0o600, false)] {
+        let cmd = env.command(TokenVia::ConfigFile, "");
+        let config = env.path("config.env");
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(mode)).unwrap();
+        let (code, out) = env.run(cmd, &["check"]);
+        assert_eq!(code, Some(0), "{out}");
+        let warning = format!(
+            "warning: config file {} holds the token and can be read by other users (mode {mode:o}); chmod 600 it",
+            config.display()
+        );
+        assert_eq!(out.contains(&warning), wide, "config file mode {mode:o}: {out}");
+        assert_eq!(out.contains("warning"), wide, "config file mode {mode:o}: {out}");
+        assert_no_token(&env.token, "the warning", &out);
+    }
 }
 
 /// Plain http to anything but a loopback address is refused before the token is sent anywhere: exit 2 and one

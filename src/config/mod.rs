@@ -392,7 +392,19 @@ impl Inputs {
         // The key to blame for a malformed token: the file's path is worth naming, the token never is.
         let (token, from_file) = match (token_inline, token_file) {
             (Some(_), Some(_)) => return Err(ConfigError::Conflict { a: "token", b: "token-file" }),
-            (Some(t), None) => (t, false),
+            (Some(t), None) => {
+                // A token written into the config file is exactly as private as that file.
+                if let Source::File { path, .. } = &v.raw.get("token").source {
+                    if let Some(mode) = readable_by_others(path) {
+                        warnings.push(format!(
+                            "config file {} holds the token and can be read by other users (mode {mode:o}); chmod \
+                             600 it, or move the token to a token-file",
+                            path.display()
+                        ));
+                    }
+                }
+                (t, false)
+            }
             (None, Some(path)) => (read_token_file(Path::new(&path), v, warnings)?, true),
             (None, None) => {
                 let missing = ConfigError::Missing { key: "token", why: "a url is set but no token or token-file" };
@@ -426,6 +438,12 @@ fn read_config_file(path: &Path) -> Result<Vec<u8>, ConfigError> {
     std::fs::read(path).map_err(|e| err(e.to_string()))
 }
 
+/// The permission bits of `path` when its group or others have any access to it.
+fn readable_by_others(path: &Path) -> Option<u32> {
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then_some(mode)
+}
+
 fn read_token_file(path: &Path, v: &Validator, warnings: &mut Vec<String>) -> Result<String, ConfigError> {
     let unreadable = |why: String| ConfigError::Invalid {
         key: "token-file",
@@ -437,12 +455,9 @@ fn read_token_file(path: &Path, v: &Validator, warnings: &mut Vec<String>) -> Re
     if !meta.is_file() || meta.len() > 4096 {
         return Err(unreadable("not a regular file of at most 4096 bytes".into()));
     }
-    if meta.permissions().mode() & 0o077 != 0 {
-        warnings.push(format!(
-            "token file {} can be read by other users (mode {:o}); chmod 600 it",
-            path.display(),
-            meta.permissions().mode() & 0o777
-        ));
+    if let Some(mode) = readable_by_others(path) {
+        warnings
+            .push(format!("token file {} can be read by other users (mode {mode:o}); chmod 600 it", path.display()));
     }
     let bytes = std::fs::read(path).map_err(|e| unreadable(e.to_string()))?;
     let token = std::str::from_utf8(&bytes).map_err(|_| unreadable("not UTF-8".into()))?.trim();

@@ -134,6 +134,40 @@ fn token_is_accepted_from_environment_and_file_but_never_printed() {
     assert_eq!(i.load().unwrap().server.unwrap().token.expose(), "s3cr3t-token");
 }
 
+/// A token file, or a config file holding the token, that others can read is warned about; a private one, or a
+/// readable config file without the token, is not.
+#[test]
+fn files_holding_the_token_that_others_can_read_are_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let chmod = |p: &Path, mode: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    let tf = tempfile_lite::TempFile::with(b"s3cr3t\n");
+    let token_file = tf.path.to_str().unwrap().to_owned();
+    let url = ("url", "https://mm.example.com");
+    for (mode, warned) in [(0o644, true), (0o640, true), (0o604, true), (0o600, false), (0o400, false)] {
+        chmod(&tf.path, mode);
+        let (i, _t) = inputs(&[url, ("token-file", &token_file)], &[], None);
+        let warnings = i.load().unwrap().warnings;
+        let expected = format!("token file {token_file} can be read by other users (mode {mode:o}); chmod 600 it");
+        assert_eq!(warnings, if warned { vec![expected] } else { vec![] }, "token-file mode {mode:o}");
+
+        let (i, conf) = inputs(&[url], &[], Some("MM_STATUS_SYNC_TOKEN=s3cr3t\n"));
+        let conf = conf.unwrap();
+        chmod(&conf.path, mode);
+        let warnings = i.load().unwrap().warnings;
+        assert_eq!(warnings.len(), usize::from(warned), "config file mode {mode:o}: {warnings:?}");
+        if warned {
+            let expected =
+                format!("config file {} holds the token and can be read by other users", conf.path.display());
+            assert!(warnings[0].starts_with(&expected) && warnings[0].contains("chmod 600"), "{warnings:?}");
+            assert!(!warnings[0].contains("s3cr3t"), "{warnings:?}");
+        }
+    }
+    let (i, conf) = inputs(&[url], &[("MM_STATUS_SYNC_TOKEN", "s3cr3t")], Some("MM_STATUS_SYNC_LOG=stderr\n"));
+    let conf = conf.unwrap();
+    chmod(&conf.path, 0o644);
+    assert_eq!(i.load().unwrap().warnings, Vec::<String>::new(), "the token is not in the file");
+}
+
 /// A malformed token is blamed on where it came from, and never shown.
 #[test]
 fn a_malformed_token_names_its_source_not_its_value() {
