@@ -783,4 +783,14 @@ fn plain_http_is_refused_unless_the_address_is_loopback() {
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("configuration: valid") && out.contains("FAIL: API ERROR: GET /api/v4/users/me"), "{out}");
     assert_no_token(&env.token, "check over [::1]", &out);
+
+    // The token pasted into the url itself: refused, and not repeated.
+    let token = &env.token;
+    for url in [format!("https://me:{token}@mm.example.com"), format!("https://mm.example.com/?access_token={token}")] {
+        let (code, out) = env.run(env.command_url(TokenVia::File, &url, ""), &["check"]);
+        assert_eq!(code, Some(2), "{out}");
+        assert_eq!(out.lines().count(), 1, "{out}");
+        assert!(out.starts_with("mm-status-sync: invalid url (value not shown"), "{out}");
+        assert_no_token(token, "the refusal of a url holding the token", &out);
+    }
 }

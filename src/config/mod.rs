@@ -388,7 +388,16 @@ impl Inputs {
         }
         let ca_file = v.optional("ca-file")?.map(PathBuf::from);
         let Some(url) = v.optional("url")? else { return Ok(None) };
-        let url = crate::mattermost::validate_base_url(&url).map_err(|why| v.invalid("url", &why))?;
+        let url = crate::mattermost::validate_base_url(&url).map_err(|why| {
+            // A refused url may carry a password or a token (user:pass@, ?access_token=): not repeated then.
+            let mut error = v.invalid("url", &why);
+            if url.contains(['@', '?', '#']) {
+                if let ConfigError::Invalid { value, .. } = &mut error {
+                    *value = "(value not shown: it may hold a password or token)".to_owned();
+                }
+            }
+            error
+        })?;
         // The key to blame for a malformed token: the file's path is worth naming, the token never is.
         let (token, from_file) = match (token_inline, token_file) {
             (Some(_), Some(_)) => return Err(ConfigError::Conflict { a: "token", b: "token-file" }),

@@ -168,6 +168,23 @@ fn files_holding_the_token_that_others_can_read_are_warned_about() {
     assert_eq!(i.load().unwrap().warnings, Vec::<String>::new(), "the token is not in the file");
 }
 
+/// A url refused for holding credentials or a query is not repeated in the error; other refused urls are.
+#[test]
+fn a_refused_url_that_may_hold_a_secret_is_not_repeated() {
+    for url in ["https://me:s3cr3t@mm.example.com", "https://mm.example.com/?access_token=s3cr3t", "https://x/#s3cr3t"]
+    {
+        let (i, _t) = inputs(&[("url", url)], &[("MM_STATUS_SYNC_TOKEN", "t")], None);
+        let error = i.load().unwrap_err().to_string();
+        assert!(
+            error.starts_with("invalid url (value not shown: it may hold a password or token) (from flag)"),
+            "{error}"
+        );
+        assert!(!error.contains("s3cr3t"), "{error}");
+    }
+    let (i, _t) = inputs(&[("url", "http://mm.example.com")], &[("MM_STATUS_SYNC_TOKEN", "t")], None);
+    assert!(i.load().unwrap_err().to_string().starts_with("invalid url \"http://mm.example.com\" (from flag)"));
+}
+
 /// A malformed token is blamed on where it came from, and never shown.
 #[test]
 fn a_malformed_token_names_its_source_not_its_value() {
