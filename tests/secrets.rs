@@ -435,7 +435,7 @@ fn recording_hook(dir: &Path, event: &str) -> String {
         "out='{out}'; printf '%s\\n' \"$0\" \"$@\" > \"$out.argv\"; tr '\\000' ' ' < /proc/$$/cmdline >> \"$out.argv\"; \
          env > \"$out.env\"; tr '\\000' '\\n' < /proc/$$/environ > \"$out.self-environ\"; echo $PPID > \"$out.ppid\"; \
          tr '\\000' ' ' < /proc/$PPID/cmdline > \"$out.daemon-cmdline\"; \
-         tr '\\000' '\\n' < /proc/$PPID/environ > \"$out.daemon-environ\"; touch \"$out.done\""
+         tr '\\000' '\\n' < /proc/$PPID/environ > \"$out.daemon-environ\"; ls -l /proc/$$/fd > \"$out.fds\"; touch \"$out.done\""
     )
 }
 
@@ -467,6 +467,14 @@ fn argv_environments_and_hooks_never_see_the_token() {
             assert_no_token(&env.token, &format!("{via:?}: the daemon's environment"), &own_environ);
         }
 
+        // Descriptors this test itself holds open without close-on-exec (cargo's jobserver pipe) pass through the
+        // daemon to its children like any inherited descriptor; they are not the daemon's.
+        let ours: Vec<String> = std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read_link(e.path()).ok())
+            .map(|t| t.display().to_string())
+            .collect();
         let camera = env.open_camera();
         env.wait_state("meeting set", in_meeting);
         wait_file(&env.path("hook-start.done"));
@@ -487,6 +495,14 @@ fn argv_environments_and_hooks_never_see_the_token() {
             assert!(!hook_env.contains("MM_STATUS_SYNC_TOKEN"), "{}: {hook_env}", what("env"));
             assert_no_token(&env.token, &what("env"), &hook_env);
             assert_no_token(&env.token, &what("self-environ"), &read("self-environ"));
+            // No descriptor of the daemon (a connection to the server, the state file) reaches the hook.
+            let fds = read("fds");
+            let inherited: Vec<&str> = fds
+                .lines()
+                .filter(|l| l.contains("->") && !l.ends_with("/dev/null") && !l.contains(".fds")) // the listing's own output
+                .filter(|l| !ours.iter().any(|t| l.ends_with(&format!("-> {t}"))))
+                .collect();
+            assert!(inherited.is_empty(), "{}: {fds}", what("descriptors"));
             let daemon_cmdline = read("daemon-cmdline");
             assert_eq!(daemon_cmdline, own_cmdline, "the hook read the daemon's argv");
             assert_no_token(&env.token, &what("view of the daemon's argv"), &daemon_cmdline);
