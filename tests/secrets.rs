@@ -422,6 +422,16 @@ fn the_log_at_debug_level_never_shows_the_token_through_meetings_reload_errors_a
     let echoed: Vec<_> = echoed.collect();
     assert_eq!(echoed.len(), 6, "two echoes of each shape");
     assert!(echoed.iter().all(|c| c.response_body.contains(&bearer)), "the server echoed the token");
+    eprintln!(
+        "debug log: {} lines ({} DEBUG, {} API ERROR), {} calls to the server, {} echoed the token back; none of {} \
+         token forms found",
+        log.lines().count(),
+        log.matches("DEBUG: ").count(),
+        log.matches("API ERROR").count(),
+        calls.len(),
+        echoed.len(),
+        token_forms(&env.token).len()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -694,6 +704,32 @@ fn config_check_and_errors_never_print_the_token() {
             assert_no_token(&env.token, &format!("{via:?}: {what}"), out);
         }
     }
+}
+
+/// `restore` after a kill -9 left a backup, against a proxy that echoes the token on the first restore call: it
+/// retries, succeeds, and its log (stderr) never shows the token.
+#[test]
+fn restore_after_kill_9_never_prints_the_token() {
+    let env = Env::new("restore");
+    let mut d = env.daemon(TokenVia::Environment, "", &[]);
+    let camera = env.open_camera();
+    env.wait_state("meeting set", in_meeting);
+    env.wait_log("meeting status set", 1);
+    let _ = d.0.kill();
+    let _ = d.0.wait();
+    drop(camera);
+    assert!(env.path("state/state.json").exists(), "kill -9 left the backup");
+    let echo = Fault::EchoRequestHeaders { code: 400, style: EchoStyle::AppErrorMessage };
+    env.fake.set_fault(echo, FaultScope::on("PUT", "/api/v4/users").times(1));
+    let (code, out) = env.run(env.command(TokenVia::Environment, ""), &["restore", "--log-level", "debug"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("400 fake.proxy.headers_rejected: Request rejected by the proxy"), "{out}");
+    assert!(out.contains("backup deleted"), "{out}");
+    assert!(!env.path("state/state.json").exists());
+    let echoed = env.fake.calls().iter().filter(|c| c.fault.is_some()).count();
+    assert_eq!(echoed, 1, "the proxy echoed once");
+    assert_no_token(&env.token, "restore's output", &out);
+    assert_no_token(&env.token, "the daemon's log", &env.log());
 }
 
 /// `--token` does not exist: refused with exit 2, pointing to token-file, without repeating the value.
