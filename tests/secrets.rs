@@ -37,6 +37,10 @@ fn random_token() -> String {
         .collect()
 }
 
+const STD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+const URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// Base64 without padding.
 fn base64(bytes: &[u8], alphabet: &[u8; 64]) -> String {
     bytes
         .chunks(3)
@@ -53,8 +57,6 @@ fn base64(bytes: &[u8], alphabet: &[u8; 64]) -> String {
 /// part of its base64 that any base64 text holding the token contains, for each of the three alignments, in the
 /// standard and the URL-safe alphabet.
 fn token_forms(token: &str) -> Vec<String> {
-    const STD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    const URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let half = token.len() / 2;
     let mut forms =
         vec![token.to_owned(), token[..half].to_owned(), token[half..].to_owned(), format!("Bearer {token}")];
@@ -84,15 +86,15 @@ fn token_forms_find_the_token_however_it_is_written() {
     assert_eq!(token.len(), 26);
     assert!(token.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
     assert_ne!(token, random_token());
-    assert_eq!(base64(b"Bearer abc", STD_FOR_TEST), "QmVhcmVyIGFiYw==".trim_end_matches('='));
+    assert_eq!(base64(b"Bearer abc", STD), "QmVhcmVyIGFiYw==".trim_end_matches('='));
     let leaks = [
         format!("x {token} y"),
         format!("Authorization: Bearer {token}"),
-        base64(token.as_bytes(), STD_FOR_TEST),
+        base64(token.as_bytes(), STD),
         format!("cut at 960 bytes: {}...", &token[..14]),
-        base64(format!("Authorization: Bearer {token}").as_bytes(), STD_FOR_TEST),
-        base64(format!(":{token}").as_bytes(), STD_FOR_TEST),
-        base64(format!("ab{token}").as_bytes(), STD_FOR_TEST),
+        base64(format!("Authorization: Bearer {token}").as_bytes(), STD),
+        base64(format!(":{token}").as_bytes(), STD),
+        base64(format!("ab{token}").as_bytes(), STD),
     ];
     for leak in leaks {
         assert!(find_token(&token, &leak).is_some(), "{leak:?} not recognised as holding {token}");
@@ -100,8 +102,6 @@ fn token_forms_find_the_token_however_it_is_written() {
     assert_eq!(find_token(&token, "API ERROR: GET /api/v4/users/me: 401 Bearer <redacted>"), None);
     assert_eq!(find_token(&token, &random_token()), None, "another token is not this one");
 }
-
-const STD_FOR_TEST: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 // ---------------------------------------------------------------------------------------------------------------
 // The environment of one test: a fake server knowing our token, a device file, a state directory
