@@ -141,6 +141,13 @@ impl Args {
 
 /// Parses `argv` (without the program name); argh's own messages for help and bad flags.
 pub fn parse(argv: &[String]) -> Result<Args, (String, i32)> {
+    // argh would answer `--token=VALUE` with "Unrecognized argument: --token=VALUE", copying the token into the
+    // error (and from there into a journal); say where the token goes instead, without repeating it.
+    if argv.iter().any(|a| a == "--token" || a.starts_with("--token=")) {
+        let text = "mm-status-sync: --token is not accepted (the command line is visible to every user): put the \
+                    token in a file and use --token-file PATH, or set MM_STATUS_SYNC_TOKEN";
+        return Err((text.to_owned(), 2));
+    }
     let strs: Vec<&str> = argv.iter().map(String::as_str).collect();
     Args::from_args(&["mm-status-sync"], &strs).map_err(|e| (e.output, if e.status.is_ok() { 0 } else { 2 }))
 }
@@ -377,6 +384,20 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_token_flag_is_refused_without_repeating_its_value() {
+        for argv in [&["--token=s3cr3t", "check"][..], &["check", "--token", "s3cr3t"], &["--token"]] {
+            let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+            let (text, code) = parse(&argv).expect_err("--token must be refused");
+            assert_eq!(code, 2);
+            assert!(text.contains("--token-file") && text.contains("MM_STATUS_SYNC_TOKEN"), "{text}");
+            assert!(!text.contains("s3cr3t") && !text.contains('\n'), "{text}");
+        }
+        // Only the exact flag: --token-file is a key of its own.
+        let argv: Vec<String> = ["--token-file", "/t", "check"].map(String::from).to_vec();
+        assert_eq!(parse(&argv).unwrap().flag_values(), vec![("token-file", "/t".to_owned())]);
     }
 
     #[test]

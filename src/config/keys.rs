@@ -83,7 +83,7 @@ pub const KEYS: &[Spec] = &[
     key(
         "url",
         "",
-        "https://host[:port][/path] (http:// only for a loopback host)",
+        "https://host[:port][/path] (http:// only for a loopback address such as 127.0.0.1 or [::1])",
         "Mattermost server base URL; required unless dry-run",
     ),
     Spec {

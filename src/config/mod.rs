@@ -141,9 +141,24 @@ pub struct Config {
 }
 
 /// Every key's raw value and source, after precedence was applied.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Raw {
     values: Vec<RawValue>,
+}
+
+/// Shows every key but not a secret's value: a panic or a debug line must not print the token.
+impl fmt::Debug for Raw {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut map = f.debug_map();
+        for (spec, rv) in self.iter() {
+            if spec.secret {
+                map.entry(&spec.name, &format_args!("<redacted> (from {})", rv.source));
+            } else {
+                map.entry(&spec.name, rv);
+            }
+        }
+        map.finish()
+    }
 }
 
 impl Raw {
@@ -160,7 +175,7 @@ impl Raw {
 
 /// The inputs a configuration is made from: kept so that SIGHUP can load again from the same flags and
 /// environment with a fresh read of the file.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Inputs {
     /// `(key name, value)` from the command line.
     pub flags: Vec<(&'static str, String)>,
@@ -174,6 +189,29 @@ pub struct Inputs {
     /// Accept a url without a token (with a warning): `config` checks a configuration that is still being set
     /// up, one `snap set` at a time.
     pub allow_incomplete: bool,
+}
+
+/// Like a derived `Debug`, except that the values of secret variables (`MM_STATUS_SYNC_TOKEN`) are not shown.
+impl fmt::Debug for Inputs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let env: Vec<(&str, &dyn fmt::Debug)> = self
+            .env
+            .iter()
+            .map(|(k, v)| {
+                let shown: &dyn fmt::Debug =
+                    if keys::by_env_var(k).is_some_and(|s| s.secret) { &"<redacted>" } else { v };
+                (k.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("Inputs")
+            .field("flags", &self.flags)
+            .field("env", &env)
+            .field("config_flag", &self.config_flag)
+            .field("context", &self.context)
+            .field("is_root", &self.is_root)
+            .field("allow_incomplete", &self.allow_incomplete)
+            .finish()
+    }
 }
 
 impl Inputs {
@@ -350,11 +388,33 @@ impl Inputs {
         }
         let ca_file = v.optional("ca-file")?.map(PathBuf::from);
         let Some(url) = v.optional("url")? else { return Ok(None) };
-        let url = crate::mattermost::validate_base_url(&url).map_err(|why| v.invalid("url", &why))?;
-        let token = match (token_inline, token_file) {
+        let url = crate::mattermost::validate_base_url(&url).map_err(|why| {
+            // A refused url may carry a password or a token (user:pass@, ?access_token=): not repeated then.
+            let mut error = v.invalid("url", &why);
+            if url.contains(['@', '?', '#']) {
+                if let ConfigError::Invalid { value, .. } = &mut error {
+                    *value = "(value not shown: it may hold a password or token)".to_owned();
+                }
+            }
+            error
+        })?;
+        // The key to blame for a malformed token: the file's path is worth naming, the token never is.
+        let (token, from_file) = match (token_inline, token_file) {
             (Some(_), Some(_)) => return Err(ConfigError::Conflict { a: "token", b: "token-file" }),
-            (Some(t), None) => t,
-            (None, Some(path)) => read_token_file(Path::new(&path), v, warnings)?,
+            (Some(t), None) => {
+                // A token written into the config file is exactly as private as that file.
+                if let Source::File { path, .. } = &v.raw.get("token").source {
+                    if let Some(mode) = readable_by_others(path) {
+                        warnings.push(format!(
+                            "config file {} holds the token and can be read by other users (mode {mode:o}); chmod \
+                             600 it, or move the token to a token-file",
+                            path.display()
+                        ));
+                    }
+                }
+                (t, false)
+            }
+            (None, Some(path)) => (read_token_file(Path::new(&path), v, warnings)?, true),
             (None, None) => {
                 let missing = ConfigError::Missing { key: "token", why: "a url is set but no token or token-file" };
                 if self.allow_incomplete {
@@ -365,7 +425,10 @@ impl Inputs {
             }
         };
         if token.bytes().any(|b| b.is_ascii_control() || b == b' ') {
-            return Err(v.invalid("token", "a token without spaces or control characters"));
+            return Err(match from_file {
+                true => v.invalid("token-file", "a file holding one token, without spaces or control characters"),
+                false => v.invalid("token", "a token without spaces or control characters"),
+            });
         }
         Ok(Some(ServerSettings { url, token: Secret::new(token), user_id, ca_file }))
     }
@@ -384,6 +447,12 @@ fn read_config_file(path: &Path) -> Result<Vec<u8>, ConfigError> {
     std::fs::read(path).map_err(|e| err(e.to_string()))
 }
 
+/// The permission bits of `path` when its group or others have any access to it.
+fn readable_by_others(path: &Path) -> Option<u32> {
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then_some(mode)
+}
+
 fn read_token_file(path: &Path, v: &Validator, warnings: &mut Vec<String>) -> Result<String, ConfigError> {
     let unreadable = |why: String| ConfigError::Invalid {
         key: "token-file",
@@ -395,12 +464,9 @@ fn read_token_file(path: &Path, v: &Validator, warnings: &mut Vec<String>) -> Re
     if !meta.is_file() || meta.len() > 4096 {
         return Err(unreadable("not a regular file of at most 4096 bytes".into()));
     }
-    if meta.permissions().mode() & 0o077 != 0 {
-        warnings.push(format!(
-            "token file {} can be read by other users (mode {:o}); chmod 600 it",
-            path.display(),
-            meta.permissions().mode() & 0o777
-        ));
+    if let Some(mode) = readable_by_others(path) {
+        warnings
+            .push(format!("token file {} can be read by other users (mode {mode:o}); chmod 600 it", path.display()));
     }
     let bytes = std::fs::read(path).map_err(|e| unreadable(e.to_string()))?;
     let token = std::str::from_utf8(&bytes).map_err(|_| unreadable("not UTF-8".into()))?.trim();

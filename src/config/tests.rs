@@ -134,6 +134,105 @@ fn token_is_accepted_from_environment_and_file_but_never_printed() {
     assert_eq!(i.load().unwrap().server.unwrap().token.expose(), "s3cr3t-token");
 }
 
+/// A token file, or a config file holding the token, that others can read is warned about; a private one, or a
+/// readable config file without the token, is not.
+#[test]
+fn files_holding_the_token_that_others_can_read_are_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let chmod = |p: &Path, mode: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    let tf = tempfile_lite::TempFile::with(b"s3cr3t\n");
+    let token_file = tf.path.to_str().unwrap().to_owned();
+    let url = ("url", "https://mm.example.com");
+    for (mode, warned) in [(0o644, true), (0o640, true), (0o604, true), (0o600, false), (0o400, false)] {
+        chmod(&tf.path, mode);
+        let (i, _t) = inputs(&[url, ("token-file", &token_file)], &[], None);
+        let warnings = i.load().unwrap().warnings;
+        let expected = format!("token file {token_file} can be read by other users (mode {mode:o}); chmod 600 it");
+        assert_eq!(warnings, if warned { vec![expected] } else { vec![] }, "token-file mode {mode:o}");
+
+        let (i, conf) = inputs(&[url], &[], Some("MM_STATUS_SYNC_TOKEN=s3cr3t\n"));
+        let conf = conf.unwrap();
+        chmod(&conf.path, mode);
+        let warnings = i.load().unwrap().warnings;
+        assert_eq!(warnings.len(), usize::from(warned), "config file mode {mode:o}: {warnings:?}");
+        if warned {
+            let expected =
+                format!("config file {} holds the token and can be read by other users", conf.path.display());
+            assert!(warnings[0].starts_with(&expected) && warnings[0].contains("chmod 600"), "{warnings:?}");
+            assert!(!warnings[0].contains("s3cr3t"), "{warnings:?}");
+        }
+    }
+    let (i, conf) = inputs(&[url], &[("MM_STATUS_SYNC_TOKEN", "s3cr3t")], Some("MM_STATUS_SYNC_LOG=stderr\n"));
+    let conf = conf.unwrap();
+    chmod(&conf.path, 0o644);
+    assert_eq!(i.load().unwrap().warnings, Vec::<String>::new(), "the token is not in the file");
+}
+
+/// A url refused for holding credentials or a query is not repeated in the error; other refused urls are.
+#[test]
+fn a_refused_url_that_may_hold_a_secret_is_not_repeated() {
+    for url in ["https://me:s3cr3t@mm.example.com", "https://mm.example.com/?access_token=s3cr3t", "https://x/#s3cr3t"]
+    {
+        let (i, _t) = inputs(&[("url", url)], &[("MM_STATUS_SYNC_TOKEN", "t")], None);
+        let error = i.load().unwrap_err().to_string();
+        assert!(
+            error.starts_with("invalid url (value not shown: it may hold a password or token) (from flag)"),
+            "{error}"
+        );
+        assert!(!error.contains("s3cr3t"), "{error}");
+    }
+    let (i, _t) = inputs(&[("url", "http://mm.example.com")], &[("MM_STATUS_SYNC_TOKEN", "t")], None);
+    assert!(i.load().unwrap_err().to_string().starts_with("invalid url \"http://mm.example.com\" (from flag)"));
+}
+
+/// A malformed token is blamed on where it came from, and never shown.
+#[test]
+fn a_malformed_token_names_its_source_not_its_value() {
+    let tf = tempfile_lite::TempFile::with(b"s3cr3t one\n");
+    let path = tf.path.to_str().unwrap().to_owned();
+    let (i, _t) = inputs(&[("url", "https://mm.example.com"), ("token-file", &path)], &[], None);
+    let error = i.load().unwrap_err().to_string();
+    let expected =
+        format!("invalid token-file {path:?} (from flag): expected a file holding one token, without spaces");
+    assert!(error.starts_with(&expected), "{error}");
+    let (i, _t) = inputs(&[("url", "https://mm.example.com")], &[("MM_STATUS_SYNC_TOKEN", "s3cr3t one")], None);
+    let error = i.load().unwrap_err().to_string();
+    assert!(
+        error.starts_with("invalid token (value not shown) (from environment): expected a token without"),
+        "{error}"
+    );
+    assert!(!error.contains("s3cr3t"), "{error}");
+}
+
+/// A panic message or a debug line may print any of these with `{:?}`; none may show the token, wherever it came
+/// from, while every other value stays visible.
+#[test]
+fn debug_output_of_everything_holding_the_token_redacts_it() {
+    let tf = tempfile_lite::TempFile::with(b"s3cr3t-from-file\n");
+    let token_file = tf.path.to_str().unwrap().to_owned();
+    let url = [("url", "https://mm.example.com")];
+    let env_token = [("MM_STATUS_SYNC_TOKEN", "s3cr3t-from-env"), ("MM_STATUS_SYNC_LOG", "stderr")];
+    let cases = [
+        (inputs(&url, &env_token, None), "s3cr3t-from-env"),
+        (inputs(&url, &[], Some("MM_STATUS_SYNC_TOKEN=\"s3cr3t-from-conf\"\n")), "s3cr3t-from-conf"),
+        (inputs(&[url[0], ("token-file", &token_file)], &[], None), "s3cr3t-from-file"),
+    ];
+    for ((i, _t), token) in cases {
+        let raw = i.raw().unwrap();
+        let config = i.validate(&raw).unwrap();
+        assert_eq!(config.server.as_ref().unwrap().token.expose(), token);
+        for shown in
+            [format!("{i:?}"), format!("{i:#?}"), format!("{raw:?}"), format!("{raw:#?}"), format!("{config:#?}")]
+        {
+            assert!(!shown.contains("s3cr3t"), "{token} shown in {shown}");
+            assert!(shown.contains("mm.example.com"), "other values stay visible: {shown}");
+        }
+    }
+    let (i, _t) = inputs(&url, &env_token, None);
+    assert!(format!("{i:?}").contains("(\"MM_STATUS_SYNC_LOG\", \"stderr\")"), "{i:?}");
+    assert!(format!("{:?}", i.raw().unwrap()).contains("\"token\": <redacted> (from environment)"));
+}
+
 #[test]
 fn invalid_values_name_the_key_the_value_the_source_and_what_is_allowed() {
     let cases: &[(&str, &str, &str)] = &[

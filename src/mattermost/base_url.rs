@@ -8,13 +8,15 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 pub(super) struct BaseUrl {
     /// `scheme://host[:port][/subpath]`, scheme and host lowercased, no trailing slash.
     pub url: String,
-    /// The host is this machine (127.0.0.0/8, ::1, localhost): plain HTTP is allowed and no proxy is used.
+    /// The host is this machine (127.0.0.0/8, ::1, localhost): no proxy is used.
     pub loopback: bool,
 }
 
 /// Checks a Mattermost base URL (`https://host[:port][/subpath]`) and returns it normalised: scheme and host
-/// lowercased, trailing slashes removed. `http://` is accepted only for loopback hosts (127.0.0.0/8, `::1`,
-/// `localhost`), where the token cannot be sniffed. The error says what is wrong without repeating the input.
+/// lowercased, trailing slashes removed. `http://` is accepted only for loopback addresses (127.0.0.0/8, `::1`),
+/// where the token cannot be sniffed. Not for the name `localhost`: without a `localhost` line in /etc/hosts (some
+/// containers) the resolver asks DNS, search domains first, and the token would go in clear text to whatever
+/// `localhost.<search domain>` names. The error says what is wrong without repeating the input.
 pub fn validate_base_url(s: &str) -> Result<String, String> {
     parse_base_url(s).map(|base| base.url)
 }
@@ -42,9 +44,14 @@ pub(super) fn parse_base_url(s: &str) -> Result<BaseUrl, String> {
         return Err("url must not contain a user name or password (@); the token authenticates".into());
     }
     let (host, port) = split_host_port(authority)?;
-    let loopback = is_loopback(&host);
+    if scheme == "http" && host == "localhost" {
+        return Err("url must use https:// or a loopback address: write http://127.0.0.1 instead of http://localhost \
+                    (localhost may resolve elsewhere)"
+            .into());
+    }
+    let loopback = host == "localhost" || is_loopback_address(&host);
     if scheme == "http" && !loopback {
-        return Err("url must use https:// (http:// is allowed only for 127.0.0.1, ::1 and localhost)".into());
+        return Err("url must use https:// (http:// is allowed only for 127.0.0.1 and [::1])".into());
     }
     let path = path.trim_end_matches('/');
     if path.to_ascii_lowercase().ends_with("/api/v4") {
@@ -91,11 +98,8 @@ fn split_host_port(authority: &str) -> Result<(String, Option<u16>), String> {
     Ok((host, port))
 }
 
-/// Whether `host` (lowercased, IPv6 in brackets) is this machine.
-fn is_loopback(host: &str) -> bool {
-    if host == "localhost" {
-        return true;
-    }
+/// Whether `host` (lowercased, IPv6 in brackets) is a loopback address.
+fn is_loopback_address(host: &str) -> bool {
     if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
         return v6.parse::<Ipv6Addr>().is_ok_and(|ip| ip.is_loopback());
     }
@@ -118,10 +122,9 @@ mod tests {
             ("https://my_host.internal", "https://my_host.internal", false),
             ("http://127.0.0.1:8065", "http://127.0.0.1:8065", true),
             ("http://127.4.5.6/", "http://127.4.5.6", true),
-            ("http://localhost:8065/mm/", "http://localhost:8065/mm", true),
-            ("http://LOCALHOST", "http://localhost", true),
             ("http://[::1]:8065", "http://[::1]:8065", true),
             ("https://localhost", "https://localhost", true),
+            ("https://LocalHost:8443/mm", "https://localhost:8443/mm", true),
         ];
         for (input, url, loopback) in cases {
             assert_eq!(parse_base_url(input), Ok(BaseUrl { url: url.into(), loopback }), "{input}");
@@ -137,6 +140,8 @@ mod tests {
             ("ftp://mm.example.com", "not supported"),
             ("http://mm.example.com", "must use https://"),
             ("http://localhost.example.com", "must use https://"),
+            ("http://localhost:8065/mm/", "write http://127.0.0.1 instead of http://localhost"),
+            ("http://LOCALHOST", "write http://127.0.0.1 instead of http://localhost"),
             ("http://128.0.0.1", "must use https://"),
             ("http://[::2]", "must use https://"),
             ("https://", "no host"),

@@ -177,6 +177,21 @@ pub enum Fault {
     TruncatedBody,
     /// Process the request and answer with the real JSON padded with spaces to `bytes` bytes (valid JSON, huge).
     HugeBody { bytes: usize },
+    /// Answer `code` with the request's headers reflected in the body, `Authorization` included, as a debugging
+    /// proxy or a misconfigured gateway does. Not processed.
+    EchoRequestHeaders { code: u16, style: EchoStyle },
+}
+
+/// How `Fault::EchoRequestHeaders` writes the reflected headers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EchoStyle {
+    /// One short text/plain line naming only the `Authorization` header: `bad request: unexpected header
+    /// Authorization: Bearer <token>` (short enough for a client to quote).
+    AuthorizationLine,
+    /// A Mattermost-shaped AppError (id `fake.proxy.headers_rejected`) whose message lists every header.
+    AppErrorMessage,
+    /// text/plain, one `Name: value` line per header, like a TRACE echo.
+    HeaderLines,
 }
 
 /// The body of a `Fault::Status` answer.
@@ -956,6 +971,9 @@ impl ServerState {
             Some(Fault::NeverAnswer) => Delivery::Hang,
             Some(Fault::Status { code, body }) => Delivery::Send(fault_response(*code, body, &request_id)),
             Some(Fault::RateLimited { retry_after_secs }) => Delivery::Send(limit_exceeded(*retry_after_secs)),
+            Some(Fault::EchoRequestHeaders { code, style }) => {
+                Delivery::Send(echo_headers(*code, *style, req, &request_id))
+            }
             _ => {
                 let response = self.rate_limited_api(req, &request_id);
                 match &fault {
@@ -1516,6 +1534,30 @@ fn fault_response(code: u16, body: &FaultBody, request_id: &str) -> Response {
         }
         FaultBody::Empty => Response { status: code, headers: Vec::new(), body: Vec::new() },
         FaultBody::Custom { content_type, body } => Response::new(code, content_type, body.as_bytes()),
+    };
+    response.header("X-Request-Id", request_id)
+}
+
+fn echo_headers(code: u16, style: EchoStyle, req: &Request, request_id: &str) -> Response {
+    let header = |name: &str| req.header(name).unwrap_or("");
+    let response = match style {
+        EchoStyle::AuthorizationLine => Response::new(
+            code,
+            "text/plain; charset=utf-8",
+            format!("bad request: unexpected header Authorization: {}\n", header("authorization")),
+        ),
+        EchoStyle::AppErrorMessage => {
+            let all: Vec<String> = req.headers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+            let message = format!("Request rejected by the proxy; headers were {}", all.join(", "));
+            app_error(code, "fake.proxy.headers_rejected", &message, request_id)
+        }
+        EchoStyle::HeaderLines => {
+            let mut body = format!("{} {}\r\n", req.method, req.path);
+            for (k, v) in &req.headers {
+                body.push_str(&format!("{k}: {v}\r\n"));
+            }
+            Response::new(code, "text/plain; charset=utf-8", body)
+        }
     };
     response.header("X-Request-Id", request_id)
 }

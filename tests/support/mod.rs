@@ -10,6 +10,7 @@ pub mod go_time;
 pub mod http;
 pub mod tls;
 
+pub use fake_mattermost::EchoStyle;
 pub use fake_mattermost::{
     CustomStatus, FakeMattermost, FakeUser, Fault, FaultBody, FaultScope, RateLimit, RecordedCall, UserState,
 };
