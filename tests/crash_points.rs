@@ -7,7 +7,11 @@
 
 mod support;
 
-use support::daemon_run::{Scene, differences, in_meeting};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+
+use support::UserState;
+use support::daemon_run::{Camera, Daemon, Scene, differences, in_meeting};
 use support::go_time::GoTime;
 use support::{FakeMattermost, Fault};
 
@@ -225,4 +229,203 @@ fn kill_9_at_every_step_then_restart_restores_exactly() {
     let cells = results.iter().flatten().count() * 2;
     eprintln!("{} cells, {} failed", cells, failures.len());
     assert!(failures.is_empty(), "{} of {cells} cells failed:\n\n{}", failures.len(), failures.join("\n\n"));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// A state dir that cannot be written: no status changes until the backup can be saved.
+
+/// The user the daemon runs as when the tests run as root, who writes anywhere whatever the modes say.
+const NOBODY: u32 = 65534;
+
+fn running_as_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// While the backup cannot be saved: a clear line, retries, nothing but reads on the server, the daemon running.
+fn assert_nothing_changed_while_unsaved(scene: &Scene, d: &mut Daemon, before: &UserState, why: &str) {
+    d.wait_log_count("BACKUP FAILED", 2).unwrap();
+    let log = d.log();
+    let line = log.lines().find(|l| l.contains("BACKUP FAILED")).unwrap();
+    let expected = format!("BACKUP FAILED: cannot write {}: {why}", scene.backup_path().display());
+    assert!(line.contains(&expected) && line.contains("not changing anything (retrying in"), "{line}");
+    let changes: Vec<String> =
+        scene.fake.calls().iter().filter(|c| c.method != "GET").map(|c| format!("{} {}", c.method, c.path)).collect();
+    assert!(changes.is_empty(), "changed the server without a backup: {changes:?}");
+    assert_eq!(differences(before, &scene.fake.state()), Vec::<String>::new());
+    assert_eq!(scene.fake.state().custom_status_raw, before.custom_status_raw);
+    assert!(d.is_running(), "the daemon must keep running:\n{log}");
+    assert!(!scene.backup_exists());
+}
+
+/// Once the backup can be saved: the meeting status, then an exact restore when the camera goes off.
+fn assert_meeting_proceeds_and_restores(scene: &Scene, d: Daemon, camera: Camera, before: &UserState) {
+    scene.wait_state("meeting set once the backup can be saved", in_meeting).unwrap();
+    assert!(scene.backup_exists());
+    d.wait_log("meeting status set").unwrap();
+    drop(camera);
+    d.wait_log("backup deleted").unwrap();
+    assert_eq!(differences(before, &scene.fake.state()), Vec::<String>::new(), "{}", d.log());
+    assert_eq!(d.stop(), Some(0));
+    assert!(!scene.backup_exists());
+}
+
+#[test]
+fn state_dir_not_writable_changes_nothing_until_it_is() {
+    let scene = Scene::new("readonly");
+    (USERS[1].apply)(&scene.fake);
+    let before = scene.fake.state();
+    let state_dir = scene.state_dir();
+    let root = running_as_root();
+    let mut cmd = scene.command(&[]);
+    if root {
+        // The dir stays root's (0755); the daemon runs as a user who may read but not write it, and so does the
+        // camera holder, as the daemon sees only its own user's processes.
+        cmd.uid(NOBODY).gid(NOBODY);
+        std::fs::set_permissions(&state_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    } else {
+        std::fs::set_permissions(&state_dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+    }
+    let mut d = scene.spawn(cmd).unwrap();
+    let camera = if root { scene.open_camera_as(NOBODY, NOBODY) } else { scene.open_camera() };
+    assert_nothing_changed_while_unsaved(&scene, &mut d, &before, "Permission denied");
+
+    if root {
+        std::os::unix::fs::chown(&state_dir, Some(NOBODY), Some(NOBODY)).unwrap();
+    } else {
+        std::fs::set_permissions(&state_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    assert_meeting_proceeds_and_restores(&scene, d, camera, &before);
+}
+
+#[test]
+fn full_disk_changes_nothing_until_there_is_room() {
+    let scene = Scene::new("full");
+    (USERS[1].apply)(&scene.fake);
+    let before = scene.fake.state();
+    let mut cmd = scene.command(&[]);
+    // A full disk without mounting anything: a file size limit of 0 makes every write to a file fail (EFBIG
+    // instead of ENOSPC; SIGXFSZ ignored, as nothing sends it on a real full disk). The log goes through a pipe,
+    // which the limit does not cover.
+    // SAFETY: runs in the child between fork and exec and calls only setrlimit and signal, both async-signal-safe,
+    // on a value owned by the closure.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit { rlim_cur: 0, rlim_max: libc::RLIM_INFINITY };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let mut d = scene.spawn(cmd).unwrap();
+    let camera = scene.open_camera();
+    assert_nothing_changed_while_unsaved(&scene, &mut d, &before, "File too large");
+    let leftovers: Vec<_> = std::fs::read_dir(scene.state_dir()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(leftovers.is_empty(), "a failed save leaves nothing behind: {leftovers:?}");
+
+    let room = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: `room` outlives the call, which only reads it; the old limit is not asked for (null). The pid is our
+    // own child, alive (asserted above) and not reaped.
+    let rc = unsafe { libc::prlimit(d.pid() as libc::pid_t, libc::RLIMIT_FSIZE, &room, std::ptr::null_mut()) };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+    assert_meeting_proceeds_and_restores(&scene, d, camera, &before);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Damaged backups at startup: moved aside, never deleted nor followed, and the daemon works.
+
+/// A backup as the daemon writes it (version 1): DND was set over an automatic online.
+fn valid_backup(user_id: &str) -> String {
+    format!(
+        "{{\"version\":1,\"user_id\":\"{user_id}\",\"started_at\":1800000000,\"previous\":{{\"status\":\"online\",\
+         \"manual\":false,\"custom\":null}},\"ours\":{{\"custom\":null,\"custom_applied\":false,\
+         \"custom_released\":false,\"status\":\"dnd\",\"dnd_end_time\":0,\"status_applied\":true,\
+         \"status_released\":false}}}}\n"
+    )
+}
+
+enum Planted {
+    Bytes(Vec<u8>),
+    /// `state.json` is a symlink to a file elsewhere holding a valid backup.
+    SymlinkToValid,
+}
+
+#[test]
+fn a_valid_backup_fixture_is_resumed() {
+    // The control for the damaged cases below: the same bytes whole are a backup the daemon takes up.
+    let scene = Scene::new("valid");
+    scene.fake.set_status("online", false, 0);
+    std::fs::write(scene.backup_path(), valid_backup(&scene.fake.user_id())).unwrap();
+    let d = scene.daemon(&[]).unwrap();
+    d.wait_log("found a backup from a meeting started at 2027-01-15T08:00:00Z; resuming").unwrap();
+    d.wait_log("backup deleted").unwrap();
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn damaged_backups_are_moved_aside_and_the_daemon_works() {
+    let cases: Vec<(&str, Planted, &str)> = {
+        let valid = |id: &str| valid_backup(id).into_bytes();
+        let id = "x".repeat(26);
+        vec![
+            ("truncated", Planted::Bytes(valid(&id)[..valid(&id).len() / 2].to_vec()), "(not a backup file)"),
+            ("empty", Planted::Bytes(Vec::new()), "(not a backup file)"),
+            ("garbage", Planted::Bytes(b"\xff\xfe\x00garbage\x1b[2J\n".to_vec()), "(not UTF-8)"),
+            (
+                "unknown version",
+                Planted::Bytes(valid_backup(&id).replace("\"version\":1", "\"version\":2").into_bytes()),
+                "(unknown version 2)",
+            ),
+            ("symlink", Planted::SymlinkToValid, "(a symbolic link)"),
+        ]
+    };
+    for (name, planted, reason) in cases {
+        let scene = Scene::new(&format!("damaged-{}", name.replace(' ', "-")));
+        (USERS[1].apply)(&scene.fake);
+        let before = scene.fake.state();
+        let precious = scene.dir.join("precious.json");
+        let precious_bytes = valid_backup(&scene.fake.user_id()).into_bytes();
+        std::fs::write(&precious, &precious_bytes).unwrap();
+        match &planted {
+            Planted::Bytes(b) => std::fs::write(scene.backup_path(), b).unwrap(),
+            Planted::SymlinkToValid => std::os::unix::fs::symlink(&precious, scene.backup_path()).unwrap(),
+        }
+
+        let mut d = scene.daemon(&[]).unwrap();
+        d.wait_log("is unusable").unwrap();
+        d.settle().unwrap();
+        let log = d.log();
+        let line = log.lines().find(|l| l.contains("is unusable")).unwrap();
+        let expected = format!("backup {} is unusable {reason}; moved aside to ", scene.backup_path().display());
+        assert!(line.contains(&expected), "{name}: {line}");
+        assert!(!log.contains("resuming"), "{name}: a damaged or linked backup was taken up:\n{log}");
+        assert!(d.is_running(), "{name}: the daemon must keep running:\n{log}");
+        assert!(!scene.backup_exists(), "{name}");
+        assert!(scene.fake.calls().is_empty(), "{name}: the server was called without a meeting");
+        let aside: Vec<_> = std::fs::read_dir(scene.state_dir())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("state.json.damaged-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "{name}: {aside:?}");
+        assert!(line.ends_with(&aside[0].display().to_string()), "{name}: the line names where it went: {line}");
+        match &planted {
+            Planted::Bytes(b) => assert_eq!(&std::fs::read(&aside[0]).unwrap(), b, "{name}: content kept"),
+            Planted::SymlinkToValid => assert_eq!(std::fs::read_link(&aside[0]).unwrap(), precious, "{name}"),
+        }
+
+        // The daemon works: a whole meeting, with its new backup a plain file in the state dir.
+        let camera = scene.open_camera();
+        scene.wait_state("meeting set", in_meeting).unwrap();
+        d.wait_log("meeting status set").unwrap();
+        let meta = std::fs::symlink_metadata(scene.backup_path()).unwrap();
+        assert!(meta.is_file(), "{name}: the new backup is a regular file");
+        drop(camera);
+        d.wait_log("backup deleted").unwrap();
+        assert_eq!(differences(&before, &scene.fake.state()), Vec::<String>::new(), "{name}:\n{}", d.log());
+        assert_eq!(d.stop(), Some(0), "{name}");
+        assert_eq!(std::fs::read(&precious).unwrap(), precious_bytes, "{name}: the link's target is untouched");
+        assert!(aside[0].symlink_metadata().is_ok(), "{name}: the moved-aside file is kept");
+    }
 }
