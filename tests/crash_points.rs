@@ -9,9 +9,10 @@ mod support;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
+use std::time::Duration;
 
 use support::UserState;
-use support::daemon_run::{Camera, Daemon, Scene, differences, in_meeting};
+use support::daemon_run::{Camera, Daemon, Scene, differences, in_meeting, wait_for};
 use support::go_time::GoTime;
 use support::{FakeMattermost, Fault};
 
@@ -311,39 +312,84 @@ fn state_dir_not_writable_changes_nothing_until_it_is() {
     assert_meeting_proceeds_and_restores(&scene, d, camera, &before);
 }
 
-#[test]
-fn full_disk_changes_nothing_until_there_is_room() {
-    let scene = Scene::new("full");
-    (USERS[1].apply)(&scene.fake);
-    let before = scene.fake.state();
-    let mut cmd = scene.command(&[]);
-    // A full disk without mounting anything: a file size limit of 0 makes every write to a file fail (EFBIG
-    // instead of ENOSPC; SIGXFSZ ignored, as nothing sends it on a real full disk). The log goes through a pipe,
-    // which the limit does not cover.
+/// A full disk without mounting anything: with a file size limit of 0 every write to a file fails (EFBIG instead
+/// of ENOSPC; SIGXFSZ is ignored, as nothing sends it on a real full disk). The daemon's log goes through a pipe,
+/// which the limit does not cover.
+fn with_file_size_limit(cmd: &mut std::process::Command, limit: libc::rlim_t) {
     // SAFETY: runs in the child between fork and exec and calls only setrlimit and signal, both async-signal-safe,
     // on a value owned by the closure.
     unsafe {
-        cmd.pre_exec(|| {
-            let limit = libc::rlimit { rlim_cur: 0, rlim_max: libc::RLIM_INFINITY };
-            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+        cmd.pre_exec(move || {
+            let rlimit = libc::rlimit { rlim_cur: limit, rlim_max: libc::RLIM_INFINITY };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &rlimit) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
             Ok(())
         });
     }
+}
+
+/// Fills (0) or frees (`RLIM_INFINITY`) the disk for a running daemon started `with_file_size_limit`.
+fn set_file_size_limit(pid: u32, limit: libc::rlim_t) {
+    let rlimit = libc::rlimit { rlim_cur: limit, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: `rlimit` outlives the call, which only reads it; the old limit is not asked for (null). The pid is
+    // the caller's own child, alive and not reaped.
+    let rc = unsafe { libc::prlimit(pid as libc::pid_t, libc::RLIMIT_FSIZE, &rlimit, std::ptr::null_mut()) };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn full_disk_changes_nothing_until_there_is_room() {
+    let scene = Scene::new("full");
+    (USERS[1].apply)(&scene.fake);
+    let before = scene.fake.state();
+    let mut cmd = scene.command(&[]);
+    with_file_size_limit(&mut cmd, 0);
     let mut d = scene.spawn(cmd).unwrap();
     let camera = scene.open_camera();
     assert_nothing_changed_while_unsaved(&scene, &mut d, &before, "File too large");
     let leftovers: Vec<_> = std::fs::read_dir(scene.state_dir()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(leftovers.is_empty(), "a failed save leaves nothing behind: {leftovers:?}");
 
-    let room = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
-    // SAFETY: `room` outlives the call, which only reads it; the old limit is not asked for (null). The pid is our
-    // own child, alive (asserted above) and not reaped.
-    let rc = unsafe { libc::prlimit(d.pid() as libc::pid_t, libc::RLIMIT_FSIZE, &room, std::ptr::null_mut()) };
-    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+    set_file_size_limit(d.pid(), libc::RLIM_INFINITY);
     assert_meeting_proceeds_and_restores(&scene, d, camera, &before);
+}
+
+#[test]
+fn disk_full_after_the_backup_was_saved_loses_nothing_and_the_meeting_ends_exactly() {
+    let scene = Scene::new("full-later");
+    (USERS[1].apply)(&scene.fake);
+    let before = scene.fake.state();
+    // The first meeting call is applied and its answer comes slowly: the disk fills up meanwhile, after the backup
+    // was saved and before the daemon records that the call succeeded.
+    scene.fake.set_fault_on_nth(Fault::Trickle { interval: Duration::from_millis(10) }, "PUT", CUSTOM, 1);
+    let mut cmd = scene.command(&[]);
+    with_file_size_limit(&mut cmd, libc::RLIM_INFINITY);
+    let mut d = scene.spawn(cmd).unwrap();
+    let camera = scene.open_camera();
+    d.wait_log("BACKUP: Saved original status").unwrap();
+    wait_for("the first call applied", || scene.fake.pending_faults() == 0).unwrap();
+    let saved = std::fs::read(scene.backup_path()).unwrap();
+    set_file_size_limit(d.pid(), 0);
+
+    // Recording the call fails; so does every later plan that needs a new backup: nothing more changes, and the
+    // backup on disk stays whole.
+    d.wait_log("BACKUP FAILED").unwrap();
+    let log = d.log();
+    assert!(log.contains("set custom status :calendar:") && log.contains("File too large"), "{log}");
+    assert!(d.is_running());
+    assert_eq!(std::fs::read(scene.backup_path()).unwrap(), saved, "the saved backup is untouched");
+    let during = scene.fake.state();
+    assert!(during.custom_status.as_ref().is_some_and(|c| c.text.ends_with("[In a meeting]")), "{during:?}");
+    assert_eq!(during.status, "away", "nothing after the failed save");
+
+    // The meeting ends while the disk is still full: removing the backup needs no room.
+    drop(camera);
+    d.wait_log("backup deleted").unwrap();
+    assert_eq!(differences(&before, &scene.fake.state()), Vec::<String>::new(), "{}", d.log());
+    assert!(!scene.backup_exists());
+    assert_eq!(d.stop(), Some(0));
 }
 
 // ---------------------------------------------------------------------------------------------------------------
