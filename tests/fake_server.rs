@@ -869,6 +869,37 @@ fn never_answer_hangs_until_the_client_gives_up_and_stops_on_drop() {
 }
 
 #[test]
+fn a_fault_on_the_nth_exact_request_freezes_the_client_after_the_call_took_effect() {
+    let fake = quiet_fake();
+    fake.set_status("online", false, 0);
+    // The second GET of exactly /users/me: neither the status path under it nor the first GET is caught.
+    fake.set_fault_on_nth(Fault::NeverAnswer, "GET", "/api/v4/users/me", 2);
+    assert_eq!(call(&fake, "GET", "/api/v4/users/me/status", None).status, 200);
+    assert_eq!(call(&fake, "GET", &format!("/api/v4/users/{}", fake.user_id()), None).status, 200);
+    assert_eq!(fake.pending_faults(), 1);
+    let mut stream = connect(&fake);
+    stream.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    stream.write_all(&request_bytes("GET", "/api/v4/users/me", &[], None)).unwrap();
+    let mut buf = [0u8; 1];
+    assert!(stream.read(&mut buf).is_err(), "the second GET hangs");
+    assert_eq!(fake.pending_faults(), 0, "used up");
+    assert_eq!(call(&fake, "GET", "/api/v4/users/me", None).status, 200, "the third is served");
+
+    // Processed, then no answer: the status changed although the client never hears so.
+    fake.set_fault_on_nth(Fault::ProcessThenNeverAnswer, "PUT", "/api/v4/users/me/status", 1);
+    let body = format!("{{\"user_id\":\"{}\",\"status\":\"dnd\"}}", fake.user_id());
+    let auth = format!("Bearer {}", fake.token());
+    let mut stream = connect(&fake);
+    stream.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    stream
+        .write_all(&request_bytes("PUT", "/api/v4/users/me/status", &[("Authorization", &auth)], Some(&body)))
+        .unwrap();
+    assert!(stream.read(&mut buf).is_err(), "no answer");
+    assert_eq!(fake.state().status, "dnd", "applied");
+    assert_eq!(fake.calls().last().unwrap().status, None);
+}
+
+#[test]
 fn trickle_sends_the_real_answer_one_byte_at_a_time() {
     let fake = quiet_fake();
     fake.set_fault(Fault::Trickle { interval: Duration::from_millis(30) }, FaultScope::all().times(1));

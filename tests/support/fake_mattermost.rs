@@ -21,6 +21,7 @@
 //! wait_until(timeout, |&UserState| -> bool) -> bool, wait_for_requests(n, timeout) -> bool
 //!
 //! set_fault(Fault, FaultScope), clear_faults(), pending_faults()
+//! set_fault_on_nth(Fault, method, exact_path, nth)             one fault, on the nth such request from now on
 //! run_dnd_expiry() -> usize, set_dnd_expiry_interval(Option<Duration>) (default every 200 ms), dnd_expiry_runs()
 //! advance_clock(secs), set_clock_offset(secs), now_unix(), now_millis()
 //! ```
@@ -165,6 +166,9 @@ pub enum Fault {
     /// Read the request and never answer; the connection stays open until the client gives up or the fake is
     /// dropped (at most 5 minutes). Not processed.
     NeverAnswer,
+    /// Process the request, then never answer, like `NeverAnswer`: the server has applied the call but the client
+    /// has not seen the answer. With `NeverAnswer`, this freezes a client on either side of a call taking effect.
+    ProcessThenNeverAnswer,
     /// Process the request and send the real answer one byte every `interval`.
     Trickle { interval: Duration },
     /// Answer with this status code and body. Not processed.
@@ -267,6 +271,10 @@ struct ActiveFault {
     fault: Fault,
     scope: FaultScope,
     remaining: Option<u32>,
+    /// Matching requests still to let through before the fault applies.
+    skip: u32,
+    /// The scope's path must match whole, not as a prefix (`/users/me` must not catch `/users/me/status`).
+    exact_path: bool,
 }
 
 struct StatusRecord {
@@ -628,7 +636,18 @@ impl FakeMattermost {
             self.shared.refusing.store(true, Ordering::SeqCst);
         }
         let remaining = scope.times;
-        self.shared.lock().faults.push(ActiveFault { fault, scope, remaining });
+        self.shared.lock().faults.push(ActiveFault { fault, scope, remaining, skip: 0, exact_path: false });
+    }
+
+    /// Arms `fault` for exactly one request: the `nth` (1-based, counted from now) whose method is `method` and
+    /// whose path is exactly `path` (`me` and the default user's id are the same path; the query is ignored).
+    /// The earlier matching requests are served normally. This is how a test freezes a client at one precise step
+    /// of a sequence, e.g. the second `GET /api/v4/users/me`.
+    pub fn set_fault_on_nth(&self, fault: Fault, method: &str, path: &str, nth: u32) {
+        assert!(nth >= 1, "nth counts from 1");
+        let scope = FaultScope::on(method, path).times(1);
+        let active = ActiveFault { fault, scope, remaining: Some(1), skip: nth - 1, exact_path: true };
+        self.shared.lock().faults.push(active);
     }
 
     /// Removes every fault (and starts listening again after `RefuseConnections`).
@@ -946,12 +965,25 @@ impl ServerState {
         }
     }
 
-    /// The first armed fault matching this request, used up by one if it is counted.
+    /// The first armed fault matching this request, used up by one if it is counted. A fault still skipping
+    /// requests counts this one and lets it through to the next fault.
     fn take_fault(&mut self, method: &str, path: &str) -> Option<Fault> {
-        let i = (0..self.faults.len()).find(|&i| {
+        let mut found = None;
+        for i in 0..self.faults.len() {
             let f = &self.faults[i];
-            f.fault != Fault::RefuseConnections && self.scope_matches(&f.scope, method, path)
-        })?;
+            let exact = !f.exact_path
+                || f.scope.path_prefix.as_deref().is_some_and(|p| self.normalise_path(p) == self.normalise_path(path));
+            if f.fault == Fault::RefuseConnections || !exact || !self.scope_matches(&f.scope, method, path) {
+                continue;
+            }
+            if self.faults[i].skip > 0 {
+                self.faults[i].skip -= 1;
+                continue;
+            }
+            found = Some(i);
+            break;
+        }
+        let i = found?;
         let fault = self.faults[i].fault.clone();
         if let Some(n) = &mut self.faults[i].remaining {
             *n -= 1;
@@ -978,6 +1010,7 @@ impl ServerState {
                 let response = self.rate_limited_api(req, &request_id);
                 match &fault {
                     Some(Fault::DropResponse) => Delivery::Close,
+                    Some(Fault::ProcessThenNeverAnswer) => Delivery::Hang,
                     Some(Fault::Trickle { interval }) => Delivery::Trickle(response, *interval),
                     Some(Fault::MalformedJson) => {
                         let mut r = response;
