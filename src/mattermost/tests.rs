@@ -379,6 +379,33 @@ fn custom_statuses_disabled_is_not_implemented() {
 }
 
 #[test]
+fn app_error_texts_are_one_line_of_bounded_length() {
+    // JSON escapes put a line break and a terminal control sequence into the message, and it goes on for 200 KB.
+    let long = "x".repeat(200_000);
+    let body = format!(r#"{{"id":"api.bad\nid","message":"first\r\nsecond \u001b[31mred {long}","status_code":500}}"#);
+    let error = fail_with(json("500 Internal Server Error", &body), Client::get_me);
+    let shown = error.to_string();
+    assert!(!shown.chars().any(char::is_control), "{shown:?}");
+    assert!(shown.len() < 1000, "{} bytes", shown.len());
+    assert!(
+        shown.starts_with("API ERROR: GET /api/v4/users/me: 500 api.bad id: first  second  [31mred xxx"),
+        "{shown}"
+    );
+    assert!(shown.ends_with("..."), "{shown}");
+    assert!(error.is_retryable());
+}
+
+/// The input with which the `server_response` fuzz target found that AppError messages could hold a line break.
+#[test]
+fn fuzz_regression_app_error_message_with_a_carriage_return() {
+    let body = include_bytes!("../../fuzz/regressions/server_response/app_error_message_with_carriage_return.json");
+    let (id, message) = client::error_text(body);
+    assert_eq!(id, None);
+    let message = message.expect("the message is kept");
+    assert!(message.starts_with("Ivalid oren\": es_at") && !message.chars().any(char::is_control), "{message:?}");
+}
+
+#[test]
 fn an_error_status_stays_the_error_even_with_an_unreadable_body() {
     let error = fail_with(raw("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 50\r\n\r\nshort"), Client::get_me);
     assert_eq!(error.status(), Some(503));
