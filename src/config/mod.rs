@@ -208,15 +208,26 @@ impl Inputs {
     /// Applies precedence. Unknown `MM_STATUS_SYNC_*` names in the file are errors (a typo must not silently
     /// fall back to a default); unknown ones in the environment are ignored, since other tools may share the prefix.
     pub fn raw(&self) -> Result<Raw, ConfigError> {
+        let config_file = match self.config_path() {
+            Some(path) => Some((read_config_file(&path)?, path)),
+            None => None,
+        };
+        self.raw_with_file(config_file.as_ref().map(|(bytes, path)| (path.as_path(), bytes.as_slice())))
+    }
+
+    /// [`Inputs::raw`] over a config file's bytes already read (`path` only names it in messages). Public for the
+    /// `config_file` fuzz target, which must not go through the file system on every input.
+    #[doc(hidden)]
+    pub fn raw_with_file(&self, config_file: Option<(&Path, &[u8])>) -> Result<Raw, ConfigError> {
         let mut values: Vec<RawValue> = KEYS
             .iter()
             .map(|s| RawValue { value: Ok(s.default.unwrap_or("").to_owned()), source: Source::Default })
             .collect();
         let index = |name: &str| KEYS.iter().position(|s| s.name == name);
-        if let Some(path) = self.config_path() {
-            let bytes = read_config_file(&path)?;
+        if let Some((path, bytes)) = config_file {
+            let path = path.to_owned();
             let assignments =
-                file::parse(&bytes).map_err(|e| ConfigError::File { path: path.clone(), reason: e.to_string() })?;
+                file::parse(bytes).map_err(|e| ConfigError::File { path: path.clone(), reason: e.to_string() })?;
             for a in assignments {
                 let Some(spec) = keys::by_env_var(&a.name) else {
                     return Err(ConfigError::File {
