@@ -362,6 +362,16 @@ impl Inputs {
         let ca_file = v.optional("ca-file")?.map(PathBuf::from);
         let Some(url) = v.optional("url")? else { return Ok(None) };
         let url = crate::mattermost::validate_base_url(&url).map_err(|why| v.invalid("url", &why))?;
+        if let Some(path) = &ca_file {
+            // Read in full (and its certificates checked) when the client is built; a path that cannot be
+            // opened at all is a mistake in the input, reported here like every other one.
+            let opened = std::fs::File::open(path).and_then(|f| f.metadata());
+            match opened {
+                Ok(meta) if meta.is_file() => {}
+                Ok(_) => return Err(v.invalid("ca-file", "a readable PEM file (it is not a regular file)")),
+                Err(e) => return Err(v.invalid("ca-file", &format!("a readable PEM file ({e})"))),
+            }
+        }
         let token = match (token_inline, token_file) {
             (Some(_), Some(_)) => return Err(ConfigError::Conflict { a: "token", b: "token-file" }),
             (Some(t), None) => t,
@@ -398,7 +408,7 @@ fn read_config_file(path: &Path) -> Result<Vec<u8>, ConfigError> {
 fn read_token_file(path: &Path, v: &Validator, warnings: &mut Vec<String>) -> Result<String, ConfigError> {
     let unreadable = |why: String| ConfigError::Invalid {
         key: "token-file",
-        value: format!("{:?}", path.display().to_string()),
+        value: format!("{:?}", shorten(&path.display().to_string())),
         source: v.raw.get("token-file").source.to_string(),
         allowed: format!("a readable file holding the token ({why})"),
     };
