@@ -335,3 +335,24 @@ fn the_token_is_never_a_flag_and_never_echoed() {
     assert_refused(&out, "token", b"two words secret", "token with a space");
     assert!(String::from_utf8_lossy(&out.stderr).contains("(value not shown)"));
 }
+
+#[test]
+fn a_config_file_or_token_file_that_never_ends_is_refused() {
+    // procfs says 0 bytes for /proc/self/pagemap, then reads on for gigabytes: the reads must stop at the limit.
+    let scratch = Scratch::new("endless");
+    for command_name in ["config", "run"] {
+        let mut cmd = command(&scratch.0, command_name, "log", b"stderr", Source::Environment, &[]);
+        cmd.args(["--config", "/proc/self/pagemap"]);
+        let out = finish(cmd, "--config /proc/self/pagemap");
+        assert_eq!(out.status.code(), Some(2), "{}", brief(&out.stderr));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.starts_with("mm-status-sync: config file /proc/self/pagemap: "), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
+    let with = [("MM_STATUS_SYNC_URL", "http://127.0.0.1:9")];
+    let out = finish(
+        command(&scratch.0, "config", "token-file", b"/proc/self/pagemap", Source::Flag, &with),
+        "--token-file /proc/self/pagemap",
+    );
+    assert_refused(&out, "token-file", b"/proc/self/pagemap", "token-file /proc/self/pagemap");
+}

@@ -365,10 +365,12 @@ impl Inputs {
         if let Some(path) = &ca_file {
             // Read in full (and its certificates checked) when the client is built; a path that cannot be
             // opened at all is a mistake in the input, reported here like every other one.
-            let opened = std::fs::File::open(path).and_then(|f| f.metadata());
+            // stat first: opening a FIFO for reading would wait for a writer.
+            let opened = std::fs::metadata(path)
+                .and_then(|m| if m.is_file() { std::fs::File::open(path).map(Some) } else { Ok(None) });
             match opened {
-                Ok(meta) if meta.is_file() => {}
-                Ok(_) => return Err(v.invalid("ca-file", "a readable PEM file (it is not a regular file)")),
+                Ok(Some(_)) => {}
+                Ok(None) => return Err(v.invalid("ca-file", "a readable PEM file (it is not a regular file)")),
                 Err(e) => return Err(v.invalid("ca-file", &format!("a readable PEM file ({e})"))),
             }
         }
@@ -402,7 +404,20 @@ fn read_config_file(path: &Path) -> Result<Vec<u8>, ConfigError> {
     if meta.len() > MAX {
         return Err(err(format!("larger than {MAX} bytes")));
     }
-    std::fs::read(path).map_err(|e| err(e.to_string()))
+    match read_at_most(path, MAX) {
+        Ok(Some(bytes)) => Ok(bytes),
+        Ok(None) => Err(err(format!("larger than {MAX} bytes"))),
+        Err(e) => Err(err(e.to_string())),
+    }
+}
+
+/// The file's bytes, or `None` when there are more than `max`. The size `stat` reports is not a bound: procfs
+/// files report 0 (`/proc/self/pagemap` reads on for gigabytes) and a file may grow after it.
+fn read_at_most(path: &Path, max: u64) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?.take(max + 1).read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= max).then_some(bytes))
 }
 
 fn read_token_file(path: &Path, v: &Validator, warnings: &mut Vec<String>) -> Result<String, ConfigError> {
@@ -423,7 +438,9 @@ fn read_token_file(path: &Path, v: &Validator, warnings: &mut Vec<String>) -> Re
             meta.permissions().mode() & 0o777
         ));
     }
-    let bytes = std::fs::read(path).map_err(|e| unreadable(e.to_string()))?;
+    let bytes = read_at_most(path, 4096)
+        .map_err(|e| unreadable(e.to_string()))?
+        .ok_or_else(|| unreadable("not a regular file of at most 4096 bytes".into()))?;
     let token = std::str::from_utf8(&bytes).map_err(|_| unreadable("not UTF-8".into()))?.trim();
     if token.is_empty() {
         return Err(unreadable("it is empty".into()));

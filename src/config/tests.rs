@@ -295,3 +295,21 @@ fn a_huge_token_file_path_is_shortened_in_the_error() {
     let error = i.load().unwrap_err().to_string();
     assert!(error.starts_with("invalid token-file \"/ttt") && error.len() < 300, "{} bytes", error.len());
 }
+
+#[test]
+fn files_whose_size_stat_does_not_bound_are_read_only_so_far() {
+    // procfs reports size 0 for /proc/self/pagemap, which then reads on for gigabytes (this test never ended
+    // before the reads were bounded); cut at the limit, the read ends with "too large" or the kernel's EINVAL
+    // for a length that is not a multiple of 8.
+    let (i, _t) = inputs(&[], &[], None);
+    let i = Inputs { config_flag: Some(PathBuf::from("/proc/self/pagemap")), ..i };
+    let error = i.load().unwrap_err().to_string();
+    assert!(error.starts_with("config file /proc/self/pagemap: "), "{error}");
+    let server = [("url", "https://mm.example.com"), ("token-file", "/proc/self/pagemap")];
+    let (i, _t) = inputs(&server, &[], None);
+    let error = i.load().unwrap_err().to_string();
+    assert!(
+        error.starts_with("invalid token-file \"/proc/self/pagemap\" (from flag): expected a readable file"),
+        "{error}"
+    );
+}
