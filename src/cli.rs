@@ -155,11 +155,11 @@ pub fn parse(argv: &[String]) -> Result<Args, (String, i32)> {
 /// The binary's entry point; returns the exit code.
 pub fn main() -> i32 {
     let mut argv = Vec::new();
-    for (i, a) in std::env::args_os().skip(1).enumerate() {
+    for a in std::env::args_os().skip(1) {
         match a.into_string() {
             Ok(s) => argv.push(s),
             Err(_) => {
-                eprintln!("mm-status-sync: argument {} is not valid UTF-8", i + 1);
+                eprintln!("mm-status-sync: {}", not_utf8_argument(argv.last().map(String::as_str), argv.len() + 1));
                 return 2;
             }
         }
@@ -207,6 +207,20 @@ pub fn main() -> i32 {
             eprintln!("mm-status-sync: unknown command {other:?}: expected run, scan, config, check or restore");
             2
         }
+    }
+}
+
+/// The error line for argument number `position` that is not UTF-8, naming the key when it is a flag's value.
+fn not_utf8_argument(previous: Option<&str>, position: usize) -> String {
+    // --dry-run is a switch: what follows it is not its value.
+    let takes_value = |k: &&str| *k != "dry-run" && KEYS.iter().any(|s| s.flag && s.name == *k);
+    let key = previous.and_then(|p| p.strip_prefix("--")).filter(takes_value);
+    match key {
+        Some(key) => format!("invalid {key} (not valid UTF-8) (from flag): expected valid UTF-8 text"),
+        None if previous == Some("--device") => {
+            "invalid devices (not valid UTF-8) (from flag --device): expected valid UTF-8 text".to_owned()
+        }
+        None => format!("argument {position} is not valid UTF-8"),
     }
 }
 
@@ -398,6 +412,17 @@ mod tests {
         // Only the exact flag: --token-file is a key of its own.
         let argv: Vec<String> = ["--token-file", "/t", "check"].map(String::from).to_vec();
         assert_eq!(parse(&argv).unwrap().flag_values(), vec![("token-file", "/t".to_owned())]);
+    }
+
+    #[test]
+    fn a_flag_value_that_is_not_utf8_names_its_key() {
+        assert_eq!(
+            not_utf8_argument(Some("--meeting-message"), 2),
+            "invalid meeting-message (not valid UTF-8) (from flag): expected valid UTF-8 text"
+        );
+        assert!(not_utf8_argument(Some("--device"), 4).starts_with("invalid devices "));
+        assert_eq!(not_utf8_argument(Some("--dry-run"), 2), "argument 2 is not valid UTF-8");
+        assert_eq!(not_utf8_argument(None, 1), "argument 1 is not valid UTF-8");
     }
 
     #[test]

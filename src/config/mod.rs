@@ -246,15 +246,26 @@ impl Inputs {
     /// Applies precedence. Unknown `MM_STATUS_SYNC_*` names in the file are errors (a typo must not silently
     /// fall back to a default); unknown ones in the environment are ignored, since other tools may share the prefix.
     pub fn raw(&self) -> Result<Raw, ConfigError> {
+        let config_file = match self.config_path() {
+            Some(path) => Some((read_config_file(&path)?, path)),
+            None => None,
+        };
+        self.raw_with_file(config_file.as_ref().map(|(bytes, path)| (path.as_path(), bytes.as_slice())))
+    }
+
+    /// [`Inputs::raw`] over a config file's bytes already read (`path` only names it in messages). Public for the
+    /// `config_file` fuzz target, which must not go through the file system on every input.
+    #[doc(hidden)]
+    pub fn raw_with_file(&self, config_file: Option<(&Path, &[u8])>) -> Result<Raw, ConfigError> {
         let mut values: Vec<RawValue> = KEYS
             .iter()
             .map(|s| RawValue { value: Ok(s.default.unwrap_or("").to_owned()), source: Source::Default })
             .collect();
         let index = |name: &str| KEYS.iter().position(|s| s.name == name);
-        if let Some(path) = self.config_path() {
-            let bytes = read_config_file(&path)?;
+        if let Some((path, bytes)) = config_file {
+            let path = path.to_owned();
             let assignments =
-                file::parse(&bytes).map_err(|e| ConfigError::File { path: path.clone(), reason: e.to_string() })?;
+                file::parse(bytes).map_err(|e| ConfigError::File { path: path.clone(), reason: e.to_string() })?;
             for a in assignments {
                 let Some(spec) = keys::by_env_var(&a.name) else {
                     return Err(ConfigError::File {
@@ -398,6 +409,18 @@ impl Inputs {
             }
             error
         })?;
+        if let Some(path) = &ca_file {
+            // Read in full (and its certificates checked) when the client is built; a path that cannot be
+            // opened at all is a mistake in the input, reported here like every other one.
+            // stat first: opening a FIFO for reading would wait for a writer.
+            let opened = std::fs::metadata(path)
+                .and_then(|m| if m.is_file() { std::fs::File::open(path).map(Some) } else { Ok(None) });
+            match opened {
+                Ok(Some(_)) => {}
+                Ok(None) => return Err(v.invalid("ca-file", "a readable PEM file (it is not a regular file)")),
+                Err(e) => return Err(v.invalid("ca-file", &format!("a readable PEM file ({e})"))),
+            }
+        }
         // The key to blame for a malformed token: the file's path is worth naming, the token never is.
         let (token, from_file) = match (token_inline, token_file) {
             (Some(_), Some(_)) => return Err(ConfigError::Conflict { a: "token", b: "token-file" }),
@@ -444,7 +467,20 @@ fn read_config_file(path: &Path) -> Result<Vec<u8>, ConfigError> {
     if meta.len() > MAX {
         return Err(err(format!("larger than {MAX} bytes")));
     }
-    std::fs::read(path).map_err(|e| err(e.to_string()))
+    match read_at_most(path, MAX) {
+        Ok(Some(bytes)) => Ok(bytes),
+        Ok(None) => Err(err(format!("larger than {MAX} bytes"))),
+        Err(e) => Err(err(e.to_string())),
+    }
+}
+
+/// The file's bytes, or `None` when there are more than `max`. The size `stat` reports is not a bound: procfs
+/// files report 0 (`/proc/self/pagemap` reads on for gigabytes) and a file may grow after it.
+fn read_at_most(path: &Path, max: u64) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?.take(max + 1).read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= max).then_some(bytes))
 }
 
 /// The permission bits of `path` when its group or others have any access to it.
@@ -456,7 +492,7 @@ fn readable_by_others(path: &Path) -> Option<u32> {
 fn read_token_file(path: &Path, v: &Validator, warnings: &mut Vec<String>) -> Result<String, ConfigError> {
     let unreadable = |why: String| ConfigError::Invalid {
         key: "token-file",
-        value: format!("{:?}", path.display().to_string()),
+        value: format!("{:?}", shorten(&path.display().to_string())),
         source: v.raw.get("token-file").source.to_string(),
         allowed: format!("a readable file holding the token ({why})"),
     };
@@ -468,7 +504,9 @@ fn read_token_file(path: &Path, v: &Validator, warnings: &mut Vec<String>) -> Re
         warnings
             .push(format!("token file {} can be read by other users (mode {mode:o}); chmod 600 it", path.display()));
     }
-    let bytes = std::fs::read(path).map_err(|e| unreadable(e.to_string()))?;
+    let bytes = read_at_most(path, 4096)
+        .map_err(|e| unreadable(e.to_string()))?
+        .ok_or_else(|| unreadable("not a regular file of at most 4096 bytes".into()))?;
     let token = std::str::from_utf8(&bytes).map_err(|_| unreadable("not UTF-8".into()))?.trim();
     if token.is_empty() {
         return Err(unreadable("it is empty".into()));

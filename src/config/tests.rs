@@ -364,3 +364,51 @@ fn rendered_configuration_reads_back_to_the_same_values() {
         text.contains(&format!("# from: file {}:1\nMM_STATUS_SYNC_LEASE=\"0\"", i.config_path().unwrap().display()))
     );
 }
+
+#[test]
+fn a_ca_file_that_cannot_be_opened_is_bad_input_when_a_server_is_set() {
+    let server = [("url", "https://mm.example.com"), ("ca-file", "/nonexistent/ca.pem")];
+    let (i, _t) = inputs(&server, &[("MM_STATUS_SYNC_TOKEN", "t")], None);
+    let error = i.load().unwrap_err().to_string();
+    assert!(
+        error.starts_with("invalid ca-file \"/nonexistent/ca.pem\" (from flag): expected a readable PEM file ("),
+        "{error}"
+    );
+    let (i, _t) =
+        inputs(&[("url", "https://mm.example.com"), ("ca-file", "/tmp")], &[("MM_STATUS_SYNC_TOKEN", "t")], None);
+    assert!(i.load().unwrap_err().to_string().contains("not a regular file"));
+    let pem = tempfile_lite::TempFile::with(b"-----BEGIN CERTIFICATE-----\n");
+    let path = pem.path.to_str().unwrap();
+    let (i, _t) =
+        inputs(&[("url", "https://mm.example.com"), ("ca-file", path)], &[("MM_STATUS_SYNC_TOKEN", "t")], None);
+    assert_eq!(i.load().unwrap().server.unwrap().ca_file.as_deref(), Some(pem.path.as_path()));
+    // Without a server the file is not used, so it need not exist yet (a snap is configured one key at a time).
+    let (i, _t) = inputs(&[("ca-file", "/nonexistent/ca.pem")], &[], None);
+    assert!(i.load().is_ok());
+}
+
+#[test]
+fn a_huge_token_file_path_is_shortened_in_the_error() {
+    let path = format!("/{}", "t".repeat(100_000));
+    let (i, _t) = inputs(&[("url", "https://mm.example.com"), ("token-file", &path)], &[], None);
+    let error = i.load().unwrap_err().to_string();
+    assert!(error.starts_with("invalid token-file \"/ttt") && error.len() < 300, "{} bytes", error.len());
+}
+
+#[test]
+fn files_whose_size_stat_does_not_bound_are_read_only_so_far() {
+    // procfs reports size 0 for /proc/self/pagemap, which then reads on for gigabytes (this test never ended
+    // before the reads were bounded); cut at the limit, the read ends with "too large" or the kernel's EINVAL
+    // for a length that is not a multiple of 8.
+    let (i, _t) = inputs(&[], &[], None);
+    let i = Inputs { config_flag: Some(PathBuf::from("/proc/self/pagemap")), ..i };
+    let error = i.load().unwrap_err().to_string();
+    assert!(error.starts_with("config file /proc/self/pagemap: "), "{error}");
+    let server = [("url", "https://mm.example.com"), ("token-file", "/proc/self/pagemap")];
+    let (i, _t) = inputs(&server, &[], None);
+    let error = i.load().unwrap_err().to_string();
+    assert!(
+        error.starts_with("invalid token-file \"/proc/self/pagemap\" (from flag): expected a readable file"),
+        "{error}"
+    );
+}

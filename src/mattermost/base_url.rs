@@ -79,6 +79,9 @@ fn split_host_port(authority: &str) -> Result<(String, Option<u16>), String> {
         if host.is_empty() {
             return Err("url has no host".into());
         }
+        if host.len() > 253 || host.split('.').any(|label| label.len() > 63) {
+            return Err("url host is too long for a DNS name (253 characters, 63 between dots)".into());
+        }
         if !host.split('.').all(|label| {
             !label.is_empty() && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         }) {
@@ -120,6 +123,11 @@ mod tests {
             ("https://10.0.0.5:443", "https://10.0.0.5:443", false),
             ("https://[2001:DB8::1]:8443/", "https://[2001:db8::1]:8443", false),
             ("https://my_host.internal", "https://my_host.internal", false),
+            (
+                &format!("https://{}.example.com", "a".repeat(63)),
+                &format!("https://{}.example.com", "a".repeat(63)),
+                false,
+            ),
             ("http://127.0.0.1:8065", "http://127.0.0.1:8065", true),
             ("http://127.4.5.6/", "http://127.4.5.6", true),
             ("http://[::1]:8065", "http://[::1]:8065", true),
@@ -130,6 +138,8 @@ mod tests {
             assert_eq!(parse_base_url(input), Ok(BaseUrl { url: url.into(), loopback }), "{input}");
             assert_eq!(validate_base_url(input).as_deref(), Ok(url), "{input}");
         }
+        let longest_label = format!("https://{}.example.com", "a".repeat(63));
+        assert_eq!(validate_base_url(&longest_label), Ok(longest_label.clone()));
     }
 
     #[test]
@@ -163,6 +173,9 @@ mod tests {
             ("https://[::1]x", "garbage"),
             ("https://mm.example.com\\x", "backslash"),
             ("https://mm.example.com/api/v4/", "without /api/v4"),
+            (&format!("https://{}.example.com", "a".repeat(64)), "too long"),
+            (&format!("https://{}", "a.".repeat(126) + "com"), "too long"),
+            (&format!("https://{}", "h".repeat(100_000)), "too long"),
         ];
         for (input, expected) in cases {
             let err = validate_base_url(input).expect_err(input);

@@ -318,13 +318,19 @@ fn read_body(reader: impl Read, headers: &HeaderMap) -> Result<Vec<u8>, BodyFail
     }
 }
 
+/// Longest AppError id or message kept. Real ones are a sentence; whatever answers in the server's place may
+/// send anything there.
+const MAX_APP_ERROR_TEXT: usize = 400;
+
 /// The id and message of an error body: an AppError's, or a short one-line text body quoted as the message
-/// (the rate limiter answers `limit exceeded`); HTML pages and long bodies are left out.
-fn error_text(body: &[u8]) -> (Option<String>, Option<String>) {
+/// (the rate limiter answers `limit exceeded`); HTML pages and long bodies are left out. Either is made one line of
+/// bounded length, as an [`ApiError`] promises to be: JSON escapes can hide line breaks and terminal controls.
+pub(super) fn error_text(body: &[u8]) -> (Option<String>, Option<String>) {
     let Ok(text) = std::str::from_utf8(body) else { return (None, None) };
     let (id, message) = wire::decode_app_error(text);
     if id.is_some() || message.is_some() {
-        return (id, message);
+        let one_line = |s: String| crate::logger::cap_line(&s.replace(char::is_control, " "), MAX_APP_ERROR_TEXT);
+        return (id.map(one_line), message.map(one_line));
     }
     let text = text.trim();
     let quotable = !text.is_empty()

@@ -20,6 +20,40 @@ pub use base_url::validate_base_url;
 pub use client::{Client, MAX_BODY_BYTES, Timeouts};
 pub use error::{ApiError, ApiErrorKind};
 
+use crate::model::{CustomStatus, User, UserStatus};
+
+/// What each parser of server responses makes of one body. For the `server_response` fuzz target only: a
+/// hidden function in the library costs nothing and keeps the parsers' own visibility `pub(super)`, where a cargo
+/// feature would leave this code outside the normal clippy and test runs.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct ParsedResponse {
+    pub user: Result<User, String>,
+    pub status: Result<UserStatus, String>,
+    /// The body read as the JSON string inside `props.customStatus`.
+    pub custom_status: Option<CustomStatus>,
+    /// The id and message an error response with this body would report.
+    pub error_text: (Option<String>, Option<String>),
+}
+
+/// Runs every response parser over `body`, as the client would after reading a 2xx (or error) response.
+#[doc(hidden)]
+pub fn parse_every_response(body: &[u8]) -> ParsedResponse {
+    let text = std::str::from_utf8(body).map_err(|_| "the body is not utf-8".to_owned());
+    ParsedResponse {
+        user: text.clone().and_then(wire::decode_user),
+        status: text.clone().and_then(wire::decode_status),
+        custom_status: text.ok().and_then(wire::parse_custom_status),
+        error_text: client::error_text(body),
+    }
+}
+
+/// The body the client sends to set `status`, for the fuzz target's round trip.
+#[doc(hidden)]
+pub fn custom_status_request_body(status: &CustomStatus) -> String {
+    wire::custom_status_body(status)
+}
+
 /// The personal access token. Its `Debug` and `Display` print `<redacted>` so that it cannot reach a log line or
 /// an error message by accident; [`Secret::expose`] is the one way to read it.
 #[derive(Clone, PartialEq, Eq)]

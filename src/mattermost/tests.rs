@@ -379,6 +379,33 @@ fn custom_statuses_disabled_is_not_implemented() {
 }
 
 #[test]
+fn app_error_texts_are_one_line_of_bounded_length() {
+    // JSON escapes put a line break and a terminal control sequence into the message, and it goes on for 200 KB.
+    let long = "x".repeat(200_000);
+    let body = format!(r#"{{"id":"api.bad\nid","message":"first\r\nsecond \u001b[31mred {long}","status_code":500}}"#);
+    let error = fail_with(json("500 Internal Server Error", &body), Client::get_me);
+    let shown = error.to_string();
+    assert!(!shown.chars().any(char::is_control), "{shown:?}");
+    assert!(shown.len() < 1000, "{} bytes", shown.len());
+    assert!(
+        shown.starts_with("API ERROR: GET /api/v4/users/me: 500 api.bad id: first  second  [31mred xxx"),
+        "{shown}"
+    );
+    assert!(shown.ends_with("..."), "{shown}");
+    assert!(error.is_retryable());
+}
+
+/// The input with which the `server_response` fuzz target found that AppError messages could hold a line break.
+#[test]
+fn fuzz_regression_app_error_message_with_a_carriage_return() {
+    let body = include_bytes!("../../fuzz/regressions/server_response/app_error_message_with_carriage_return.json");
+    let (id, message) = client::error_text(body);
+    assert_eq!(id, None);
+    let message = message.expect("the message is kept");
+    assert!(message.starts_with("Ivalid oren\": es_at") && !message.chars().any(char::is_control), "{message:?}");
+}
+
+#[test]
 fn an_error_status_stays_the_error_even_with_an_unreadable_body() {
     let error = fail_with(raw("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 50\r\n\r\nshort"), Client::get_me);
     assert_eq!(error.status(), Some(503));
@@ -401,6 +428,89 @@ fn wrong_types_are_a_decode_error() {
     let error = fail_with(json("200 OK", r#"{"status":"dnd","manual":"yes"}"#), |c| c.get_status(ME));
     assert!(error.to_string().contains("the json is not a status"), "{error}");
     assert!(!error.is_retryable());
+}
+
+/// Bodies of the right size but the wrong shape: each is a clear decode error, never a panic, and not retried.
+#[test]
+fn wrong_types_and_missing_fields_are_clear_decode_errors() {
+    let statuses = [
+        (r#"{"status":["dnd"]}"#, "the json is not a status"),
+        (r#"{"status":{"dnd":true}}"#, "the json is not a status"),
+        (r#"{"status":"dnd","manual":"true"}"#, "the json is not a status"),
+        (r#"{"status":"dnd","dnd_end_time":"1700000000"}"#, "the json is not a status"),
+        (r#"{"status":"dnd","dnd_end_time":18446744073709551615}"#, "the json is not a status"),
+        (r#"{"status":null}"#, "the status object has no status"),
+        (r#"{"user_id":"u1"}"#, "the status object has no status"),
+        ("[]", "the json is not a status"),
+        (r#""dnd""#, "the json is not a status"),
+        ("null", "the json is not a status"),
+        ("42", "the json is not a status"),
+        ("", "the body is not valid json"),
+        ("\u{feff}{\"status\":\"dnd\"}", "the body is not valid json"),
+    ];
+    for (body, reason) in statuses {
+        let error = fail_with(json("200 OK", body), |c| c.get_status(ME));
+        let prefix = format!("API ERROR: GET /api/v4/users/{ME}/status: unexpected response: {reason}");
+        assert!(error.to_string().starts_with(&prefix), "{body}: {error}");
+        assert!(!error.is_retryable(), "{body}");
+    }
+    let users = [
+        (r#"{"id":null,"username":"alice"}"#, "the user has no id"),
+        (r#"{"id":["u1"]}"#, "the json is not a user"),
+        (r#"{"id":"u1","username":7}"#, "the json is not a user"),
+        (r#"[{"id":"u1"}]"#, "the json is not a user"),
+        (r#"{"id":"u1","props":{"customStatus":"x"}"#, "the body is not valid json"),
+    ];
+    for (body, reason) in users {
+        let error = fail_with(json("200 OK", body), Client::get_me);
+        assert!(error.to_string().contains(reason), "{body}: {error}");
+    }
+}
+
+/// 100,000 nested arrays, as a whole body, as an unknown field, inside `props` and inside the custom status
+/// string: miniserde parses without recursion, so none of them may overflow a test thread's 2 MiB stack.
+#[test]
+fn deep_nesting_neither_overflows_the_stack_nor_hides_the_user() {
+    const DEPTH: usize = 100_000;
+    let nested = format!("{}{}", "[".repeat(DEPTH), "]".repeat(DEPTH));
+    let unclosed = "[".repeat(DEPTH);
+    for body in [&nested, &unclosed, &format!(r#"{{"a":{nested}"#)] {
+        let error = fail_with(json("200 OK", body), Client::get_me);
+        assert!(matches!(error.kind(), ApiErrorKind::Decode { truncated: false, .. }), "{error:?}");
+    }
+    let objects = format!("{}1{}", r#"{"a":"#.repeat(DEPTH), "}".repeat(DEPTH));
+    let in_unknown_field = format!(r#"{{"id":"{ME}","future":{nested},"more":{objects},"username":"alice"}}"#);
+    let in_props = format!(r#"{{"id":"{ME}","props":{{"deep":{nested},"customStatus":"{{\"text\":\"x\"}}"}}}}"#);
+    let in_custom_status = user_body(&format!(r#""{{\"text\":{nested}}}""#));
+    let expected = [("alice", None), ("", Some("x")), ("alice", None)];
+    for (body, (username, text)) in [in_unknown_field, in_props, in_custom_status].iter().zip(expected) {
+        let server = Server::start(vec![json("200 OK", body)]);
+        let user = client(&server.base_url).get_me().unwrap_or_else(|e| panic!("{e}"));
+        server.requests();
+        assert_eq!((user.id.as_str(), user.username.as_str()), (ME, username));
+        assert_eq!(user.custom_status.map(|cs| cs.text).as_deref(), text);
+    }
+}
+
+/// A string as large as a body may be is read whole; a 5 MB one is refused by size before any parsing.
+#[test]
+fn huge_strings_up_to_the_body_cap_are_read_and_beyond_it_refused() {
+    let text = "t".repeat(1_000_000);
+    let big = user_body(&format!(r#""{{\"emoji\":\"calendar\",\"text\":\"{text}\"}}""#));
+    assert!(big.len() as u64 <= MAX_BODY_BYTES);
+    let server = Server::start(vec![json("200 OK", &big)]);
+    let user = client(&server.base_url).get_me().unwrap();
+    server.requests();
+    assert_eq!(user.custom_status.unwrap().text.len(), 1_000_000);
+
+    let five_mb = format!(r#"{{"id":"{ME}","username":"{}"}}"#, "u".repeat(5_000_000));
+    let error = fail_with(json("200 OK", &five_mb), Client::get_me);
+    assert_eq!(error.kind(), &ApiErrorKind::TooLarge { limit: MAX_BODY_BYTES });
+    // An error status with a 5 MB AppError message is still that status, with no message quoted.
+    let app_error = format!(r#"{{"id":"api.x","message":"{}"}}"#, "m".repeat(5_000_000));
+    let error = fail_with(json("503 Service Unavailable", &app_error), Client::get_me);
+    assert_eq!(error.status(), Some(503));
+    assert!(error.to_string().len() < 200, "{}", error.to_string().len());
 }
 
 #[test]
