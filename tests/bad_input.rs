@@ -63,8 +63,8 @@ const RULES: &[Rule] = &[
     rule("start-delay", ("", b'9'), "abc", [Refused; 4]),
     rule("end-delay", ("", b'9'), "1.5", [Refused; 4]),
     rule("interval", ("", b'9'), "5m", [Refused; 4]),
-    // A directory path; empty means the default.
-    rule("state-dir", ("/", b's'), "5", [Accepted; 4]),
+    // An absolute directory path; empty means the default.
+    rule("state-dir", ("/", b's'), "5", [Accepted, Accepted, Refused, Refused]),
     rule("log", ("", b's'), "5", [Refused; 4]),
     rule("log-level", ("", b'd'), "5", [Refused; 4]),
     rule("dry-run", ("", b'y'), "maybe", [Refused; 4]),

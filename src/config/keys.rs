@@ -61,7 +61,7 @@ pub const KEYS: &[Spec] = &[
     Spec {
         name: "state-dir",
         default: None,
-        allowed: "a directory path",
+        allowed: "an absolute directory path",
         help: "where the backup of your status is kept (default: $STATE_DIRECTORY, $SNAP_DATA, \
                /var/lib/mm-status-sync for root, else $XDG_STATE_HOME/mm-status-sync or ~/.local/state/mm-status-sync)",
         flag: true,

@@ -330,6 +330,9 @@ impl Inputs {
             }
         }
         let state_dir = match v.optional("state-dir")? {
+            // Relative would depend on the working directory, and a restart from another one would not find
+            // the backup of a meeting in progress.
+            Some(d) if !d.starts_with('/') => return Err(v.invalid("state-dir", keys::spec("state-dir").allowed)),
             Some(d) => PathBuf::from(d),
             None => self.default_state_dir(),
         };

@@ -255,6 +255,8 @@ fn invalid_values_name_the_key_the_value_the_source_and_what_is_allowed() {
         ("devices", "", "at least one pattern"),
         ("devices", "video*", "absolute paths such as /dev/video*"),
         ("user-id", "me", "a 26-character Mattermost user id"),
+        ("state-dir", "state", "an absolute directory path"),
+        ("state-dir", "./state", "an absolute directory path"),
         ("url", "ftp://x", ""),
         ("on-meeting-start", "a\u{1}b", "text without control characters"),
     ];
