@@ -39,8 +39,8 @@ pub struct Previous {
     pub custom: Option<CustomStatus>,
 }
 
-/// What the daemon sets, and how far it got. A `released` part was changed by the user during the meeting: it is
-/// theirs now, and neither maintained nor restored.
+/// What the daemon sets, and how far it got. A `released` part was changed by the user during the meeting (it is
+/// theirs now), or already put back: it is neither maintained nor restored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ours {
     pub custom: Option<CustomStatus>,
@@ -314,7 +314,9 @@ impl Backup {
                 self.ours.status_applied = true;
                 self.ours.dnd_end_time = dnd_end_time.unwrap_or(0);
             }
-            Call::PutCustom(_, Purpose::Restore) | Call::DeleteCustom | Call::PutStatus { .. } => {}
+            // Put back: nothing more to do with that part, also when the rest of the restore must be retried.
+            Call::PutCustom(_, Purpose::Restore) | Call::DeleteCustom => self.ours.custom_released = true,
+            Call::PutStatus { purpose: Purpose::Restore, .. } => self.ours.status_released = true,
         }
     }
 

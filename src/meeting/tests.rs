@@ -453,3 +453,84 @@ fn every_combination_round_trips_through_a_model_server() {
     }
     assert!(cases > 700, "{cases}");
 }
+
+/// The shell against a model server whose custom statuses can be switched off (501), as an administrator can.
+struct SwitchableServer {
+    server: std::rc::Rc<std::cell::RefCell<(ModelServer, bool, Vec<Call>)>>,
+}
+
+impl sync::Backend for SwitchableServer {
+    fn user_id(&mut self) -> Result<String, crate::mattermost::ApiError> {
+        Ok(UID.into())
+    }
+
+    fn view(&mut self, _: &str) -> Result<(UserStatus, Option<CustomStatus>), crate::mattermost::ApiError> {
+        let s = self.server.borrow();
+        Ok((s.0.status.clone(), s.0.custom.clone()))
+    }
+
+    fn call(&mut self, _: &str, call: &Call) -> Result<(), crate::mattermost::ApiError> {
+        let mut s = self.server.borrow_mut();
+        s.2.push(call.clone());
+        if !s.1 && matches!(call, Call::PutCustom(..) | Call::DeleteCustom) {
+            let path = format!("/api/v4/users/{UID}/status/custom");
+            return Err(crate::mattermost::ApiError::answered("PUT", &path, 501, "api.custom_status.disabled"));
+        }
+        s.0.apply(call, crate::time::now_unix());
+        Ok(())
+    }
+}
+
+/// Found by the fault table (tests/faults.rs): custom statuses turned off while our meeting custom status was on
+/// the server made the restore drop it and delete the backup, so it showed again once they were back on.
+#[test]
+fn custom_statuses_off_at_the_end_keep_ours_in_the_backup_until_it_can_be_put_back() {
+    use std::time::Instant;
+    let lunch = never("sandwich", "Lunch");
+    let model = ModelServer { status: status("away", true), prev: String::new(), custom: Some(lunch.clone()) };
+    let server = std::rc::Rc::new(std::cell::RefCell::new((model, true, Vec::new())));
+    let backend = SwitchableServer { server: server.clone() };
+    let mut sync = sync::Sync::new(backend, crate::state::MemoryStore::default(), settings());
+
+    assert_eq!(sync.step(sync::Want::Meeting, Instant::now()).map(|_| ()), Some(()), "renewal is scheduled");
+    assert_eq!(server.borrow().0.status.status, "dnd");
+    assert_eq!(server.borrow().0.custom.as_ref().unwrap().text, "Lunch [In a meeting]");
+
+    server.borrow_mut().1 = false;
+    let retry = sync.step(sync::Want::NoMeeting, Instant::now());
+    assert!(retry.is_some(), "the custom status is retried later");
+    assert!(sync.has_backup(), "the backup is kept while ours cannot be put back");
+    let availability = |s: &UserStatus| (s.status.clone(), s.manual);
+    assert_eq!(availability(&server.borrow().0.status), ("away".into(), true), "availability is put back at once");
+    assert_eq!(server.borrow().0.custom.as_ref().unwrap().text, "Lunch [In a meeting]");
+    assert!(sync.backup().unwrap().ours.status_released, "the restored availability is recorded");
+
+    server.borrow_mut().1 = true;
+    server.borrow_mut().2.clear();
+    assert_eq!(sync.step(sync::Want::NoMeeting, retry.unwrap()), None);
+    assert!(!sync.has_backup());
+    let s = server.borrow();
+    assert_eq!(s.0.custom, Some(lunch));
+    assert_eq!(availability(&s.0.status), ("away".into(), true));
+    assert_eq!(s.2, vec![put_custom(never("sandwich", "Lunch"), Purpose::Restore)], "only what was left is redone");
+}
+
+/// Custom statuses already off when the meeting starts: nothing of ours is on the server, so the meeting goes on
+/// with availability alone and the backup forgets the custom part.
+#[test]
+fn custom_statuses_off_at_the_start_work_with_availability_alone() {
+    use std::time::Instant;
+    let model = ModelServer { status: status("online", false), prev: String::new(), custom: None };
+    let server = std::rc::Rc::new(std::cell::RefCell::new((model, false, Vec::new())));
+    let backend = SwitchableServer { server: server.clone() };
+    let mut sync = sync::Sync::new(backend, crate::state::MemoryStore::default(), settings());
+    sync.step(sync::Want::Meeting, Instant::now());
+    assert_eq!(server.borrow().0.status.status, "dnd");
+    let backup = sync.backup().unwrap();
+    assert_eq!(backup.ours.custom, None);
+    assert!(!backup.ours.custom_applied, "a refused call is not recorded as applied");
+    assert_eq!(sync.step(sync::Want::NoMeeting, Instant::now()), None);
+    assert!(!sync.has_backup());
+    let now = &server.borrow().0.status;
+    assert_eq!((now.status.as_str(), now.manual), ("online", false));
+}
