@@ -320,6 +320,13 @@ impl Backup {
         }
     }
 
+    /// Whether every part of the meeting status is on the server, or was let go.
+    pub fn is_set(&self) -> bool {
+        let ours = &self.ours;
+        (ours.custom.is_none() || ours.custom_applied || ours.custom_released)
+            && (ours.status.is_none() || ours.status_applied || ours.status_released)
+    }
+
     /// Forgets the custom status part: the server has custom statuses turned off.
     pub fn drop_custom(&mut self) {
         self.ours.custom = None;

@@ -206,8 +206,10 @@ impl<B: Backend, S: Store> Sync<B, S> {
         };
         self.last_note = None;
         let starting = self.backup.is_none();
+        // Also when the start was cut short by a failure after the backup was saved.
+        let was_set = self.backup.as_ref().is_some_and(Backup::is_set);
         self.run(plan, want, &user_id, starting)?;
-        if starting {
+        if want == Want::Meeting && !was_set {
             log::info!("meeting status set");
         }
         match (&self.backup, want) {

@@ -534,3 +534,26 @@ fn custom_statuses_off_at_the_start_work_with_availability_alone() {
     let now = &server.borrow().0.status;
     assert_eq!((now.status.as_str(), now.manual), ("online", false));
 }
+
+/// Found by the fault table (tests/faults.rs): a start cut short after the backup was saved never logged "meeting
+/// status set" once the retry succeeded, because the log line only followed a start without a backup.
+#[test]
+fn a_backup_is_set_only_once_every_part_is_on_the_server() {
+    let v = view(status("away", true), Some(never("sandwich", "Lunch")));
+    let plan = started(&v, &settings());
+    assert_eq!(plan.calls.len(), 2);
+    let mut b = plan.backup.clone();
+    assert!(!b.is_set(), "nothing applied yet");
+    b.record(&plan.calls[0]);
+    assert!(!b.is_set(), "only the custom status is on the server");
+    b.record(&plan.calls[1]);
+    assert!(b.is_set());
+    let mut released = plan.backup.clone();
+    released.record(&plan.calls[0]);
+    released.ours.status_released = true;
+    assert!(released.is_set(), "a part the user took over counts as done");
+    let keep = MeetingSettings { status: MeetingStatus::Keep, ..settings() };
+    let custom_only = started(&v, &keep);
+    assert!(!custom_only.backup.is_set());
+    assert!(applied(&v, &keep).is_set());
+}
