@@ -557,3 +557,36 @@ fn a_backup_is_set_only_once_every_part_is_on_the_server() {
     assert!(!custom_only.backup.is_set());
     assert!(applied(&v, &keep).is_set());
 }
+
+/// Found by the fault table (tests/faults.rs, "write done, answer cut" at the end): a restore call the server
+/// carried out but whose answer was lost was taken, on the retry, for a change by the user ("RESTORE SKIPPED: ...
+/// changed during the meeting"). What is already back needs no call and no such note.
+#[test]
+fn a_restore_whose_answer_was_lost_is_not_taken_for_a_change_by_the_user() {
+    // (previous availability, previous custom status)
+    let rows = [
+        (status("away", true), Some(never("sandwich", "Lunch"))),
+        (status("online", false), None),
+        (status("away", false), Some(cs("car", "Commuting", "today", &format_rfc3339(NOW + 86_400)))),
+        (status("offline", true), None),
+    ];
+    for (prev, custom) in rows {
+        let s = MeetingSettings { ignore_if_offline: false, ..settings() };
+        let v = view(prev.clone(), custom.clone());
+        let b = applied(&v, &s);
+        let mut server =
+            ModelServer { status: status("dnd", true), prev: String::new(), custom: b.ours.custom.clone() };
+        let plan = finish(&b, &server.view(), &s, NOW + 600);
+        // Only the first call's answer gets through; the second is carried out and its answer lost.
+        for call in &plan.calls {
+            server.apply(call, NOW + 600);
+        }
+        let mut after_first = b.clone();
+        after_first.record(&plan.calls[0]);
+        let retry = finish(&after_first, &server.view(), &s, NOW + 602);
+        assert_eq!((retry.calls.clone(), retry.notes.clone()), (vec![], vec![]), "{prev:?} {custom:?}");
+        // Nothing recorded at all (both answers lost): the same.
+        let retry = finish(&b, &server.view(), &s, NOW + 602);
+        assert_eq!((retry.calls, retry.notes), (vec![], vec![]), "{prev:?} {custom:?}");
+    }
+}
