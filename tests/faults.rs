@@ -39,6 +39,9 @@ enum Phase {
 enum Trouble {
     /// The fake misbehaves on every request until `clear_faults`.
     Server(Fault),
+    /// The fake misbehaves on the changes only (PUT, DELETE): the daemon reads the server, saves its backup, and
+    /// then cannot write (or, for faults that let the request through, writes but never learns it did).
+    ServerWrites(Fault),
     /// The administrator turns custom statuses off (every custom status call answers 501), then on again.
     CustomStatusesOff,
     /// The token is revoked; put right by a new token in the token file and SIGHUP.
@@ -98,6 +101,14 @@ fn scenarios() -> Vec<Scenario> {
             ..server("403", Fault::app_error(403), ": 403 api.context.permissions.app_error", 1)
         },
         server("400", Fault::app_error(400), ": 400 api.context.invalid_body_param.app_error", 2),
+        Scenario {
+            trouble: Trouble::ServerWrites(Fault::app_error(500)),
+            ..server("500 on writes only", Fault::app_error(500), ": 500 app.status.get.app_error", 2)
+        },
+        Scenario {
+            trouble: Trouble::ServerWrites(Fault::TruncatedBody),
+            ..server("write done, answer cut", Fault::TruncatedBody, "unexpected response: the connection closed", 2)
+        },
         Scenario {
             name: "501 custom status off",
             trouble: Trouble::CustomStatusesOff,
@@ -466,6 +477,10 @@ fn run_scenario(index: usize, s: &Scenario, phase: Phase, user: User, row: &Mute
             }
         }
     }
+    // The user changed nothing during the meeting: a line saying they did would send them looking for a change.
+    if let Some(line) = log.lines().find(|l| l.contains("RESTORE SKIPPED")) {
+        problems.push(format!("claims a change by the user: {line}"));
+    }
     if first.is_empty() {
         problems.push(format!("no line with {:?} in the log", run.expect));
     }
@@ -501,6 +516,11 @@ impl Run<'_> {
         let env = self.env;
         match (&self.s.trouble, self.phase) {
             (Trouble::Server(fault), _) => env.fake.set_fault(fault.clone(), FaultScope::all()),
+            (Trouble::ServerWrites(fault), _) => {
+                for method in ["PUT", "DELETE"] {
+                    env.fake.set_fault(fault.clone(), FaultScope::on(method, "/api/v4/users"));
+                }
+            }
             (Trouble::CustomStatusesOff, _) => env.fake.set_custom_status_enabled(false),
             (Trouble::TokenRevoked, _) => env.fake.revoke_token(),
             // At the start these are in the configuration the daemon starts with.
@@ -523,7 +543,7 @@ impl Run<'_> {
     fn clear(&self, d: &Daemon) -> Result<(), String> {
         let env = self.env;
         match &self.s.trouble {
-            Trouble::Server(_) => env.fake.clear_faults(),
+            Trouble::Server(_) | Trouble::ServerWrites(_) => env.fake.clear_faults(),
             Trouble::CustomStatusesOff => env.fake.set_custom_status_enabled(true),
             Trouble::TokenRevoked => {
                 env.fake.set_token(&self.new_token);
@@ -589,8 +609,10 @@ fn drive(run: &Run, d: &mut Daemon) -> Result<Seen, String> {
             if !d.alive() {
                 return Err("the daemon exited during the fault".into());
             }
-            // With custom statuses off the availability can be (and is) put back already.
-            if !matches!(s.trouble, Trouble::CustomStatusesOff) && visible(&env.fake.state()) != visible(&meeting) {
+            // With custom statuses off the availability can be (and is) put back already; a write whose answer is
+            // lost did happen.
+            let may_change = matches!(s.trouble, Trouble::CustomStatusesOff | Trouble::ServerWrites(_));
+            if !may_change && visible(&env.fake.state()) != visible(&meeting) {
                 return Err(format!("the server changed during the fault: {:?}", visible(&env.fake.state())));
             }
             run.clear(d)?;
