@@ -39,8 +39,8 @@ pub struct Previous {
     pub custom: Option<CustomStatus>,
 }
 
-/// What the daemon sets, and how far it got. A `released` part was changed by the user during the meeting (it is
-/// theirs now), or already put back: it is neither maintained nor restored.
+/// What the daemon sets, and how far it got. A `released` part was changed by the user during the meeting: it is
+/// theirs now, and neither maintained nor restored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ours {
     pub custom: Option<CustomStatus>,
@@ -319,9 +319,10 @@ impl Backup {
                 self.ours.status_applied = true;
                 self.ours.dnd_end_time = dnd_end_time.unwrap_or(0);
             }
-            // Put back: nothing more to do with that part, also when the rest of the restore must be retried.
-            Call::PutCustom(_, Purpose::Restore) | Call::DeleteCustom => self.ours.custom_released = true,
-            Call::PutStatus { purpose: Purpose::Restore, .. } => self.ours.status_released = true,
+            // Put back, so ours is no longer on the server: a retried restore finds that part already back, and a
+            // meeting that starts again before the rest is put back sets it again.
+            Call::PutCustom(_, Purpose::Restore) | Call::DeleteCustom => self.ours.custom_applied = false,
+            Call::PutStatus { purpose: Purpose::Restore, .. } => self.ours.status_applied = false,
         }
     }
 

@@ -503,7 +503,15 @@ fn custom_statuses_off_at_the_end_keep_ours_in_the_backup_until_it_can_be_put_ba
     let availability = |s: &UserStatus| (s.status.clone(), s.manual);
     assert_eq!(availability(&server.borrow().0.status), ("away".into(), true), "availability is put back at once");
     assert_eq!(server.borrow().0.custom.as_ref().unwrap().text, "Lunch [In a meeting]");
-    assert!(sync.backup().unwrap().ours.status_released, "the restored availability is recorded");
+    assert!(!sync.backup().unwrap().ours.status_applied, "the restored availability is recorded");
+
+    // Still off when the next meeting starts: it gets DND again, and ends with the same previous state.
+    let again = sync.step(sync::Want::Meeting, retry.unwrap());
+    assert!(again.is_some() && sync.has_backup());
+    assert_eq!(server.borrow().0.status.status, "dnd", "the next meeting is not left without DND");
+    let retry = sync.step(sync::Want::NoMeeting, again.unwrap());
+    assert!(retry.is_some() && sync.has_backup());
+    assert_eq!(availability(&server.borrow().0.status), ("away".into(), true));
 
     server.borrow_mut().1 = true;
     server.borrow_mut().2.clear();
