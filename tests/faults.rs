@@ -515,7 +515,17 @@ impl Run<'_> {
     fn inject(&self, d: &Daemon, reloads: &mut usize) -> Result<(), String> {
         let env = self.env;
         match (&self.s.trouble, self.phase) {
-            (Trouble::Server(fault), _) => env.fake.set_fault(fault.clone(), FaultScope::all()),
+            (Trouble::Server(fault), _) => {
+                env.fake.set_fault(fault.clone(), FaultScope::all());
+                if *fault == Fault::RefuseConnections {
+                    // The fake closes its listener a few milliseconds later; a connection made before that is reset
+                    // instead, which is another fault.
+                    env.wait("the port to refuse connections", || {
+                        Ok(std::net::TcpStream::connect(env.fake.addr())
+                            .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused))
+                    })?;
+                }
+            }
             (Trouble::ServerWrites(fault), _) => {
                 for method in ["PUT", "DELETE"] {
                     env.fake.set_fault(fault.clone(), FaultScope::on(method, "/api/v4/users"));
