@@ -273,7 +273,12 @@ impl Client {
         if let Some(tls_error) = error.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
             return ApiErrorKind::Transport(tls::describe_tls_error(tls_error));
         }
-        ApiErrorKind::Transport(error.to_string())
+        let text = error.to_string();
+        // The standard library's resolver error names neither the host nor the step that failed.
+        if let Some(reason) = text.strip_prefix("failed to lookup address information: ") {
+            return ApiErrorKind::Transport(format!("cannot resolve {}: {reason}", host_of(&self.base_url)));
+        }
+        ApiErrorKind::Transport(text)
     }
 }
 
@@ -342,6 +347,16 @@ pub(super) fn error_text(body: &[u8]) -> (Option<String>, Option<String>) {
 
 fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The host of a checked base URL (`scheme://host[:port][/path]`), without the port.
+pub(super) fn host_of(base_url: &str) -> &str {
+    let rest = base_url.split_once("://").map_or(base_url, |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    match authority.find(']') {
+        Some(end) => &authority[..=end],
+        None => authority.rsplit_once(':').map_or(authority, |(host, _)| host),
+    }
 }
 
 /// `scheme://host[:port]` of an absolute URL, `None` for a relative one. Nothing after the authority is kept:

@@ -132,6 +132,18 @@ impl ApiError {
     }
 }
 
+#[cfg(test)]
+impl ApiError {
+    /// The server's answer `status` with the AppError `id`, for tests of the code that reacts to it.
+    pub(crate) fn answered(method: &'static str, path: &str, status: u16, id: &str) -> ApiError {
+        ApiError::new(
+            Some(method),
+            path,
+            ApiErrorKind::Http { status, id: Some(id.to_owned()), message: None, retry_after: None },
+        )
+    }
+}
+
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("API ERROR: ")?;

@@ -621,6 +621,22 @@ fn connection_refused_is_a_retryable_transport_error() {
     assert!(error.is_retryable());
 }
 
+/// Found by the fault table (tests/faults.rs): the resolver's own text named neither the host nor the step.
+#[test]
+fn a_host_that_does_not_resolve_is_named_in_a_retryable_error() {
+    if ["https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"].iter().any(|v| std::env::var_os(v).is_some()) {
+        eprintln!("skipped: a proxy from the environment would resolve the host, not this machine");
+        return;
+    }
+    // RFC 6761: `.invalid` never resolves.
+    let error = client("https://nonexistent.invalid:8065/mm").get_me().unwrap_err();
+    assert!(matches!(error.kind(), ApiErrorKind::Transport(_)), "{error:?}");
+    assert!(error.to_string().contains(": cannot resolve nonexistent.invalid: "), "{error}");
+    assert!(error.is_retryable());
+    assert_eq!(super::client::host_of("https://[::1]:8065"), "[::1]");
+    assert_eq!(super::client::host_of("https://mm.example.com/sub"), "mm.example.com");
+}
+
 #[test]
 fn redirects_are_not_followed_and_name_only_the_target_host() {
     let target = "https://sso.example.com:8443/login?next=/api/v4&session=s3cr3t-value";

@@ -252,11 +252,14 @@ pub fn finish(backup: &Backup, view: &ServerView, settings: &MeetingSettings, no
 
     if let Some(our_custom) = ours.custom.as_ref().filter(|_| !ours.custom_released && view.custom_supported) {
         let on_server = view.custom.as_ref().is_some_and(|cs| cs.looks_like(our_custom));
+        let previous = backup.previous.custom.as_ref().filter(|cs| !cs.is_expired(now));
         if on_server {
-            match backup.previous.custom.as_ref().filter(|cs| !cs.is_expired(now)) {
+            match previous {
                 Some(previous) => calls.push(Call::PutCustom(previous.clone(), Purpose::Restore)),
                 None => calls.push(Call::DeleteCustom),
             }
+        } else if view.custom.as_ref() == previous {
+            // Already back: a restore whose answer was lost, or the user put back their own.
         } else if ours.custom_applied {
             notes.push(Note::CustomChangedByUser);
         }
@@ -268,6 +271,8 @@ pub fn finish(backup: &Backup, view: &ServerView, settings: &MeetingSettings, no
         let lapsed = *our_status == "dnd" && ours.dnd_end_time > 0 && now >= ours.dnd_end_time;
         if current.status == *our_status {
             calls.push(restore_status_call(previous));
+        } else if is_restored(previous, current) {
+            // Already back: a restore whose answer was lost, or the user put back their own.
         } else if lapsed && current.status == previous.status {
             // The server put the previous status back itself, but always as automatic: a manual away or offline
             // must be set again to be exact.
@@ -314,13 +319,31 @@ impl Backup {
                 self.ours.status_applied = true;
                 self.ours.dnd_end_time = dnd_end_time.unwrap_or(0);
             }
-            Call::PutCustom(_, Purpose::Restore) | Call::DeleteCustom | Call::PutStatus { .. } => {}
+            // Put back, so ours is no longer on the server: a retried restore finds that part already back, and a
+            // meeting that starts again before the rest is put back sets it again.
+            Call::PutCustom(_, Purpose::Restore) | Call::DeleteCustom => self.ours.custom_applied = false,
+            Call::PutStatus { purpose: Purpose::Restore, .. } => self.ours.status_applied = false,
         }
+    }
+
+    /// Whether every part of the meeting status is on the server, or was let go.
+    pub fn is_set(&self) -> bool {
+        let ours = &self.ours;
+        (ours.custom.is_none() || ours.custom_applied || ours.custom_released)
+            && (ours.status.is_none() || ours.status_applied || ours.status_released)
     }
 
     /// Forgets the custom status part: the server has custom statuses turned off.
     pub fn drop_custom(&mut self) {
         self.ours.custom = None;
+    }
+}
+
+/// Whether `current` is what [`restore_status_call`] makes of `previous`.
+fn is_restored(previous: &Previous, current: &UserStatus) -> bool {
+    match restore_status_call(previous) {
+        Call::PutStatus { status, .. } => current.status == status && current.manual == (status != "online"),
+        _ => false,
     }
 }
 

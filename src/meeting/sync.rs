@@ -206,8 +206,10 @@ impl<B: Backend, S: Store> Sync<B, S> {
         };
         self.last_note = None;
         let starting = self.backup.is_none();
+        // Also when the start was cut short by a failure after the backup was saved.
+        let was_set = self.backup.as_ref().is_some_and(Backup::is_set);
         self.run(plan, want, &user_id, starting)?;
-        if starting {
+        if want == Want::Meeting && !was_set {
             log::info!("meeting status set");
         }
         match (&self.backup, want) {
@@ -232,6 +234,7 @@ impl<B: Backend, S: Store> Sync<B, S> {
             self.backup = Some(backup.clone());
         }
         let mut restored = Vec::new();
+        let mut custom_refused = None;
         for call in &plan.calls {
             match self.backend.call(user_id, call) {
                 Ok(()) => {
@@ -241,9 +244,18 @@ impl<B: Backend, S: Store> Sync<B, S> {
                     }
                 }
                 Err(e) if e.is_not_implemented() && matches!(call, Call::PutCustom(..) | Call::DeleteCustom) => {
-                    log::warn!("custom statuses are turned off on this server; working with availability alone");
-                    self.custom_supported = false;
-                    backup.drop_custom();
+                    if backup.ours.custom_applied {
+                        // Our custom status is on the server and cannot be changed while custom statuses are off
+                        // (it would show again once they are on): it stays in the backup and is tried again
+                        // later; the availability goes on now.
+                        custom_refused = Some(e);
+                    } else {
+                        log::warn!("custom statuses are turned off on this server; working with availability alone");
+                        self.custom_supported = false;
+                        backup.drop_custom();
+                        self.save_progress(&backup)?;
+                    }
+                    continue;
                 }
                 Err(e) => {
                     self.save_progress(&backup)?;
@@ -251,9 +263,10 @@ impl<B: Backend, S: Store> Sync<B, S> {
                 }
             }
             backup.record(call);
-            if want == Want::Meeting {
-                self.save_progress(&backup)?;
-            }
+            self.save_progress(&backup)?;
+        }
+        if let Some(e) = custom_refused {
+            return Err(Failure::Api(e));
         }
         if want == Want::NoMeeting {
             self.store.remove().map_err(Failure::State)?;
