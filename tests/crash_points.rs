@@ -169,13 +169,12 @@ fn crash_cell(user: &UserSetup, step: &Step, camera_on_at_restart: bool) -> Resu
         if !scene.backup_exists() {
             return Err(format!("no backup while the meeting goes on\nlog:\n{}", d.log()));
         }
-        // The new meeting is marked, except where a restore call had taken effect (the custom status goes back
-        // first): the daemon cannot tell its own restore from the user changing that part during the meeting,
-        // and what the user changed is theirs.
-        let custom_not_yet_restored = step.method == "GET" || (step.path == CUSTOM && step.fault == Fault::NeverAnswer);
-        let restore_applied = step.phase == Phase::End && !custom_not_yet_restored;
+        // The new meeting is marked, except where a restore call took effect but its answer never came: the
+        // daemon cannot tell its own restore from the user changing that part during the meeting, and what the
+        // user changed is theirs. A restore it saw answered is recorded as put back, and marked again.
+        let restore_unanswered = step.phase == Phase::End && step.fault == Fault::ProcessThenNeverAnswer;
         let marked = in_meeting(&scene.fake.state());
-        if marked == restore_applied {
+        if marked == restore_unanswered {
             return Err(format!(
                 "after the restart with the camera on the meeting status is {}; server {:?}\nlog:\n{}",
                 if marked { "set" } else { "missing" },
