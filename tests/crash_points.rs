@@ -276,6 +276,9 @@ fn assert_meeting_proceeds_and_restores(scene: &Scene, d: Daemon, camera: Camera
     scene.wait_state("meeting set once the backup can be saved", in_meeting).unwrap();
     assert!(scene.backup_exists());
     d.wait_log("meeting status set").unwrap();
+    // The server never failed: the line that ends the streak names what did.
+    let log = d.log();
+    assert!(log.contains("backup saved again") && !log.contains("server reachable again"), "{log}");
     drop(camera);
     d.wait_log("backup deleted").unwrap();
     assert_eq!(differences(before, &scene.fake.state()), Vec::<String>::new(), "{}", d.log());

@@ -57,6 +57,8 @@ pub struct Sync<B, S> {
     user_id: Option<String>,
     custom_supported: bool,
     failures: u32,
+    /// What recovered once a failing streak ends: the server or the state directory.
+    recovered: &'static str,
     /// When to act again without a change of `Want`.
     due: Option<Instant>,
     last_want: Option<Want>,
@@ -87,6 +89,7 @@ impl<B: Backend, S: Store> Sync<B, S> {
             user_id: None,
             custom_supported: true,
             failures: 0,
+            recovered: "",
             due: None,
             last_want: None,
             last_note: None,
@@ -125,13 +128,17 @@ impl<B: Backend, S: Store> Sync<B, S> {
         match self.attempt(want) {
             Ok(next) => {
                 if self.failures > 0 {
-                    log::info!("server reachable again");
+                    log::info!("{}", self.recovered);
                 }
                 self.failures = 0;
                 self.due = next.map(|after| now + after);
             }
             Err(failure) => {
                 self.failures += 1;
+                self.recovered = match failure {
+                    Failure::Api(_) => "server reachable again",
+                    Failure::State(_) => "backup saved again",
+                };
                 let delay = self.retry_delay(&failure);
                 log::error!("{failure} (retrying in {} s)", delay.as_secs());
                 self.due = Some(now + delay);
