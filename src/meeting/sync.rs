@@ -196,6 +196,10 @@ impl<B: Backend, S: Store> Sync<B, S> {
                 id
             }
         };
+        if want == Want::Meeting && self.backup.is_none() {
+            // Each meeting asks again: an admin may have turned custom statuses back on since the last 501.
+            self.custom_supported = true;
+        }
         let (status, custom) = self.backend.view(&user_id).map_err(Failure::Api)?;
         let view = ServerView { status, custom, custom_supported: self.custom_supported };
         let now = crate::time::now_unix();

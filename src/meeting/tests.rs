@@ -539,8 +539,17 @@ fn custom_statuses_off_at_the_start_work_with_availability_alone() {
     assert!(!backup.ours.custom_applied, "a refused call is not recorded as applied");
     assert_eq!(sync.step(sync::Want::NoMeeting, Instant::now()), None);
     assert!(!sync.has_backup());
-    let now = &server.borrow().0.status;
-    assert_eq!((now.status.as_str(), now.manual), ("online", false));
+    {
+        let now = &server.borrow().0.status;
+        assert_eq!((now.status.as_str(), now.manual), ("online", false));
+    }
+    // The admin turns custom statuses back on: the next meeting asks again, without a reload.
+    server.borrow_mut().1 = true;
+    sync.step(sync::Want::Meeting, Instant::now());
+    assert_eq!(server.borrow().0.custom.as_ref().map(|c| c.text.as_str()), Some("[In a meeting]"));
+    sync.step(sync::Want::NoMeeting, Instant::now());
+    assert_eq!(server.borrow().0.custom, None);
+    assert_eq!(server.borrow().0.status.status, "online");
 }
 
 /// Found by the fault table (tests/faults.rs): a start cut short after the backup was saved never logged "meeting
