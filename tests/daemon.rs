@@ -286,3 +286,46 @@ fn config_prints_a_file_that_reads_back_and_lists_keys() {
     assert!(again.contains(&format!("# from: file {}:", file.display())), "{again}");
     assert!(again.contains("MM_STATUS_SYNC_START_DELAY=\"7\""), "{again}");
 }
+
+/// Woken by inotify, not by polling: with the safety tick an hour away, an idle daemon does its startup scan and
+/// no other, however busy the rest of the system is, and a meeting costs a handful of scans, not one per second.
+#[test]
+fn an_idle_daemon_does_no_full_scans_and_a_meeting_only_a_few() {
+    let fx = Fixture::new("idle");
+    let elsewhere = fx.dir.join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let args = dry_run_args(&fx, "0", "0");
+    let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+    all.extend(["--log-level", "debug"]);
+    let mut d = Daemon::start(&all, &[]);
+    d.wait_for("Starting Mattermost Status Sync Daemon", Duration::from_secs(10));
+    // Three seconds of other processes opening and closing other files, and of new processes coming and going.
+    let until = Instant::now() + Duration::from_secs(3);
+    let mut churned = 0;
+    while Instant::now() < until {
+        let file = elsewhere.join(format!("f{}", churned % 8));
+        std::fs::write(&file, b"x").unwrap();
+        let status = Command::new("sh").arg("-c").arg("exec 3<\"$1\"; :").arg("sh").arg(&file).status().unwrap();
+        assert!(status.success());
+        churned += 1;
+    }
+    d.signal("TERM");
+    d.wait_for("stopped after", Duration::from_secs(10));
+    let scans = |seen: &[String]| seen.iter().filter(|l| l.contains("full scan (")).count();
+    assert_eq!(scans(&d.seen), 1, "{churned} other processes ran; the only full scan is the startup one: {:#?}", d.seen);
+    assert!(d.seen.last().unwrap().contains("stopped after 1 full scans"), "{:#?}", d.seen);
+    eprintln!("idle for 3 s while {churned} other processes ran: 1 full scan (startup)");
+
+    let mut d = Daemon::start(&all, &[]);
+    d.wait_for("Starting Mattermost Status Sync Daemon", Duration::from_secs(10));
+    let h = Holder::open(&fx.device());
+    d.wait_for("would set availability dnd", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(2));
+    drop(h);
+    d.wait_for("RESTORE: Status restored", Duration::from_secs(5));
+    d.signal("TERM");
+    d.wait_for("stopped after", Duration::from_secs(10));
+    let meeting = scans(&d.seen) - 1;
+    assert!(meeting <= 3, "a meeting of 2 s took {meeting} full scans besides the startup one: {:#?}", d.seen);
+    eprintln!("a 2 s meeting: {meeting} full scans besides the startup one");
+}
