@@ -312,7 +312,12 @@ fn an_idle_daemon_does_no_full_scans_and_a_meeting_only_a_few() {
     d.signal("TERM");
     d.wait_for("stopped after", Duration::from_secs(10));
     let scans = |seen: &[String]| seen.iter().filter(|l| l.contains("full scan (")).count();
-    assert_eq!(scans(&d.seen), 1, "{churned} other processes ran; the only full scan is the startup one: {:#?}", d.seen);
+    assert_eq!(
+        scans(&d.seen),
+        1,
+        "{churned} other processes ran; the only full scan is the startup one: {:#?}",
+        d.seen
+    );
     assert!(d.seen.last().unwrap().contains("stopped after 1 full scans"), "{:#?}", d.seen);
     eprintln!("idle for 3 s while {churned} other processes ran: 1 full scan (startup)");
 
