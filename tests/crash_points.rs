@@ -314,31 +314,35 @@ fn state_dir_not_writable_changes_nothing_until_it_is() {
     assert_meeting_proceeds_and_restores(&scene, d, camera, &before);
 }
 
-/// A full disk without mounting anything: with a file size limit of 0 every write to a file fails (EFBIG instead
-/// of ENOSPC; SIGXFSZ is ignored, as nothing sends it on a real full disk). The daemon's log goes through a pipe,
-/// which the limit does not cover.
-fn with_file_size_limit(cmd: &mut std::process::Command, limit: libc::rlim_t) {
-    // SAFETY: runs in the child between fork and exec and calls only setrlimit and signal, both async-signal-safe,
-    // on a value owned by the closure.
-    unsafe {
-        cmd.pre_exec(move || {
-            let rlimit = libc::rlimit { rlim_cur: limit, rlim_max: libc::RLIM_INFINITY };
-            if libc::setrlimit(libc::RLIMIT_FSIZE, &rlimit) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-            Ok(())
-        });
+/// `cmd` run through `sh` with SIGXFSZ ignored and a soft file size limit of `limit` ("0" or "unlimited"), kept
+/// across exec: a write past the limit then fails with EFBIG, which is how a full disk looks to the daemon, and
+/// no mount or privilege is needed (nothing sends SIGXFSZ on a real full disk). The log goes through a pipe, which
+/// the limit does not cover. `exec` keeps the daemon's pid the child's.
+fn with_file_size_limit(cmd: &std::process::Command, limit: &str) -> std::process::Command {
+    let mut wrapped = std::process::Command::new("sh");
+    wrapped
+        .args(["-c", "trap '' XFSZ && ulimit -S -f \"$1\" && shift && exec \"$@\"", "sh", limit])
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null());
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(value) => wrapped.env(key, value),
+            None => wrapped.env_remove(key),
+        };
     }
+    wrapped
 }
 
-/// Fills (0) or frees (`RLIM_INFINITY`) the disk for a running daemon started `with_file_size_limit`.
-fn set_file_size_limit(pid: u32, limit: libc::rlim_t) {
-    let rlimit = libc::rlimit { rlim_cur: limit, rlim_max: libc::RLIM_INFINITY };
-    // SAFETY: `rlimit` outlives the call, which only reads it; the old limit is not asked for (null). The pid is
-    // the caller's own child, alive and not reaped.
-    let rc = unsafe { libc::prlimit(pid as libc::pid_t, libc::RLIMIT_FSIZE, &rlimit, std::ptr::null_mut()) };
-    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+/// Fills ("0") or frees ("unlimited") the disk for a running daemon started `with_file_size_limit`. Only the soft
+/// limit moves: raising a hard one needs CAP_SYS_RESOURCE, which root in a container may lack.
+fn set_file_size_limit(pid: u32, limit: &str) {
+    let status = std::process::Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), &format!("--fsize={limit}:unlimited")])
+        .status()
+        .expect("prlimit (util-linux)");
+    assert!(status.success(), "prlimit --pid {pid} --fsize={limit}");
 }
 
 #[test]
@@ -346,15 +350,14 @@ fn full_disk_changes_nothing_until_there_is_room() {
     let scene = Scene::new("full");
     (USERS[1].apply)(&scene.fake);
     let before = scene.fake.state();
-    let mut cmd = scene.command(&[]);
-    with_file_size_limit(&mut cmd, 0);
+    let cmd = with_file_size_limit(&scene.command(&[]), "0");
     let mut d = scene.spawn(cmd).unwrap();
     let camera = scene.open_camera();
     assert_nothing_changed_while_unsaved(&scene, &mut d, &before, "File too large");
     let leftovers: Vec<_> = std::fs::read_dir(scene.state_dir()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(leftovers.is_empty(), "a failed save leaves nothing behind: {leftovers:?}");
 
-    set_file_size_limit(d.pid(), libc::RLIM_INFINITY);
+    set_file_size_limit(d.pid(), "unlimited");
     assert_meeting_proceeds_and_restores(&scene, d, camera, &before);
 }
 
@@ -366,14 +369,13 @@ fn disk_full_after_the_backup_was_saved_loses_nothing_and_the_meeting_ends_exact
     // The first meeting call is applied and its answer comes slowly: the disk fills up meanwhile, after the backup
     // was saved and before the daemon records that the call succeeded.
     scene.fake.set_fault_on_nth(Fault::Trickle { interval: Duration::from_millis(10) }, "PUT", CUSTOM, 1);
-    let mut cmd = scene.command(&[]);
-    with_file_size_limit(&mut cmd, libc::RLIM_INFINITY);
+    let cmd = with_file_size_limit(&scene.command(&[]), "unlimited");
     let mut d = scene.spawn(cmd).unwrap();
     let camera = scene.open_camera();
     d.wait_log("BACKUP: Saved original status").unwrap();
     wait_for("the first call applied", || scene.fake.pending_faults() == 0).unwrap();
     let saved = std::fs::read(scene.backup_path()).unwrap();
-    set_file_size_limit(d.pid(), 0);
+    set_file_size_limit(d.pid(), "0");
 
     // Recording the call fails; so does every later plan that needs a new backup: nothing more changes, and the
     // backup on disk stays whole.
