@@ -517,3 +517,42 @@ fn less_privileged_readers_skip_what_they_cannot_read() {
     let (_, _, pids) = run("+dac_read_search,+sys_ptrace");
     assert_eq!(pids, [holder.pid()]);
 }
+
+/// A process whose main thread has exited while another thread keeps the camera open (`pthread_exit` in `main`):
+/// `/proc/PID/fd` then lists nothing, and only `/proc/PID/task/TID/fd` shows the descriptor. Built with the C
+/// compiler every build of this crate already needs (ring compiles C).
+#[test]
+fn a_camera_held_by_a_thread_after_the_main_thread_exited_is_found() {
+    let dir = TempDir::new("thread");
+    let camera = dir.file("video0");
+    let source = dir.0.join("holder.c");
+    std::fs::write(
+        &source,
+        "#include <fcntl.h>\n#include <pthread.h>\n#include <unistd.h>\n\
+         static void *hold(void *arg) { (void)arg; sleep(30); return 0; }\n\
+         int main(int argc, char **argv) { (void)argc; if (open(argv[1], O_RDONLY) < 0) return 1;\n\
+         pthread_t t; pthread_create(&t, 0, hold, 0); pthread_exit(0); }\n",
+    )
+    .unwrap();
+    let program = dir.0.join("holder");
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let built = Command::new(&cc).arg("-o").arg(&program).arg(&source).arg("-pthread").status().unwrap();
+    assert!(built.success(), "{cc} could not build the holder");
+    let holder = Kid(Command::new(&program).arg(&camera).stdin(Stdio::null()).spawn().unwrap());
+    // Wait for the state under test: the main thread gone, so the process's own fd directory is empty.
+    let fd_dir = format!("/proc/{}/fd", holder.pid());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_dir(&fd_dir).map(|d| d.count()).unwrap_or(1) != 0 {
+        assert!(Instant::now() < deadline, "{fd_dir} never emptied");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let devices = devices(&[dir.pattern("video*")]);
+    let mut scanner = scan(&devices, &Filter::default());
+    let found: Vec<_> = scanner.holders().iter().filter(|h| h.pid == holder.pid()).cloned().collect();
+    assert_eq!(found.len(), 1, "{:?}", scanner.holders());
+    assert_eq!(found[0].device(), camera.as_os_str().as_bytes());
+    assert_eq!(found[0].verdict, Verdict::Counts);
+    // The cheap recheck after an inotify event sees it too.
+    scanner.recheck(&devices, &Filter::default());
+    assert!(scanner.holders().iter().any(|h| h.pid == holder.pid()), "{:?}", scanner.holders());
+}

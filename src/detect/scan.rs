@@ -24,6 +24,8 @@ const DIRENT_BUF: usize = 32 * 1024;
 const LINK_BUF: usize = libc::PATH_MAX as usize + 1;
 /// `/proc/PID/maps` is read through this window; a line is at most a page plus its header, so one always fits.
 const MAPS_BUF: usize = 64 * 1024;
+/// `getdents64` buffer for `/proc/PID/task`: only the first few threads are looked at.
+const TASK_BUF: usize = 4 * 1024;
 
 /// A process holding a matching device, and what it means.
 #[derive(Clone)]
@@ -113,6 +115,8 @@ pub struct Scanner {
 /// while processes are read.
 struct PidReader {
     fd_buf: Box<[u8]>,
+    /// For `/proc/PID/task`, listed while a thread's descriptors are read into `fd_buf`.
+    task_buf: Box<[u8]>,
     link_buf: Box<[u8]>,
     maps_buf: Box<[u8]>,
     /// Slots; the first `holder_count` are the current holders, the rest keep their buffers for later scans.
@@ -143,6 +147,7 @@ impl Scanner {
             self_pid: std::process::id(),
             work: PidReader {
                 fd_buf: vec![0; DIRENT_BUF].into_boxed_slice(),
+                task_buf: vec![0; TASK_BUF].into_boxed_slice(),
                 link_buf: vec![0; link_buf].into_boxed_slice(),
                 maps_buf: vec![0; MAPS_BUF].into_boxed_slice(),
                 holders: Vec::with_capacity(8),
@@ -229,6 +234,13 @@ fn parse_pid(name: &[u8]) -> Option<u32> {
     Some(pid)
 }
 
+/// A path like `"1234/task/1240/fd"` relative to the proc root.
+fn thread_fd_path(pid: u32, tid: u32) -> sys::StackPath<32> {
+    let mut path = sys::StackPath::new();
+    path.push_u32(pid).push(b"/task/").push_u32(tid).push(b"/fd");
+    path
+}
+
 /// A path like `"1234/fd"` relative to the proc root.
 fn pid_path(pid: u32, leaf: &[u8]) -> sys::StackPath<32> {
     let mut path = sys::StackPath::new();
@@ -258,9 +270,36 @@ impl PidReader {
             }
         };
         let first = self.holder_count;
+        let (listed, mut denied) = self.read_fds(fd_dir.as_fd(), pid, first, devices, stats);
+        if listed == 0 {
+            // Once the main thread has exited, /proc/PID/fd lists nothing while the other threads still hold the
+            // descriptors; each thread's own fd directory shows them.
+            denied = self.read_thread_fds(proc_dir, pid, first, devices, stats).1;
+        }
+        if denied {
+            stats.skipped += 1;
+        } else {
+            stats.processes += 1;
+        }
+        if self.holder_count > first {
+            self.judge(proc_dir, pid, first, devices, filter);
+        }
+    }
+
+    /// Reads one fd directory into the holders from `first`; returns how many descriptors it listed and whether
+    /// reading some of them was denied.
+    fn read_fds(
+        &mut self,
+        fd_dir: BorrowedFd<'_>,
+        pid: u32,
+        first: usize,
+        devices: &DeviceSet,
+        stats: &mut ScanStats,
+    ) -> (usize, bool) {
+        let mut listed = 0;
         let mut denied = false;
         loop {
-            let filled = match sys::getdents(fd_dir.as_fd(), &mut self.fd_buf) {
+            let filled = match sys::getdents(fd_dir, &mut self.fd_buf) {
                 Ok(0) => break,
                 Ok(n) => n,
                 // The process exited while we listed it: what we saw so far is all there is.
@@ -270,7 +309,8 @@ impl PidReader {
                 if entry.name().first() == Some(&b'.') {
                     continue;
                 }
-                let len = match sys::readlink_at(fd_dir.as_fd(), entry.name_cstr(), &mut self.link_buf) {
+                listed += 1;
+                let len = match sys::readlink_at(fd_dir, entry.name_cstr(), &mut self.link_buf) {
                     Ok(len) => len,
                     Err(e) => {
                         // Listing another user's descriptors can work while reading them does not (it takes
@@ -289,14 +329,44 @@ impl PidReader {
                 }
             }
         }
-        if denied {
-            stats.skipped += 1;
-        } else {
-            stats.processes += 1;
+        (listed, denied)
+    }
+
+    /// The descriptors of a process whose main thread is gone, through `/proc/PID/task/TID/fd` of the first other
+    /// thread that lists any. Kernel threads and processes without descriptors cost one `task` listing.
+    fn read_thread_fds(
+        &mut self,
+        proc_dir: BorrowedFd<'_>,
+        pid: u32,
+        first: usize,
+        devices: &DeviceSet,
+        stats: &mut ScanStats,
+    ) -> (usize, bool) {
+        let mut path = pid_path(pid, b"task");
+        let Some(Ok(task_dir)) = path.as_cstr().map(|p| sys::open_dir_at(Some(proc_dir), p)) else { return (0, false) };
+        let filled = match sys::getdents(task_dir.as_fd(), &mut self.task_buf) {
+            Ok(n) => n,
+            Err(_) => return (0, false),
+        };
+        // Copied out first: `read_fds` needs `self` while the listing sits in `task_buf`. Threads share one table,
+        // so the first few that are still there are plenty.
+        let mut tids = [0u32; 16];
+        let mut count = 0;
+        for tid in sys::dirents(&self.task_buf[..filled]).filter_map(|entry| parse_pid(entry.name())) {
+            if tid != pid && count < tids.len() {
+                tids[count] = tid;
+                count += 1;
+            }
         }
-        if self.holder_count > first {
-            self.judge(proc_dir, pid, first, devices, filter);
+        for &tid in &tids[..count] {
+            let mut path = thread_fd_path(pid, tid);
+            let Some(Ok(fd_dir)) = path.as_cstr().map(|p| sys::open_dir_at(Some(proc_dir), p)) else { continue };
+            let (listed, denied) = self.read_fds(fd_dir.as_fd(), pid, first, devices, stats);
+            if listed > 0 {
+                return (listed, denied);
+            }
         }
+        (0, false)
     }
 
     /// Fills in the process name, streaming evidence and verdict of the holders `first..` (all of process `pid`).
