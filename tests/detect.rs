@@ -528,9 +528,10 @@ fn a_camera_held_by_a_thread_after_the_main_thread_exited_is_found() {
     let source = dir.0.join("holder.c");
     std::fs::write(
         &source,
-        "#include <fcntl.h>\n#include <pthread.h>\n#include <unistd.h>\n\
+        "#include <fcntl.h>\n#include <pthread.h>\n#include <sys/mman.h>\n#include <unistd.h>\n\
          static void *hold(void *arg) { (void)arg; sleep(30); return 0; }\n\
-         int main(int argc, char **argv) { (void)argc; if (open(argv[1], O_RDONLY) < 0) return 1;\n\
+         int main(int argc, char **argv) { int fd; if (argc < 2 || (fd = open(argv[1], O_RDONLY)) < 0) return 1;\n\
+         if (argc > 2 && mmap(0, 4096, PROT_READ, MAP_SHARED, fd, 0) == MAP_FAILED) return 1;\n\
          pthread_t t; pthread_create(&t, 0, hold, 0); pthread_exit(0); }\n",
     )
     .unwrap();
@@ -538,14 +539,25 @@ fn a_camera_held_by_a_thread_after_the_main_thread_exited_is_found() {
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
     let built = Command::new(&cc).arg("-o").arg(&program).arg(&source).arg("-pthread").status().unwrap();
     assert!(built.success(), "{cc} could not build the holder");
-    let holder = Kid(Command::new(&program).arg(&camera).stdin(Stdio::null()).spawn().unwrap());
-    // Wait for the state under test: the main thread gone, so the process's own fd directory is empty.
-    let fd_dir = format!("/proc/{}/fd", holder.pid());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::fs::read_dir(&fd_dir).map(|d| d.count()).unwrap_or(1) != 0 {
-        assert!(Instant::now() < deadline, "{fd_dir} never emptied");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    // One opens the camera, the other opens and maps it (streams); both then end their main thread.
+    let start = |stream: bool| {
+        let mut cmd = Command::new(&program);
+        cmd.arg(&camera).stdin(Stdio::null());
+        if stream {
+            cmd.arg("map");
+        }
+        let kid = Kid(cmd.spawn().unwrap());
+        // Wait for the state under test: the main thread gone, so the process's own fd directory is empty.
+        let fd_dir = format!("/proc/{}/fd", kid.pid());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::read_dir(&fd_dir).map(|d| d.count()).unwrap_or(1) != 0 {
+            assert!(Instant::now() < deadline, "{fd_dir} never emptied");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        kid
+    };
+    let holder = start(false);
+    let streamer = start(true);
     let devices = devices(&[dir.pattern("video*")]);
     let mut scanner = scan(&devices, &Filter::default());
     let found: Vec<_> = scanner.holders().iter().filter(|h| h.pid == holder.pid()).cloned().collect();
@@ -555,4 +567,11 @@ fn a_camera_held_by_a_thread_after_the_main_thread_exited_is_found() {
     // The cheap recheck after an inotify event sees it too.
     scanner.recheck(&devices, &Filter::default());
     assert!(scanner.holders().iter().any(|h| h.pid == holder.pid()), "{:?}", scanner.holders());
+
+    // Streaming evidence comes from a living thread's memory map: the main thread's is empty once it is gone.
+    let every = Filter { require_streaming_for: vec!["*".into()], ..Filter::default() };
+    let scanner = scan(&devices, &every);
+    let of = |pid| scanner.holders().iter().find(|h| h.pid == pid).unwrap_or_else(|| panic!("{pid} not found"));
+    assert_eq!((of(holder.pid()).verdict, of(holder.pid()).streaming), (Verdict::NotStreaming, Some(false)));
+    assert_eq!((of(streamer.pid()).verdict, of(streamer.pid()).streaming), (Verdict::Counts, Some(true)));
 }

@@ -3,7 +3,7 @@
 //! touches the heap (measured in `examples/bench_scan.rs`, proved in `tests/scan_alloc.rs`).
 
 use std::borrow::Cow;
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -235,14 +235,14 @@ fn parse_pid(name: &[u8]) -> Option<u32> {
 }
 
 /// A path like `"1234/task/1240/fd"` relative to the proc root.
-fn thread_fd_path(pid: u32, tid: u32) -> sys::StackPath<32> {
+fn thread_path(pid: u32, tid: u32, leaf: &[u8]) -> sys::StackPath<40> {
     let mut path = sys::StackPath::new();
-    path.push_u32(pid).push(b"/task/").push_u32(tid).push(b"/fd");
+    path.push_u32(pid).push(b"/task/").push_u32(tid).push(b"/").push(leaf);
     path
 }
 
 /// A path like `"1234/fd"` relative to the proc root.
-fn pid_path(pid: u32, leaf: &[u8]) -> sys::StackPath<32> {
+fn pid_path(pid: u32, leaf: &[u8]) -> sys::StackPath<40> {
     let mut path = sys::StackPath::new();
     path.push_u32(pid).push(b"/").push(leaf);
     path
@@ -271,10 +271,15 @@ impl PidReader {
         };
         let first = self.holder_count;
         let (listed, mut denied) = self.read_fds(fd_dir.as_fd(), pid, first, devices, stats);
+        // The thread to read the memory map of when the main thread is gone (its own map is then empty).
+        let mut thread = None;
         if listed == 0 {
             // Once the main thread has exited, /proc/PID/fd lists nothing while the other threads still hold the
             // descriptors; each thread's own fd directory shows them.
-            denied = self.read_thread_fds(proc_dir, pid, first, devices, stats).1;
+            if let Some((tid, thread_denied)) = self.read_thread_fds(proc_dir, pid, first, devices, stats) {
+                thread = Some(tid);
+                denied = thread_denied;
+            }
         }
         if denied {
             stats.skipped += 1;
@@ -282,7 +287,7 @@ impl PidReader {
             stats.processes += 1;
         }
         if self.holder_count > first {
-            self.judge(proc_dir, pid, first, devices, filter);
+            self.judge(proc_dir, pid, thread, first, devices, filter);
         }
     }
 
@@ -333,7 +338,8 @@ impl PidReader {
     }
 
     /// The descriptors of a process whose main thread is gone, through `/proc/PID/task/TID/fd` of the first other
-    /// thread that lists any. Kernel threads and processes without descriptors cost one `task` listing.
+    /// thread that lists any; returns that thread and whether reading was denied. Kernel threads and processes
+    /// without descriptors cost one `task` listing.
     fn read_thread_fds(
         &mut self,
         proc_dir: BorrowedFd<'_>,
@@ -341,13 +347,10 @@ impl PidReader {
         first: usize,
         devices: &DeviceSet,
         stats: &mut ScanStats,
-    ) -> (usize, bool) {
+    ) -> Option<(u32, bool)> {
         let mut path = pid_path(pid, b"task");
-        let Some(Ok(task_dir)) = path.as_cstr().map(|p| sys::open_dir_at(Some(proc_dir), p)) else { return (0, false) };
-        let filled = match sys::getdents(task_dir.as_fd(), &mut self.task_buf) {
-            Ok(n) => n,
-            Err(_) => return (0, false),
-        };
+        let Some(Ok(task_dir)) = path.as_cstr().map(|p| sys::open_dir_at(Some(proc_dir), p)) else { return None };
+        let filled = sys::getdents(task_dir.as_fd(), &mut self.task_buf).ok()?;
         // Copied out first: `read_fds` needs `self` while the listing sits in `task_buf`. Threads share one table,
         // so the first few that are still there are plenty.
         let mut tids = [0u32; 16];
@@ -359,18 +362,26 @@ impl PidReader {
             }
         }
         for &tid in &tids[..count] {
-            let mut path = thread_fd_path(pid, tid);
+            let mut path = thread_path(pid, tid, b"fd");
             let Some(Ok(fd_dir)) = path.as_cstr().map(|p| sys::open_dir_at(Some(proc_dir), p)) else { continue };
             let (listed, denied) = self.read_fds(fd_dir.as_fd(), pid, first, devices, stats);
             if listed > 0 {
-                return (listed, denied);
+                return Some((tid, denied));
             }
         }
-        (0, false)
+        None
     }
 
     /// Fills in the process name, streaming evidence and verdict of the holders `first..` (all of process `pid`).
-    fn judge(&mut self, proc_dir: BorrowedFd<'_>, pid: u32, first: usize, devices: &DeviceSet, filter: &Filter) {
+    fn judge(
+        &mut self,
+        proc_dir: BorrowedFd<'_>,
+        pid: u32,
+        thread: Option<u32>,
+        first: usize,
+        devices: &DeviceSet,
+        filter: &Filter,
+    ) {
         let mut comm = [0u8; 64];
         let mut path = pid_path(pid, b"comm");
         let comm_len = match path.as_cstr().map(|p| sys::open_file_at(Some(proc_dir), p)) {
@@ -394,7 +405,12 @@ impl PidReader {
             } else if devices.is_metadata_node(&holder.device) {
                 Verdict::MetadataNode
             } else if filter.requires_streaming(comm) {
-                holder.streaming = maps_device(proc_dir, pid, &holder.device, &mut self.maps_buf);
+                let mut maps = match thread {
+                    Some(tid) => thread_path(pid, tid, b"maps"),
+                    None => pid_path(pid, b"maps"),
+                };
+                holder.streaming =
+                    maps.as_cstr().and_then(|path| maps_device(proc_dir, path, &holder.device, &mut self.maps_buf));
                 // Unreadable maps leave only the descriptor as evidence, which is what counts without the filter.
                 if holder.streaming == Some(false) { Verdict::NotStreaming } else { Verdict::Counts }
             } else {
@@ -425,9 +441,8 @@ fn add_holder(holders: &mut Vec<Holder>, count: &mut usize, first: usize, pid: u
 
 /// Whether `/proc/PID/maps` has a mapping of `device` (a line ending in `" <device>"`), read through `buf` a
 /// window at a time; `None` if it cannot be read.
-fn maps_device(proc_dir: BorrowedFd<'_>, pid: u32, device: &[u8], buf: &mut [u8]) -> Option<bool> {
-    let mut path = pid_path(pid, b"maps");
-    let fd = sys::open_file_at(Some(proc_dir), path.as_cstr()?).ok()?;
+fn maps_device(proc_dir: BorrowedFd<'_>, path: &CStr, device: &[u8], buf: &mut [u8]) -> Option<bool> {
+    let fd = sys::open_file_at(Some(proc_dir), path).ok()?;
     let maps_line = |line: &[u8]| {
         line.len() > device.len() && line.ends_with(device) && line[line.len() - device.len() - 1] == b' '
     };
@@ -524,10 +539,10 @@ mod tests {
         for (tag, maps, window, want) in cases {
             let (root, fd) = maps_fixture(tag, maps.as_bytes());
             let mut buf = vec![0u8; window];
-            assert_eq!(maps_device(fd.as_fd(), 7, dev, &mut buf), want, "{tag}");
+            assert_eq!(maps_device(fd.as_fd(), c"7/maps", dev, &mut buf), want, "{tag}");
             let mut big = vec![0u8; MAPS_BUF];
             if tag != "overlong" {
-                assert_eq!(maps_device(fd.as_fd(), 7, dev, &mut big), want, "{tag} with a big window");
+                assert_eq!(maps_device(fd.as_fd(), c"7/maps", dev, &mut big), want, "{tag} with a big window");
             }
             std::fs::remove_dir_all(root).unwrap();
         }
