@@ -200,15 +200,23 @@ pub fn during(backup: &Backup, view: &ServerView, settings: &MeetingSettings, no
 
     if let Some(our_custom) = ours.custom.clone().filter(|_| !ours.custom_released && view.custom_supported) {
         let on_server = view.custom.as_ref().is_some_and(|cs| cs.looks_like(&our_custom));
+        // The backup takes a new expiry only from `Backup::record`, once the server has accepted it: saved ahead of
+        // a call that then fails, it would hide that the renewal is still due.
         if on_server {
             ours.custom_applied = true;
             if needs_renewal(&our_custom, settings, now) {
                 let renewed = meeting_custom_status_with_text(&our_custom.text, settings, now);
-                ours.custom = Some(renewed.clone());
                 calls.push(Call::PutCustom(renewed, Purpose::Renew));
             }
         } else if !ours.custom_applied {
-            calls.push(Call::PutCustom(our_custom, Purpose::Apply));
+            // Set again after a partial restore or a failed start, perhaps hours later: an expiry in the past is
+            // refused by the server (400), so a due one is renewed on the way.
+            let fresh = if needs_renewal(&our_custom, settings, now) {
+                meeting_custom_status_with_text(&our_custom.text, settings, now)
+            } else {
+                our_custom
+            };
+            calls.push(Call::PutCustom(fresh, Purpose::Apply));
         } else {
             ours.custom_released = true;
             notes.push(Note::CustomChangedByUser);
@@ -222,19 +230,19 @@ pub fn during(backup: &Backup, view: &ServerView, settings: &MeetingSettings, no
             && now >= ours.dnd_end_time
             && *current == next.previous.status;
         if *current == our_status {
-            // Already in place, also after a crash between the call and recording it.
+            // Already in place, also after a crash between the call and recording it. GET's dnd_end_time is not
+            // to be relied on (the reference, section 1), so an end time not recorded stays the old one: the lapse
+            // check then looks each minute and sets DND again only once the server has really ended it.
             ours.status_applied = true;
         } else if !ours.status_applied || lapsed {
             if lapsed {
                 notes.push(Note::DndLapsed);
             }
-            ours.dnd_end_time = dnd_end_time(Some(&our_status), settings, now);
+            // As for the custom status: the new end time reaches the backup through `Backup::record`, so a failed
+            // renewal still finds the old one lapsed on the retry instead of taking the lapse for the user's change.
+            let end = dnd_end_time(Some(&our_status), settings, now);
             let purpose = if lapsed { Purpose::Renew } else { Purpose::Apply };
-            calls.push(Call::PutStatus {
-                dnd_end_time: (ours.dnd_end_time > 0).then_some(ours.dnd_end_time),
-                status: our_status,
-                purpose,
-            });
+            calls.push(Call::PutStatus { dnd_end_time: (end > 0).then_some(end), status: our_status, purpose });
         } else {
             ours.status_released = true;
             notes.push(Note::StatusChangedByUser(current.clone()));

@@ -237,12 +237,11 @@ impl<B: Backend, S: Store> Sync<B, S> {
             log::info!("{note}");
         }
         let mut backup = plan.backup;
-        if self.backup.as_ref() != Some(&backup) {
-            self.store.save(&backup).map_err(Failure::State)?;
-            if starting {
-                log::info!("BACKUP: Saved original status ({})", describe_previous(&backup));
-            }
-            self.backup = Some(backup.clone());
+        // Before any change: a start stops here if the backup cannot be saved (only a restore carries on).
+        let unsaved = self.backup.as_ref() != Some(&backup);
+        self.save_progress(&backup, want)?;
+        if starting && unsaved {
+            log::info!("BACKUP: Saved original status ({})", describe_previous(&backup));
         }
         let mut restored = Vec::new();
         let mut custom_refused = None;
@@ -255,26 +254,27 @@ impl<B: Backend, S: Store> Sync<B, S> {
                     }
                 }
                 Err(e) if e.is_not_implemented() && matches!(call, Call::PutCustom(..) | Call::DeleteCustom) => {
-                    if backup.ours.custom_applied {
-                        // Our custom status is on the server and cannot be changed while custom statuses are off
-                        // (it would show again once they are on): it stays in the backup and is tried again
-                        // later; the availability goes on now.
+                    let restoring = matches!(call, Call::PutCustom(_, Purpose::Restore) | Call::DeleteCustom);
+                    if backup.ours.custom_applied || restoring {
+                        // Our custom status is on the server (a restore call is planned only when it is) and
+                        // cannot be changed while custom statuses are off (it would show again once they are on):
+                        // it stays in the backup and is tried again later; the availability goes on now.
                         custom_refused = Some(e);
                     } else {
                         log::warn!("custom statuses are turned off on this server; working with availability alone");
                         self.custom_supported = false;
                         backup.drop_custom();
-                        self.save_progress(&backup)?;
+                        self.save_progress(&backup, want)?;
                     }
                     continue;
                 }
                 Err(e) => {
-                    self.save_progress(&backup)?;
+                    self.save_progress(&backup, want)?;
                     return Err(Failure::Api(e));
                 }
             }
             backup.record(call);
-            self.save_progress(&backup)?;
+            self.save_progress(&backup, want)?;
         }
         if let Some(e) = custom_refused {
             return Err(Failure::Api(e));
@@ -288,11 +288,18 @@ impl<B: Backend, S: Store> Sync<B, S> {
         Ok(())
     }
 
-    fn save_progress(&mut self, backup: &Backup) -> Result<(), Failure> {
-        if self.backup.as_ref() != Some(backup) {
-            self.store.save(backup).map_err(Failure::State)?;
-            self.backup = Some(backup.clone());
+    /// Records progress on disk. While restoring, a failure to record is not a reason to stop: every restore call
+    /// is safe to repeat (a part already back needs no call), and removing the backup at the end needs no room.
+    fn save_progress(&mut self, backup: &Backup, want: Want) -> Result<(), Failure> {
+        if self.backup.as_ref() == Some(backup) {
+            return Ok(());
         }
+        match self.store.save(backup) {
+            Ok(()) => {}
+            Err(e) if want == Want::NoMeeting => log::warn!("cannot record restore progress ({e}); carrying on"),
+            Err(e) => return Err(Failure::State(e)),
+        }
+        self.backup = Some(backup.clone());
         Ok(())
     }
 }

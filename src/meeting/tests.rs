@@ -607,3 +607,117 @@ fn a_restore_whose_answer_was_lost_is_not_taken_for_a_change_by_the_user() {
         assert_eq!((retry.calls, retry.notes), (vec![], vec![]), "{prev:?} {custom:?}");
     }
 }
+
+/// Found in review: the plan used to carry the renewed expiry (custom status) and DND end time into the backup,
+/// which is saved before the calls. When a renewal call failed, the retry found nothing due (custom status) or
+/// took the lapsed DND for the user's own change and let it go for the rest of the meeting.
+#[test]
+fn a_failed_renewal_is_still_due_on_the_retry() {
+    let s = settings();
+    let b = applied(&view(status("online", false), None), &s);
+    let ours = b.ours.custom.clone();
+    // Past half the lease: the custom status renewal fails; the same renewal is due again a moment later.
+    let t = NOW + LEASE / 2 + 1;
+    let on_server = view(status("dnd", true), ours.clone());
+    let plan = during(&b, &on_server, &s, t);
+    assert_eq!(plan.calls, vec![put_custom(ours_custom("[In a meeting]", t), Purpose::Renew)]);
+    assert_eq!(plan.backup.ours.custom, ours, "the new expiry is recorded only once the server has it");
+    let retry = during(&plan.backup, &on_server, &s, t + 2);
+    assert_eq!(retry.calls, vec![put_custom(ours_custom("[In a meeting]", t + 2), Purpose::Renew)]);
+    assert!(next_check(&plan.backup, &s, t + 2) <= Some(t + 2), "still due: the next look is not put off");
+
+    // The server's job ended our DND; setting it again fails; the retry sets it again, and nothing is let go.
+    let t = b.ours.dnd_end_time + 30;
+    let lapsed = view(status("online", false), ours.clone());
+    let plan = during(&b, &lapsed, &s, t);
+    assert!(plan.calls.contains(&put_status("dnd", Some(t + LEASE), Purpose::Renew)), "{:?}", plan.calls);
+    let retry = during(&plan.backup, &lapsed, &s, t + 2);
+    assert!(retry.calls.contains(&put_status("dnd", Some(t + 2 + LEASE), Purpose::Renew)), "{:?}", retry.calls);
+    assert_eq!(retry.notes, vec![Note::DndLapsed]);
+    assert!(!retry.backup.ours.status_released);
+    // Once a call succeeds, its record carries the new end time.
+    let mut done = plan.backup.clone();
+    for c in &plan.calls {
+        done.record(c);
+    }
+    assert_eq!(done.ours.dnd_end_time, t + LEASE);
+    assert_eq!(done.ours.custom, Some(ours_custom("[In a meeting]", t)));
+}
+
+/// Found in review: after a restore that put the custom status back but could not finish (the availability call
+/// failed), a meeting hours later set our custom status again with its old, past expiry, which the server
+/// refuses (400): the new meeting got neither the marker nor DND.
+#[test]
+fn ours_set_again_hours_later_carries_a_fresh_expiry() {
+    let s = settings();
+    let lunch = never("sandwich", "Lunch");
+    let b = applied(&view(status("online", false), Some(lunch.clone())), &s);
+    let mut server = ModelServer { status: status("dnd", true), prev: "online".into(), custom: b.ours.custom.clone() };
+    let end = finish(&b, &server.view(), &s, NOW + 600);
+    assert_eq!(end.calls[0], put_custom(lunch.clone(), Purpose::Restore));
+    server.apply(&end.calls[0], NOW + 600);
+    let mut partly = b.clone();
+    partly.record(&end.calls[0]);
+    // The availability call failed; later the server's job ended our DND.
+    server.status = status("online", false);
+    let later = NOW + 5 * 3600;
+    let plan = during(&partly, &server.view(), &s, later);
+    assert_eq!(
+        plan.calls,
+        vec![
+            put_custom(ours_custom("Lunch [In a meeting]", later), Purpose::Apply),
+            put_status("dnd", Some(later + LEASE), Purpose::Renew)
+        ]
+    );
+    for call in &plan.calls {
+        server.apply(call, later);
+    }
+}
+
+/// A store whose disk is full: every save fails, removing works (it needs no room).
+#[derive(Default)]
+struct FullDisk {
+    backup: Option<Backup>,
+}
+
+impl crate::state::Store for FullDisk {
+    fn load(&mut self) -> Result<Option<Backup>, crate::state::StateError> {
+        Ok(self.backup.clone())
+    }
+    fn save(&mut self, _: &Backup) -> Result<(), crate::state::StateError> {
+        let source = std::io::Error::from_raw_os_error(libc::ENOSPC);
+        Err(crate::state::StateError::Io { path: "/state/state.json".into(), op: "write", source })
+    }
+    fn remove(&mut self) -> Result<(), crate::state::StateError> {
+        self.backup = None;
+        Ok(())
+    }
+}
+
+/// Found in review: with the disk full at the end of a meeting, the restore stopped after its first call (the
+/// progress could not be recorded) and logged that nothing was changed; it now finishes in one pass, and a start
+/// still changes nothing without a saved backup.
+#[test]
+fn a_full_disk_finishes_a_restore_and_blocks_a_start() {
+    use std::time::Instant;
+    let lunch = never("sandwich", "Lunch");
+    let model = ModelServer { status: status("away", true), prev: String::new(), custom: Some(lunch.clone()) };
+    let server = std::rc::Rc::new(std::cell::RefCell::new((model, true, Vec::new())));
+    let mut first =
+        sync::Sync::new(SwitchableServer { server: server.clone() }, crate::state::MemoryStore::default(), settings());
+    first.step(sync::Want::Meeting, Instant::now());
+    assert_eq!(server.borrow().0.status.status, "dnd");
+
+    let full = FullDisk { backup: first.backup().cloned() };
+    let mut sync = sync::Sync::new(SwitchableServer { server: server.clone() }, full, settings());
+    assert_eq!(sync.step(sync::Want::NoMeeting, Instant::now()), None, "done in one pass, nothing to retry");
+    assert!(!sync.has_backup());
+    let now = &server.borrow().0;
+    assert_eq!((now.status.status.as_str(), now.status.manual, now.custom.clone()), ("away", true, Some(lunch)));
+
+    let calls_before = server.borrow().2.len();
+    let mut fresh = sync::Sync::new(SwitchableServer { server: server.clone() }, FullDisk::default(), settings());
+    assert!(fresh.step(sync::Want::Meeting, Instant::now()).is_some(), "retried later");
+    assert_eq!(server.borrow().2.len(), calls_before, "no change without a saved backup");
+    assert!(!fresh.has_backup());
+}
