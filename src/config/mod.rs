@@ -309,10 +309,12 @@ impl Inputs {
         if self.is_root {
             return PathBuf::from("/var/lib/mm-status-sync");
         }
-        if let Some(d) = self.context_var("XDG_STATE_HOME") {
+        // Relative values are ignored, as the XDG spec asks: the backup must not depend on the working directory.
+        let absolute = |name: &str| self.context_var(name).filter(|d| Path::new(d).is_absolute());
+        if let Some(d) = absolute("XDG_STATE_HOME") {
             return Path::new(d).join("mm-status-sync");
         }
-        match self.context_var("HOME") {
+        match absolute("HOME") {
             Some(home) => Path::new(home).join(".local/state/mm-status-sync"),
             None => PathBuf::from("/var/lib/mm-status-sync"),
         }

@@ -343,6 +343,9 @@ fn state_dir_default_follows_the_environment() {
     assert_eq!(ctx(&[home], true), PathBuf::from("/var/lib/mm-status-sync"));
     assert_eq!(ctx(&[("XDG_STATE_HOME", "/x"), home], false), PathBuf::from("/x/mm-status-sync"));
     assert_eq!(ctx(&[home], false), PathBuf::from("/home/u/.local/state/mm-status-sync"));
+    // Relative values would depend on the working directory: ignored.
+    assert_eq!(ctx(&[("XDG_STATE_HOME", "state"), home], false), PathBuf::from("/home/u/.local/state/mm-status-sync"));
+    assert_eq!(ctx(&[("HOME", "u")], false), PathBuf::from("/var/lib/mm-status-sync"));
 }
 
 #[test]
