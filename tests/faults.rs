@@ -7,10 +7,12 @@ mod support;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use support::child::Reaped as Daemon;
+use support::child::Reaped as Holder;
 use support::go_time::GoTime;
 use support::{FakeMattermost, Fault, FaultScope, TestTls, UserState};
 
@@ -286,51 +288,6 @@ impl Env {
 impl Drop for Env {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-struct Daemon(Child);
-
-impl Daemon {
-    fn signal(&self, sig: &str) {
-        assert!(Command::new("kill").arg(format!("-{sig}")).arg(self.0.id().to_string()).status().unwrap().success());
-    }
-
-    fn alive(&mut self) -> bool {
-        matches!(self.0.try_wait(), Ok(None))
-    }
-
-    /// `VmHWM` (peak resident set) from `/proc/PID/status`, in KiB.
-    fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
-    }
-
-    fn stop(mut self) -> Option<i32> {
-        self.signal("TERM");
-        let code = self.0.wait().unwrap().code();
-        std::mem::forget(self);
-        code
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-struct Holder(Child);
-
-impl Drop for Holder {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

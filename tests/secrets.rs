@@ -7,11 +7,13 @@ mod support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use support::child::Reaped as Daemon;
+use support::child::Reaped as Holder;
 use support::{EchoStyle, FakeMattermost, Fault, FaultScope, UserState};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mm-status-sync");
@@ -276,41 +278,6 @@ fn text(out: &Output) -> String {
 
 fn in_meeting(s: &UserState) -> bool {
     s.status == "dnd" && s.custom_status.as_ref().is_some_and(|c| c.text.ends_with("[In a meeting]"))
-}
-
-struct Daemon(Child);
-
-impl Daemon {
-    fn pid(&self) -> u32 {
-        self.0.id()
-    }
-
-    fn signal(&self, sig: &str) {
-        assert!(Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status().unwrap().success());
-    }
-
-    fn stop(mut self) -> Option<i32> {
-        self.signal("TERM");
-        let code = self.0.wait().unwrap().code();
-        std::mem::forget(self);
-        code
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-struct Holder(Child);
-
-impl Drop for Holder {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// A NUL-separated /proc file as text, NULs as spaces.

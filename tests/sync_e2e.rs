@@ -5,9 +5,11 @@
 mod support;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::child::Reaped as Daemon;
+use support::child::Reaped as Holder;
 use support::{FakeMattermost, Fault, FaultScope, TestTls, UserState};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mm-status-sync");
@@ -84,41 +86,6 @@ impl Env {
 impl Drop for Env {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-struct Daemon(Child);
-
-impl Daemon {
-    fn signal(&self, sig: &str) {
-        assert!(Command::new("kill").arg(format!("-{sig}")).arg(self.0.id().to_string()).status().unwrap().success());
-    }
-    fn kill9(mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-        std::mem::forget(self);
-    }
-    fn stop(mut self) -> Option<i32> {
-        self.signal("TERM");
-        let code = self.0.wait().unwrap().code();
-        std::mem::forget(self);
-        code
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-struct Holder(Child);
-
-impl Drop for Holder {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

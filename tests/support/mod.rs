@@ -4,6 +4,7 @@
 // Each test crate uses a different subset of these helpers.
 #![allow(dead_code, unused_imports)]
 
+pub mod child;
 pub mod daemon_run;
 pub mod fake_mattermost;
 pub mod go_json;
