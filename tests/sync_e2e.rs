@@ -43,7 +43,7 @@ impl Env {
             .spawn()
             .unwrap();
         let d = Daemon(child);
-        self.wait_log("Starting Mattermost Status Sync Daemon");
+        self.wait_log("Starting Mattermost Status Sync Daemon", 1);
         d
     }
 
@@ -51,12 +51,28 @@ impl Env {
         std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
     }
 
-    fn wait_log(&self, needle: &str) {
+    /// How many times `needle` occurs in the log so far.
+    fn count(&self, needle: &str) -> usize {
+        self.log().matches(needle).count()
+    }
+
+    /// Waits until `needle` occurs at least `n` times in the log. The log grows over a test: a line an earlier
+    /// cycle wrote must not satisfy the wait for this cycle's, so callers pass the occurrence they wait for.
+    #[track_caller]
+    fn wait_log(&self, needle: &str, n: usize) {
         let deadline = Instant::now() + WAIT;
-        while !self.log().contains(needle) {
-            assert!(Instant::now() < deadline, "no {needle:?} in the log:\n{}", self.log());
+        while self.count(needle) < n {
+            assert!(Instant::now() < deadline, "{needle:?} not {n} times in the log:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Waits until the daemon has handled every event that came before this call: its loop takes one event at a
+    /// time, so the reload's log line comes only after the pending sync step.
+    fn settle(&self, d: &Daemon) {
+        let n = self.count("configuration reloaded");
+        d.signal("HUP");
+        self.wait_log("configuration reloaded", n + 1);
     }
 
     fn open_camera(&self) -> Holder {
@@ -113,7 +129,7 @@ fn full_cycles_restore_byte_for_byte() {
     let env = Env::new("cycle");
     let before = user_setup(&env);
     let d = env.daemon(&[]);
-    for _ in 0..3 {
+    for cycle in 1..=3 {
         let cam = env.open_camera();
         let s = env.wait_state("meeting set", in_meeting);
         assert_eq!(s.custom_status.unwrap().text, "Lunch with \"the team\" ü [In a meeting]");
@@ -122,7 +138,8 @@ fn full_cycles_restore_byte_for_byte() {
         assert!(env.backup_exists());
         drop(cam);
         env.wait_state("restored", |s| s.status == "away" && !in_meeting(s));
-        env.wait_log("RESTORE: Status restored (Avail: away) and backup deleted.");
+        // The availability is back before the backup is deleted: wait for this cycle's line, not an earlier one.
+        env.wait_log("RESTORE: Status restored (Avail: away) and backup deleted.", cycle);
         assert_restored(&before, &env.fake.state());
         assert!(!env.backup_exists());
     }
@@ -144,24 +161,24 @@ fn kill_9_at_any_point_and_restart_ends_correct() {
         let d = env.daemon(&[]);
         let cam = env.open_camera();
         env.wait_state("meeting set", in_meeting);
-        env.wait_log("meeting status set");
+        env.wait_log("meeting status set", 1);
         d.kill9();
         assert!(env.backup_exists(), "the backup survives kill -9");
         if camera_stays_on {
             let d = env.daemon(&[]);
-            env.wait_log("resuming");
-            std::thread::sleep(Duration::from_millis(500));
+            env.wait_log("resuming", 1);
+            env.settle(&d);
             assert!(in_meeting(&env.fake.state()), "the meeting goes on after a restart");
             drop(cam);
             env.wait_state("restored", |s| !in_meeting(s));
-            env.wait_log("backup deleted");
+            env.wait_log("backup deleted", 1);
             assert_restored(&before, &env.fake.state());
             d.stop();
         } else {
             drop(cam);
             let d = env.daemon(&[]);
             env.wait_state("restored after restart", |s| !in_meeting(s));
-            env.wait_log("backup deleted");
+            env.wait_log("backup deleted", 1);
             assert_restored(&before, &env.fake.state());
             d.stop();
         }
@@ -176,12 +193,12 @@ fn kill_9_between_backup_and_first_call_changes_nothing_wrongly() {
     env.fake.set_fault(Fault::NeverAnswer, FaultScope::on("PUT", "/api/v4/users").times(1));
     let d = env.daemon(&[]);
     let cam = env.open_camera();
-    env.wait_log("BACKUP: Saved original status");
+    env.wait_log("BACKUP: Saved original status", 1);
     d.kill9();
     env.fake.clear_faults();
     drop(cam);
     let d = env.daemon(&[]);
-    env.wait_log("backup deleted");
+    env.wait_log("backup deleted", 1);
     assert_restored(&before, &env.fake.state());
     d.stop();
 }
@@ -193,17 +210,17 @@ fn server_down_at_start_and_at_end_ends_correct_once_it_is_back() {
     let d = env.daemon(&[]);
     env.fake.set_fault(Fault::RefuseConnections, FaultScope::all());
     let cam = env.open_camera();
-    env.wait_log("API ERROR");
+    env.wait_log("API ERROR", 1);
     assert!(!env.backup_exists(), "no backup without a server to read from");
     env.fake.clear_faults();
     env.wait_state("meeting set once the server is back", in_meeting);
     env.fake.set_fault(Fault::app_error(503), FaultScope::all());
     drop(cam);
-    env.wait_log("503");
+    env.wait_log("503", 1);
     assert!(env.backup_exists(), "the backup is kept while the server fails");
     env.fake.clear_faults();
     env.wait_state("restored once the server is back", |s| !in_meeting(s));
-    env.wait_log("backup deleted");
+    env.wait_log("backup deleted", 1);
     assert_restored(&before, &env.fake.state());
     d.stop();
 }
@@ -221,7 +238,7 @@ fn sighup_changes_the_meeting_message() {
     env.wait_state("restored", |s| s.custom_status.is_none() && s.status == "online");
     std::fs::write(&conf, "MM_STATUS_SYNC_MEETING_MESSAGE=\"🎥 Busy\"\nMM_STATUS_SYNC_MEETING_STATUS=away\n").unwrap();
     d.signal("HUP");
-    env.wait_log("configuration reloaded");
+    env.wait_log("configuration reloaded", 1);
     let cam = env.open_camera();
     env.wait_state("new message", |s| {
         s.custom_status.as_ref().is_some_and(|c| c.text == "🎥 Busy") && s.status == "away"
@@ -263,7 +280,7 @@ fn latency_from_open_to_server() {
     env.fake.set_status("online", false, 0);
     let d = env.daemon(&[]);
     let mut samples = Vec::new();
-    for _ in 0..20 {
+    for cycle in 1..=20 {
         env.fake.clear_calls();
         let opened = Instant::now();
         let cam = env.open_camera();
@@ -271,7 +288,7 @@ fn latency_from_open_to_server() {
         samples.push(opened.elapsed());
         drop(cam);
         env.wait_state("restored", |s| s.status == "online" && s.custom_status.is_none());
-        env.wait_log("backup deleted");
+        env.wait_log("backup deleted", cycle);
     }
     samples.sort();
     eprintln!(
