@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::mattermost::Secret;
+use crate::meeting::{MeetingSettings, MeetingStatus};
 use crate::model::CUSTOM_STATUS_TEXT_MAX;
 pub use keys::{CONFIG_ENV, KEYS, Spec};
 
@@ -72,41 +73,6 @@ pub enum LogTarget {
     Auto,
     Syslog,
     Stderr,
-}
-
-/// Availability during a meeting.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MeetingStatus {
-    Dnd,
-    Away,
-    Online,
-    Offline,
-    /// Leave availability alone; only the custom status changes.
-    Keep,
-}
-
-impl MeetingStatus {
-    /// The value `PUT /users/{id}/status` takes, or `None` for keep.
-    pub fn as_api(self) -> Option<&'static str> {
-        match self {
-            MeetingStatus::Dnd => Some("dnd"),
-            MeetingStatus::Away => Some("away"),
-            MeetingStatus::Online => Some("online"),
-            MeetingStatus::Offline => Some("offline"),
-            MeetingStatus::Keep => None,
-        }
-    }
-}
-
-/// What the meeting logic needs to know of the configuration.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MeetingSettings {
-    pub message: String,
-    pub emoji: String,
-    pub status: MeetingStatus,
-    pub ignore_if_offline: bool,
-    /// Seconds; 0 means the meeting status never expires by itself.
-    pub lease: u64,
 }
 
 /// How to reach the server.

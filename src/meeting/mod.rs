@@ -12,9 +12,43 @@ use std::fmt;
 
 use miniserde::{Deserialize, Serialize};
 
-use crate::config::MeetingSettings;
 use crate::model::{CUSTOM_STATUS_TEXT_MAX, CustomStatus, UserStatus, ZERO_TIME, truncate_runes};
 use crate::time::format_rfc3339;
+
+/// Availability during a meeting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MeetingStatus {
+    Dnd,
+    Away,
+    Online,
+    Offline,
+    /// Leave availability alone; only the custom status changes.
+    Keep,
+}
+
+impl MeetingStatus {
+    /// The value `PUT /users/{id}/status` takes, or `None` for keep.
+    pub fn as_api(self) -> Option<&'static str> {
+        match self {
+            MeetingStatus::Dnd => Some("dnd"),
+            MeetingStatus::Away => Some("away"),
+            MeetingStatus::Online => Some("online"),
+            MeetingStatus::Offline => Some("offline"),
+            MeetingStatus::Keep => None,
+        }
+    }
+}
+
+/// What the meeting logic needs to know of the configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MeetingSettings {
+    pub message: String,
+    pub emoji: String,
+    pub status: MeetingStatus,
+    pub ignore_if_offline: bool,
+    /// Seconds; 0 means the meeting status never expires by itself.
+    pub lease: u64,
+}
 
 /// Version of the backup format; a file with another version is moved aside, not guessed at.
 pub const BACKUP_VERSION: u32 = 1;

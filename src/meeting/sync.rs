@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::config::MeetingSettings;
+use crate::meeting::MeetingSettings;
 use crate::mattermost::ApiError;
 use crate::meeting::{self, Backup, Begin, Call, Plan, Purpose, ServerView};
 use crate::model::{CustomStatus, UserStatus};

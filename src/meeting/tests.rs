@@ -3,7 +3,6 @@
 //! matters: after the meeting the user has exactly what they had, or what they chose during it.
 
 use super::*;
-use crate::config::MeetingStatus;
 
 const NOW: i64 = 1_800_000_000;
 const LEASE: i64 = 14_400;
