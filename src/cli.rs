@@ -358,7 +358,7 @@ fn cmd_check(config: &Config) -> i32 {
 }
 
 fn cmd_restore(config: &Config) -> i32 {
-    crate::logger::init(crate::config::LogTarget::Stderr, config.log_level);
+    crate::logger::init(crate::logger::LogTarget::Stderr, config.log_level);
     let backend = match crate::daemon::backend(config) {
         Ok(b) => b,
         Err(e) => {

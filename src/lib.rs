@@ -5,6 +5,7 @@
 //! that decide which Mattermost calls to make), `mattermost` (the only code that opens sockets), `state` (the
 //! backup on disk), `daemon` (the one loop that ties them together). See ARCHITECTURE.md.
 
+pub mod base_url;
 pub mod cli;
 pub mod config;
 pub mod daemon;
@@ -16,6 +17,7 @@ pub mod mattermost;
 pub mod meeting;
 pub mod model;
 pub mod notify;
+pub mod secret;
 pub mod state;
 pub mod sys;
 pub mod time;

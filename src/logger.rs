@@ -6,7 +6,13 @@ use std::sync::{Mutex, OnceLock};
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
-use crate::config::LogTarget;
+/// Where log lines go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogTarget {
+    Auto,
+    Syslog,
+    Stderr,
+}
 
 /// Longest line written, in bytes (sudo-rs caps syslog messages at 960).
 const MAX_LINE: usize = 960;

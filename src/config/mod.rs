@@ -10,9 +10,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::mattermost::Secret;
+use crate::base_url::BaseUrl;
+pub use crate::logger::LogTarget;
 use crate::meeting::{MeetingSettings, MeetingStatus};
 use crate::model::CUSTOM_STATUS_TEXT_MAX;
+use crate::secret::Secret;
 pub use keys::{CONFIG_ENV, KEYS, Spec};
 
 /// Where a raw value came from.
@@ -67,18 +69,10 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// Where log lines go.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogTarget {
-    Auto,
-    Syslog,
-    Stderr,
-}
-
 /// How to reach the server.
 #[derive(Clone, Debug)]
 pub struct ServerSettings {
-    pub url: String,
+    pub url: BaseUrl,
     pub token: Secret,
     pub user_id: Option<String>,
     pub ca_file: Option<PathBuf>,
@@ -370,7 +364,7 @@ impl Inputs {
         }
         let ca_file = v.optional("ca-file")?.map(PathBuf::from);
         let Some(url) = v.optional("url")? else { return Ok(None) };
-        let url = crate::mattermost::validate_base_url(&url).map_err(|why| {
+        let url = BaseUrl::parse(&url).map_err(|why| {
             // A refused url may carry a password or a token (user:pass@, ?access_token=): not repeated then.
             let mut error = v.invalid("url", &why);
             if url.contains(['@', '?', '#']) {
