@@ -21,3 +21,4 @@ pub mod secret;
 pub mod state;
 pub mod sys;
 pub mod time;
+pub mod wiring;
