@@ -14,7 +14,7 @@ use crate::config::{self, Config, Inputs, KEYS, keys};
 use crate::detect::scan::Scanner;
 
 /// The commands, with what each does, for `--help` and the man page.
-pub const COMMANDS: &[(&str, &str)] = &[
+pub(crate) const COMMANDS: &[(&str, &str)] = &[
     ("run", "the daemon (the default when no command is given)"),
     ("scan", "who holds a device now; exit 0 when one counts, 1 when none; needs no server"),
     ("config", "the effective configuration as a config file, each value with its source; --keys lists the keys"),
@@ -23,7 +23,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
 ];
 
 /// The flags that are not configuration keys, with their value placeholder and what they do.
-pub const OTHER_FLAGS: &[(&str, &str, &str)] = &[
+pub(crate) const OTHER_FLAGS: &[(&str, &str, &str)] = &[
     ("config", "PATH", "config file of MM_STATUS_SYNC_KEY=value lines (also MM_STATUS_SYNC_CONFIG)"),
     ("keys", "", "with config: list every key name, one per line"),
     ("version", "", "print the version"),
@@ -32,12 +32,12 @@ pub const OTHER_FLAGS: &[(&str, &str, &str)] = &[
 
 /// The parsed command line.
 #[derive(Debug, Default)]
-pub struct Args {
+pub(crate) struct Args {
     /// run, scan, config, check or restore
-    pub command: Option<String>,
-    pub config: Option<PathBuf>,
-    pub keys: bool,
-    pub version: bool,
+    pub(crate) command: Option<String>,
+    pub(crate) config: Option<PathBuf>,
+    pub(crate) keys: bool,
+    pub(crate) version: bool,
     /// `(key name, value)` in the order given; a repeatable flag's items are joined to its key's value.
     flags: Vec<(&'static str, String)>,
     /// Items of repeatable flags (`--device`), by key.
@@ -47,7 +47,7 @@ pub struct Args {
 impl Args {
     /// The configuration keys given as flags, by key name. A repeatable flag's items (`--device`) are added to the
     /// key's list (`--devices`).
-    pub fn flag_values(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn flag_values(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
         for spec in KEYS {
             let given = self.flags.iter().find(|(k, _)| *k == spec.name).map(|(_, v)| v.clone());
@@ -94,6 +94,7 @@ impl FromArgs for Args {
                 "help" => return Err(EarlyExit { output: help(), status: Ok(()) }),
                 "version" => parsed.version = true,
                 "keys" => parsed.keys = true,
+                "config" if parsed.config.is_some() => return Err(usage_error("--config is given twice".into())),
                 "config" => parsed.config = Some(PathBuf::from(value(name)?)),
                 _ => {
                     if let Some(spec) = KEYS.iter().find(|s| s.repeatable == Some(name)) {
@@ -105,7 +106,11 @@ impl FromArgs for Args {
                     let Some(spec) = KEYS.iter().find(|s| s.name == name && s.flag) else {
                         return Err(usage_error(format!("unknown flag --{shown}")));
                     };
+                    // As argh had it: a value given twice is a mistake, a switch given twice is still on.
                     if parsed.flags.iter().any(|(k, _)| *k == spec.name) {
+                        if spec.is_switch() {
+                            continue;
+                        }
                         return Err(usage_error(format!("--{name} is given twice")));
                     }
                     let v = if spec.is_switch() { "true".to_owned() } else { value(name)? };
@@ -119,7 +124,7 @@ impl FromArgs for Args {
 
 /// `--help`: the commands, then every key from the table with its flag (or variable), what is allowed and the
 /// default.
-pub fn help() -> String {
+pub(crate) fn help() -> String {
     let mut out = String::from(
         "Usage: mm-status-sync [COMMAND] [--config PATH] [--KEY VALUE]...\n\n\
          Marks you \"in a meeting\" on Mattermost while your webcam is in use, and puts back exactly what was there\n\
@@ -160,7 +165,7 @@ pub fn help() -> String {
 }
 
 /// Parses `argv` (without the program name): help, version and usage errors as `(text, exit code)`.
-pub fn parse(argv: &[String]) -> Result<Args, (String, i32)> {
+pub(crate) fn parse(argv: &[String]) -> Result<Args, (String, i32)> {
     // Said before anything else, without repeating the value: `--token=VALUE` or `--token VALUE`.
     if argv.iter().any(|a| a == "--token" || a.starts_with("--token=")) {
         let text = "mm-status-sync: --token is not accepted (the command line is visible to every user): put the \
@@ -465,6 +470,7 @@ mod tests {
             (&["--tokne=s3cr3t"], "unknown flag --tokne "),
             (&["--start-delay"], "--start-delay needs a value"),
             (&["--lease", "1", "--lease", "2"], "--lease is given twice"),
+            (&["--config", "/a", "--config", "/b"], "--config is given twice"),
             (&["scan", "check"], "unexpected argument \"check\""),
         ];
         for (argv, want) in cases {
@@ -474,7 +480,7 @@ mod tests {
             assert!(text.contains(want) && !text.contains('\n') && !text.contains("s3cr3t"), "{argv:?}: {text}");
         }
         // After `--` everything is the command, and a switch takes no value.
-        let argv: Vec<String> = ["--dry-run", "--", "--scan"].map(String::from).to_vec();
+        let argv: Vec<String> = ["--dry-run", "--dry-run", "--", "--scan"].map(String::from).to_vec();
         let args = parse(&argv).unwrap();
         assert_eq!(
             (args.command.as_deref(), args.flag_values()),

@@ -4,7 +4,7 @@
 #[doc(hidden)]
 pub mod docs;
 pub mod file;
-pub mod keys;
+pub(crate) mod keys;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -17,11 +17,11 @@ pub use crate::detect::pattern::Pattern;
 pub use crate::logger::LogTarget;
 use crate::meeting::{MeetingSettings, MeetingStatus};
 use crate::secret::Secret;
-pub use keys::{CONFIG_ENV, KEYS, Kind, Spec};
+pub(crate) use keys::{CONFIG_ENV, KEYS, Kind, Spec};
 
 /// Where a raw value came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     Default,
     File { path: PathBuf, line: usize },
     Environment,
@@ -41,9 +41,9 @@ impl fmt::Display for Source {
 
 /// A value as given, before validation. `Err(NotUtf8)` keeps a non-UTF-8 value as a reportable error.
 #[derive(Clone, Debug)]
-pub struct RawValue {
-    pub value: Result<String, file::NotUtf8>,
-    pub source: Source,
+pub(crate) struct RawValue {
+    pub(crate) value: Result<String, file::NotUtf8>,
+    pub(crate) source: Source,
 }
 
 /// Why a configuration cannot be used. Displayed as one line; never contains a secret's value.
@@ -127,13 +127,13 @@ impl fmt::Debug for Raw {
 }
 
 impl Raw {
-    pub fn get(&self, name: &str) -> &RawValue {
+    pub(crate) fn get(&self, name: &str) -> &RawValue {
         let i = KEYS.iter().position(|s| s.name == name).unwrap_or_else(|| panic!("no configuration key named {name}"));
         &self.values[i]
     }
 
     /// Keys in table order with their values.
-    pub fn iter(&self) -> impl Iterator<Item = (&'static Spec, &RawValue)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&'static Spec, &RawValue)> {
         KEYS.iter().zip(&self.values)
     }
 }
@@ -181,7 +181,7 @@ impl fmt::Debug for Inputs {
 
 impl Inputs {
     /// Captures the process environment; `flags` come from the command line.
-    pub fn from_process(flags: Vec<(&'static str, String)>, config_flag: Option<PathBuf>) -> Inputs {
+    pub(crate) fn from_process(flags: Vec<(&'static str, String)>, config_flag: Option<PathBuf>) -> Inputs {
         let mut env = Vec::new();
         let mut context = Vec::new();
         for (k, v) in std::env::vars_os() {
@@ -202,7 +202,7 @@ impl Inputs {
     }
 
     /// The config file to read, if any.
-    pub fn config_path(&self) -> Option<PathBuf> {
+    pub(crate) fn config_path(&self) -> Option<PathBuf> {
         self.config_flag
             .clone()
             .or_else(|| self.env.iter().find(|(k, v)| k == CONFIG_ENV && !v.is_empty()).map(|(_, v)| PathBuf::from(v)))
@@ -210,7 +210,7 @@ impl Inputs {
 
     /// Applies precedence. Unknown `MM_STATUS_SYNC_*` names in the file are errors (a typo must not silently
     /// fall back to a default); unknown ones in the environment are ignored, since other tools may share the prefix.
-    pub fn raw(&self) -> Result<Raw, ConfigError> {
+    pub(crate) fn raw(&self) -> Result<Raw, ConfigError> {
         let config_file = match self.config_path() {
             Some(path) => Some((read_config_file(&path)?, path)),
             None => None,
@@ -257,12 +257,12 @@ impl Inputs {
     }
 
     /// Reads and validates everything, including the token file.
-    pub fn load(&self) -> Result<Config, ConfigError> {
+    pub(crate) fn load(&self) -> Result<Config, ConfigError> {
         self.validate(&self.raw()?)
     }
 
     /// The default state directory, from the environment the daemon was started in.
-    pub fn default_state_dir(&self) -> PathBuf {
+    pub(crate) fn default_state_dir(&self) -> PathBuf {
         if let Some(d) = self.context_var("STATE_DIRECTORY") {
             // systemd passes a colon-separated list when several directories are configured.
             let first = d.to_string_lossy().split(':').next().unwrap_or_default().to_owned();
