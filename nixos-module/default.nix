@@ -169,6 +169,9 @@ in
           devices =
             setting (types.listOf line) [ "/dev/video*" ]
               "Device path patterns; `*` matches any run of characters except `/`.";
+          microphones =
+            setting (types.listOf line) [ ]
+              "Microphone device path patterns, such as /dev/snd/pcmC*D*c; empty: microphones are not watched.";
           ignore-processes =
             setting (types.listOf line) [ ]
               "Process names (as in /proc/PID/comm) that never count as using a camera.";

@@ -1,148 +1,172 @@
-//! The command line: flags for every configuration key (argh), the commands, and the mapping of outcomes to exit
-//! codes (0 fine, 1 a negative answer or a runtime failure, 2 bad input).
+//! The command line: a flag for every configuration key that takes one, read from the key table, the commands,
+//! and the mapping of outcomes to exit codes (0 fine, 1 a negative answer or a runtime failure, 2 bad input).
+//!
+//! `argh::FromArgs` is implemented by hand rather than derived: the derive needs one struct field per flag, written
+//! out, which is the list of keys a second time (and their help and defaults a third). Implemented over the table,
+//! a key added there is a flag, in `--help`, with no code here; argh's trait and `EarlyExit` stay the interface.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use argh::FromArgs;
+use argh::{EarlyExit, FromArgs};
 
-use crate::config::{self, Config, Inputs, KEYS};
-use crate::detect::pattern::Pattern;
+use crate::config::{self, Config, Inputs, KEYS, keys};
 use crate::detect::scan::Scanner;
-use crate::detect::{DeviceSet, Filter};
 
-/// Marks you "in a meeting" on Mattermost while your webcam is in use, and puts back exactly what was there before.
-///
-/// Commands: run (the default: the daemon), scan (who holds a camera now; exit 0 if someone counts, 1 if not),
-/// config (the effective configuration; --keys lists the keys), check (reach the server and show the user),
-/// restore (put the saved status back now). Every key is also MM_STATUS_SYNC_<KEY> in the environment or the
-/// --config file; the token only there, never as a flag.
-#[derive(FromArgs, Debug, Default)]
-pub struct Args {
+/// The commands, with what each does, for `--help` and the man page.
+pub(crate) const COMMANDS: &[(&str, &str)] = &[
+    ("run", "the daemon (the default when no command is given)"),
+    ("scan", "who holds a device now; exit 0 when one counts, 1 when none; needs no server"),
+    ("config", "the effective configuration as a config file, each value with its source; --keys lists the keys"),
+    ("check", "validate the configuration, reach the server, show the user, the backup and who holds a device"),
+    ("restore", "put the saved status back now and exit"),
+];
+
+/// The flags that are not configuration keys, with their value placeholder and what they do.
+pub(crate) const OTHER_FLAGS: &[(&str, &str, &str)] = &[
+    ("config", "PATH", "config file of MM_STATUS_SYNC_KEY=value lines (also MM_STATUS_SYNC_CONFIG)"),
+    ("keys", "", "with config: list every key name, one per line"),
+    ("version", "", "print the version"),
+    ("help", "", "print this help"),
+];
+
+/// The parsed command line.
+#[derive(Debug, Default)]
+pub(crate) struct Args {
     /// run, scan, config, check or restore
-    #[argh(positional)]
-    pub command: Option<String>,
-    /// config file of MM_STATUS_SYNC_KEY=value lines (also MM_STATUS_SYNC_CONFIG)
-    #[argh(option)]
-    pub config: Option<PathBuf>,
-    /// with `config`: list every key name, one per line
-    #[argh(switch)]
-    pub keys: bool,
-    /// print the version
-    #[argh(switch)]
-    pub version: bool,
-    /// a device path pattern; repeatable (adds to --devices)
-    #[argh(option)]
-    pub device: Vec<String>,
-    /// device path patterns, comma-separated (default /dev/video*)
-    #[argh(option)]
-    pub devices: Option<String>,
-    /// process names that never count
-    #[argh(option)]
-    pub ignore_processes: Option<String>,
-    /// process names that count only while streaming (default pipewire,wireplumber)
-    #[argh(option)]
-    pub require_streaming_for: Option<String>,
-    /// seconds in use before the meeting starts (default 5)
-    #[argh(option)]
-    pub start_delay: Option<String>,
-    /// seconds free before the meeting ends (default 30)
-    #[argh(option)]
-    pub end_delay: Option<String>,
-    /// seconds between safety full scans (default 300)
-    #[argh(option)]
-    pub interval: Option<String>,
-    /// where the backup is kept
-    #[argh(option)]
-    pub state_dir: Option<String>,
-    /// auto, syslog or stderr (default auto)
-    #[argh(option)]
-    pub log: Option<String>,
-    /// error, warn, info or debug (default info)
-    #[argh(option)]
-    pub log_level: Option<String>,
-    /// never call the server; log what would be sent
-    #[argh(switch)]
-    pub dry_run: bool,
-    /// the Mattermost server base URL
-    #[argh(option)]
-    pub url: Option<String>,
-    /// file holding the personal access token
-    #[argh(option)]
-    pub token_file: Option<String>,
-    /// whose status to manage (default: the token's own user)
-    #[argh(option)]
-    pub user_id: Option<String>,
-    /// appended to the custom status text (default " [In a meeting]")
-    #[argh(option)]
-    pub meeting_message: Option<String>,
-    /// custom status emoji during a meeting (default calendar)
-    #[argh(option)]
-    pub meeting_emoji: Option<String>,
-    /// dnd, away, online, offline or keep (default dnd)
-    #[argh(option)]
-    pub meeting_status: Option<String>,
-    /// do nothing while offline (default true)
-    #[argh(option)]
-    pub ignore_if_offline: Option<String>,
-    /// a PEM file with extra trusted CA certificates
-    #[argh(option)]
-    pub ca_file: Option<String>,
-    /// seconds ahead for the meeting status's expiry (default 14400; 0 disables)
-    #[argh(option)]
-    pub lease: Option<String>,
-    /// command run when a meeting starts
-    #[argh(option)]
-    pub on_meeting_start: Option<String>,
-    /// command run when a meeting ends
-    #[argh(option)]
-    pub on_meeting_end: Option<String>,
+    pub(crate) command: Option<String>,
+    pub(crate) config: Option<PathBuf>,
+    pub(crate) keys: bool,
+    pub(crate) version: bool,
+    /// `(key name, value)` in the order given; a repeatable flag's items are joined to its key's value.
+    flags: Vec<(&'static str, String)>,
+    /// Items of repeatable flags (`--device`), by key.
+    repeated: Vec<(&'static str, String)>,
 }
 
 impl Args {
-    /// The configuration keys given as flags, by key name. The one place flag fields meet key names; a test
-    /// checks it covers every key that takes a flag.
-    pub fn flag_values(&self) -> Vec<(&'static str, String)> {
+    /// The configuration keys given as flags, by key name. A repeatable flag's items (`--device`) are added to the
+    /// key's list (`--devices`).
+    pub(crate) fn flag_values(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
-        let mut push = |name: &'static str, v: &Option<String>| {
-            if let Some(v) = v {
-                out.push((name, v.clone()));
+        for spec in KEYS {
+            let given = self.flags.iter().find(|(k, _)| *k == spec.name).map(|(_, v)| v.clone());
+            let items: Vec<&str> =
+                self.repeated.iter().filter(|(k, _)| *k == spec.name).map(|(_, v)| v.as_str()).collect();
+            let value = match (given, items.is_empty()) {
+                (given, true) => given,
+                (Some(list), false) => Some(format!("{list},{}", items.join(","))),
+                (None, false) => Some(items.join(",")),
+            };
+            if let Some(value) = value {
+                out.push((spec.name, value));
             }
-        };
-        let devices = match (&self.devices, self.device.is_empty()) {
-            (d, true) => d.clone(),
-            (Some(d), false) => Some(format!("{d},{}", self.device.join(","))),
-            (None, false) => Some(self.device.join(",")),
-        };
-        push("devices", &devices);
-        push("ignore-processes", &self.ignore_processes);
-        push("require-streaming-for", &self.require_streaming_for);
-        push("start-delay", &self.start_delay);
-        push("end-delay", &self.end_delay);
-        push("interval", &self.interval);
-        push("state-dir", &self.state_dir);
-        push("log", &self.log);
-        push("log-level", &self.log_level);
-        push("dry-run", &self.dry_run.then(|| "true".to_owned()));
-        push("url", &self.url);
-        push("token-file", &self.token_file);
-        push("user-id", &self.user_id);
-        push("meeting-message", &self.meeting_message);
-        push("meeting-emoji", &self.meeting_emoji);
-        push("meeting-status", &self.meeting_status);
-        push("ignore-if-offline", &self.ignore_if_offline);
-        push("ca-file", &self.ca_file);
-        push("lease", &self.lease);
-        push("on-meeting-start", &self.on_meeting_start);
-        push("on-meeting-end", &self.on_meeting_end);
+        }
         out
     }
 }
 
-/// Parses `argv` (without the program name); argh's own messages for help and bad flags.
-pub fn parse(argv: &[String]) -> Result<Args, (String, i32)> {
-    // argh would answer `--token=VALUE` with "Unrecognized argument: --token=VALUE", copying the token into the
-    // error (and from there into a journal); say where the token goes instead, without repeating it.
+fn usage_error(text: String) -> EarlyExit {
+    EarlyExit { output: format!("mm-status-sync: {text} (see --help)"), status: Err(()) }
+}
+
+impl FromArgs for Args {
+    fn from_args(_command_name: &[&str], args: &[&str]) -> Result<Args, EarlyExit> {
+        let mut parsed = Args::default();
+        let mut rest = args.iter();
+        let mut options_end = false;
+        while let Some(&arg) = rest.next() {
+            let Some(name) = arg.strip_prefix("--").filter(|_| !options_end) else {
+                if arg == "-h" && !options_end {
+                    return Err(EarlyExit { output: help(), status: Ok(()) });
+                }
+                if parsed.command.is_some() {
+                    return Err(usage_error(format!("unexpected argument {arg:?} after the command")));
+                }
+                parsed.command = Some(arg.to_owned());
+                continue;
+            };
+            let mut value = |flag: &str| {
+                rest.next().map(|v| (*v).to_owned()).ok_or_else(|| usage_error(format!("--{flag} needs a value")))
+            };
+            match name {
+                "" => options_end = true,
+                "help" => return Err(EarlyExit { output: help(), status: Ok(()) }),
+                "version" => parsed.version = true,
+                "keys" => parsed.keys = true,
+                "config" if parsed.config.is_some() => return Err(usage_error("--config is given twice".into())),
+                "config" => parsed.config = Some(PathBuf::from(value(name)?)),
+                _ => {
+                    if let Some(spec) = KEYS.iter().find(|s| s.repeatable == Some(name)) {
+                        parsed.repeated.push((spec.name, value(name)?));
+                        continue;
+                    }
+                    // Only up to a `=`: `--tokne=VALUE` must not be copied into the error (and from there a journal).
+                    let shown = name.split('=').next().unwrap_or_default();
+                    let Some(spec) = KEYS.iter().find(|s| s.name == name && s.flag) else {
+                        return Err(usage_error(format!("unknown flag --{shown}")));
+                    };
+                    // As argh had it: a value given twice is a mistake, a switch given twice is still on.
+                    if parsed.flags.iter().any(|(k, _)| *k == spec.name) {
+                        if spec.is_switch() {
+                            continue;
+                        }
+                        return Err(usage_error(format!("--{name} is given twice")));
+                    }
+                    let v = if spec.is_switch() { "true".to_owned() } else { value(name)? };
+                    parsed.flags.push((spec.name, v));
+                }
+            }
+        }
+        Ok(parsed)
+    }
+}
+
+/// `--help`: the commands, then every key from the table with its flag (or variable), what is allowed and the
+/// default.
+pub(crate) fn help() -> String {
+    let mut out = String::from(
+        "Usage: mm-status-sync [COMMAND] [--config PATH] [--KEY VALUE]...\n\n\
+         Marks you \"in a meeting\" on Mattermost while your webcam is in use, and puts back exactly what was there\n\
+         before.\n\nCommands:\n",
+    );
+    for (name, what) in COMMANDS {
+        out.push_str(&format!("  {name:<10}{what}\n"));
+    }
+    out.push_str("\nOptions:\n");
+    for (name, metavar, what) in OTHER_FLAGS {
+        out.push_str(&format!("  {:<32}{what}\n", format!("--{name} {metavar}").trim_end()));
+    }
+    out.push_str(
+        "\nKeys: every key is also MM_STATUS_SYNC_<KEY> in the environment and a MM_STATUS_SYNC_<KEY>=value line\n\
+         in the --config file; a flag beats the environment, which beats the file.\n",
+    );
+    for spec in KEYS {
+        let flag = match (spec.flag, spec.is_switch()) {
+            (false, _) => format!("{} (no flag)", spec.env_var()),
+            (true, true) => format!("--{}", spec.name),
+            (true, false) => format!("--{} {}", spec.name, spec.metavar()),
+        };
+        out.push_str(&format!("  {flag}\n      {}\n      allowed: {}", spec.help, spec.allowed()));
+        match (spec.default, spec.empty_means) {
+            (Some(d), _) if !d.is_empty() => out.push_str(&format!("; default: {d:?}")),
+            (_, "") => {}
+            (_, means) => out.push_str(&format!("; default: {means}")),
+        }
+        if let Some(repeatable) = spec.repeatable {
+            out.push_str(&format!(
+                "\n      --{repeatable} {} adds one (repeatable)",
+                spec.metavar().trim_end_matches('S')
+            ));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Parses `argv` (without the program name): help, version and usage errors as `(text, exit code)`.
+pub(crate) fn parse(argv: &[String]) -> Result<Args, (String, i32)> {
+    // Said before anything else, without repeating the value: `--token=VALUE` or `--token VALUE`.
     if argv.iter().any(|a| a == "--token" || a.starts_with("--token=")) {
         let text = "mm-status-sync: --token is not accepted (the command line is visible to every user): put the \
                     token in a file and use --token-file PATH, or set MM_STATUS_SYNC_TOKEN";
@@ -213,12 +237,14 @@ pub fn main() -> i32 {
 /// The error line for argument number `position` that is not UTF-8, naming the key when it is a flag's value.
 fn not_utf8_argument(previous: Option<&str>, position: usize) -> String {
     // --dry-run is a switch: what follows it is not its value.
-    let takes_value = |k: &&str| *k != "dry-run" && KEYS.iter().any(|s| s.flag && s.name == *k);
-    let key = previous.and_then(|p| p.strip_prefix("--")).filter(takes_value);
-    match key {
-        Some(key) => format!("invalid {key} (not valid UTF-8) (from flag): expected valid UTF-8 text"),
-        None if previous == Some("--device") => {
-            "invalid devices (not valid UTF-8) (from flag --device): expected valid UTF-8 text".to_owned()
+    let flag = previous.and_then(|p| p.strip_prefix("--")).unwrap_or_default();
+    let takes_value = |s: &&keys::Spec| s.flag && s.name == flag && !s.is_switch();
+    if let Some(spec) = KEYS.iter().find(takes_value) {
+        return format!("invalid {} (not valid UTF-8) (from flag): expected valid UTF-8 text", spec.name);
+    }
+    match KEYS.iter().find(|s| s.repeatable == Some(flag)) {
+        Some(spec) => {
+            format!("invalid {} (not valid UTF-8) (from flag --{flag}): expected valid UTF-8 text", spec.name)
         }
         None => format!("argument {position} is not valid UTF-8"),
     }
@@ -260,12 +286,8 @@ fn cmd_run(inputs: Inputs, config: Config) -> i32 {
 
 /// Runs one full scan for `config`'s devices; also used by `check`.
 fn scan(config: &Config) -> Result<Scanner, String> {
-    let patterns: Result<Vec<Pattern>, _> = config.devices.iter().map(|d| Pattern::new(d)).collect();
-    let devices = DeviceSet::new(patterns.map_err(|e| e.to_string())?);
-    let filter = Filter {
-        ignore_processes: config.ignore_processes.clone(),
-        require_streaming_for: config.require_streaming_for.clone(),
-    };
+    let devices = crate::wiring::device_set(config);
+    let filter = crate::wiring::filter(config);
     let mut scanner = Scanner::new().map_err(|e| format!("cannot open /proc: {e}"))?;
     let stats = scanner.full_scan(&devices, &filter);
     if stats.skipped > 0 {
@@ -313,12 +335,7 @@ fn cmd_check(config: &Config) -> i32 {
         println!("warning: {w}");
     }
     println!("configuration: valid");
-    let client = match crate::mattermost::Client::new(
-        &server.url,
-        server.token.clone(),
-        server.ca_file.as_deref(),
-        crate::mattermost::Timeouts::default(),
-    ) {
+    let client = match crate::wiring::client(server) {
         Ok(c) => c,
         Err(e) => {
             println!("FAIL: {e}");
@@ -358,8 +375,8 @@ fn cmd_check(config: &Config) -> i32 {
 }
 
 fn cmd_restore(config: &Config) -> i32 {
-    crate::logger::init(crate::config::LogTarget::Stderr, config.log_level);
-    let backend = match crate::daemon::backend(config) {
+    crate::logger::init(crate::logger::LogTarget::Stderr, config.log_level);
+    let backend = match crate::wiring::backend(config) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("mm-status-sync: {e}");
@@ -432,5 +449,42 @@ mod tests {
         let args = parse(&argv).unwrap();
         assert_eq!(args.command.as_deref(), Some("scan"));
         assert_eq!(args.flag_values(), vec![("devices", "/b,/c,/a,/d".to_owned())]);
+    }
+
+    #[test]
+    fn help_comes_from_the_table_and_exits_0() {
+        let (text, code) = parse(&["--help".to_owned()]).expect_err("help");
+        assert_eq!(code, 0);
+        for spec in KEYS {
+            assert!(text.contains(&spec.help[..20.min(spec.help.len())]), "{}: {text}", spec.name);
+            assert!(text.contains(&spec.allowed()), "{}", spec.name);
+        }
+        assert!(text.contains("  --dry-run\n") && text.contains("  --start-delay SECONDS\n"), "{text}");
+        assert!(text.contains("  MM_STATUS_SYNC_TOKEN (no flag)\n"), "{text}");
+    }
+
+    #[test]
+    fn usage_errors_are_one_line_and_exit_2() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--frobnicate"], "unknown flag --frobnicate"),
+            (&["--tokne=s3cr3t"], "unknown flag --tokne "),
+            (&["--start-delay"], "--start-delay needs a value"),
+            (&["--lease", "1", "--lease", "2"], "--lease is given twice"),
+            (&["--config", "/a", "--config", "/b"], "--config is given twice"),
+            (&["scan", "check"], "unexpected argument \"check\""),
+        ];
+        for (argv, want) in cases {
+            let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+            let (text, code) = parse(&argv).expect_err(want);
+            assert_eq!(code, 2, "{argv:?}");
+            assert!(text.contains(want) && !text.contains('\n') && !text.contains("s3cr3t"), "{argv:?}: {text}");
+        }
+        // After `--` everything is the command, and a switch takes no value.
+        let argv: Vec<String> = ["--dry-run", "--dry-run", "--", "--scan"].map(String::from).to_vec();
+        let args = parse(&argv).unwrap();
+        assert_eq!(
+            (args.command.as_deref(), args.flag_values()),
+            (Some("--scan"), vec![("dry-run", "true".to_owned())])
+        );
     }
 }

@@ -10,12 +10,11 @@ use std::time::{Duration, Instant};
 
 use crate::config::{Config, Inputs};
 use crate::debounce::{Debounce, Transition};
-use crate::detect::pattern::Pattern;
 use crate::detect::scan::Scanner;
 use crate::detect::watch::{Wake, Watcher};
 use crate::detect::{DeviceSet, Filter};
 use crate::hooks::Hooks;
-use crate::meeting::sync::{Backend, DryRun, Server, Sync, Want};
+use crate::meeting::sync::{Backend, Sync, Want};
 use crate::notify::Notifier;
 use crate::state::{MemoryStore, StateFile, Store};
 
@@ -73,45 +72,14 @@ pub struct Daemon {
 #[derive(Debug)]
 pub struct StartError(pub String);
 
-fn patterns(config: &Config) -> Result<Vec<Pattern>, StartError> {
-    config
-        .devices
-        .iter()
-        .map(|d| Pattern::new(d).map_err(|e| StartError(format!("invalid devices {d:?}: {e}"))))
-        .collect()
-}
-
-fn filter(config: &Config) -> Filter {
-    Filter {
-        ignore_processes: config.ignore_processes.clone(),
-        require_streaming_for: config.require_streaming_for.clone(),
-    }
-}
-
-/// The server side for a configuration: the real client, or the dry-run simulation.
-pub fn backend(config: &Config) -> Result<Box<dyn Backend>, String> {
-    if config.dry_run {
-        return Ok(Box::new(DryRun::default()));
-    }
-    let server = config.server.as_ref().ok_or("missing url: the daemon needs a server unless dry-run is set")?;
-    let client = crate::mattermost::Client::new(
-        &server.url,
-        server.token.clone(),
-        server.ca_file.as_deref(),
-        crate::mattermost::Timeouts::default(),
-    )
-    .map_err(|e| e.to_string())?;
-    Ok(Box::new(Server::new(client, server.user_id.clone())))
-}
-
 impl Daemon {
     pub fn new(inputs: Inputs, config: Config) -> Result<Daemon, StartError> {
-        let devices = DeviceSet::new(patterns(&config)?);
+        let devices = crate::wiring::device_set(&config);
         let scanner = Scanner::new().map_err(|e| StartError(format!("cannot open /proc: {e}")))?;
         let watcher = Watcher::new(devices.patterns()).map_err(|e| StartError(format!("cannot start inotify: {e}")))?;
         let store: Box<dyn Store> =
             if config.dry_run { Box::new(MemoryStore::default()) } else { Box::new(StateFile::new(&config.state_dir)) };
-        let backend = backend(&config).map_err(StartError)?;
+        let backend = crate::wiring::backend(&config).map_err(StartError)?;
         let sync = Sync::new(backend, store, config.meeting.clone());
         let debounce = Debounce::new(config.start_delay, config.end_delay, sync.has_backup());
 
@@ -133,7 +101,7 @@ impl Daemon {
 
         let now = Instant::now();
         Ok(Daemon {
-            filter: filter(&config),
+            filter: crate::wiring::filter(&config),
             inputs,
             devices,
             scanner,
@@ -163,7 +131,7 @@ impl Daemon {
         log::info!(
             "Starting Mattermost Status Sync Daemon {} (watching {}; {} device nodes{})",
             env!("CARGO_PKG_VERSION"),
-            self.config.devices.join(", "),
+            self.config.devices.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", "),
             self.watcher.watched(),
             if self.config.dry_run { "; dry run: the server is never called" } else { "" }
         );
@@ -370,17 +338,16 @@ impl Daemon {
     }
 
     fn apply(&mut self, config: Config) -> Result<(), String> {
-        let patterns = patterns(&config).map_err(|e| e.0)?;
-        let backend = backend(&config)?;
+        let backend = crate::wiring::backend(&config)?;
         for w in &config.warnings {
             log::warn!("{w}");
         }
         crate::logger::init(config.log, config.log_level);
-        self.devices = DeviceSet::new(patterns);
+        self.devices = crate::wiring::device_set(&config);
         if let Err(e) = self.watcher.rewatch(self.devices.patterns()) {
             log::warn!("cannot watch devices: {e}");
         }
-        self.filter = filter(&config);
+        self.filter = crate::wiring::filter(&config);
         self.debounce.start_delay = config.start_delay;
         self.debounce.end_delay = config.end_delay;
         self.sync.set_settings(config.meeting.clone(), backend);

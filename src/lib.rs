@@ -5,17 +5,20 @@
 //! that decide which Mattermost calls to make), `mattermost` (the only code that opens sockets), `state` (the
 //! backup on disk), `daemon` (the one loop that ties them together). See ARCHITECTURE.md.
 
+mod base_url;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod debounce;
 pub mod detect;
 pub mod hooks;
-pub mod logger;
+mod logger;
 pub mod mattermost;
 pub mod meeting;
 pub mod model;
 pub mod notify;
+mod secret;
 pub mod state;
 pub mod sys;
 pub mod time;
+mod wiring;

@@ -1,19 +1,57 @@
 //! A small `log::Log` over syslog (ident mm-status-sync, facility daemon) or stderr: one line per event, long
-//! lines capped so that a hostile server message cannot flood the journal.
+//! lines capped so that a hostile server message cannot flood the journal. Syslog is one RFC 3164 datagram per
+//! line to `/dev/log`, written here rather than through a crate (which brought a date library for its timestamp).
 
 use std::io::{IsTerminal, Write};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
-use crate::config::LogTarget;
+/// Where log lines go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogTarget {
+    Auto,
+    Syslog,
+    Stderr,
+}
 
 /// Longest line written, in bytes (sudo-rs caps syslog messages at 960).
 const MAX_LINE: usize = 960;
 
+/// The local syslog socket.
+const SYSLOG_SOCKET: &str = "/dev/log";
+/// Facility `daemon` (3), shifted as RFC 3164's priority wants it.
+const FACILITY_DAEMON: u8 = 3 << 3;
+
 enum Sink {
     Stderr,
-    Syslog(Box<syslog::Logger<syslog::LoggerBackend, syslog::Formatter3164>>),
+    /// An unconnected socket, so that a restarted syslog daemon (a new socket at the same path) is found again.
+    Syslog {
+        socket: UnixDatagram,
+        path: PathBuf,
+    },
+}
+
+/// One syslog datagram: `<priority>timestamp ident[pid]: line`.
+fn syslog_datagram(level: Level, line: &str, now: i64) -> String {
+    let severity = match level {
+        Level::Error => 3,
+        Level::Warn => 4,
+        Level::Info => 6,
+        Level::Debug | Level::Trace => 7,
+    };
+    let stamp = crate::time::format_rfc3164(now);
+    format!("<{}>{stamp} mm-status-sync[{}]: {line}", FACILITY_DAEMON | severity, std::process::id())
+}
+
+fn syslog_sink(path: &Path) -> std::io::Result<Sink> {
+    let socket = UnixDatagram::unbound()?;
+    // Sent once so that a missing or refusing socket is said at start, not discovered line by line.
+    socket.connect(path)?;
+    let socket = UnixDatagram::unbound()?;
+    Ok(Sink::Syslog { socket, path: path.to_owned() })
 }
 
 struct Logger {
@@ -38,21 +76,13 @@ pub fn resolve(target: LogTarget) -> LogTarget {
 /// Installs the logger once; later calls (after a reload) only change the level and the sink.
 pub fn init(target: LogTarget, level: LevelFilter) {
     let sink = match resolve(target) {
-        LogTarget::Syslog => {
-            let formatter = syslog::Formatter3164 {
-                facility: syslog::Facility::LOG_DAEMON,
-                hostname: None,
-                process: "mm-status-sync".into(),
-                pid: std::process::id(),
-            };
-            match syslog::unix(formatter) {
-                Ok(l) => Sink::Syslog(Box::new(l)),
-                Err(e) => {
-                    eprintln!("mm-status-sync: cannot reach syslog ({e}); logging to stderr");
-                    Sink::Stderr
-                }
+        LogTarget::Syslog => match syslog_sink(Path::new(SYSLOG_SOCKET)) {
+            Ok(sink) => sink,
+            Err(e) => {
+                eprintln!("mm-status-sync: cannot reach syslog ({e}); logging to stderr");
+                Sink::Stderr
             }
-        }
+        },
         _ => Sink::Stderr,
     };
     match LOGGER.get() {
@@ -89,34 +119,61 @@ impl Log for Logger {
             return;
         }
         let line = cap_line(&record.args().to_string(), MAX_LINE);
-        let mut sink = self.sink.lock().unwrap_or_else(|p| p.into_inner());
-        match &mut *sink {
-            Sink::Stderr => {
-                let level = match record.level() {
-                    Level::Error => "ERROR",
-                    Level::Warn => "WARN",
-                    Level::Info => "INFO",
-                    Level::Debug | Level::Trace => "DEBUG",
-                };
-                let _ = writeln!(std::io::stderr().lock(), "{level}: {line}");
-            }
-            Sink::Syslog(l) => {
-                let _ = match record.level() {
-                    Level::Error => l.err(line),
-                    Level::Warn => l.warning(line),
-                    Level::Info => l.info(line),
-                    Level::Debug | Level::Trace => l.debug(line),
-                };
-            }
-        }
+        let sink = self.sink.lock().unwrap_or_else(|p| p.into_inner());
+        write_line(&sink, record.level(), &line);
     }
 
     fn flush(&self) {}
 }
 
+/// Writes one line to `sink`; a line syslog does not take goes to stderr rather than nowhere.
+fn write_line(sink: &Sink, level: Level, line: &str) {
+    if let Sink::Syslog { socket, path } = sink {
+        let datagram = syslog_datagram(level, line, crate::time::now_unix());
+        if socket.send_to(datagram.as_bytes(), path).is_ok() {
+            return;
+        }
+    }
+    let level = match level {
+        Level::Error => "ERROR",
+        Level::Warn => "WARN",
+        Level::Info => "INFO",
+        Level::Debug | Level::Trace => "DEBUG",
+    };
+    let _ = writeln!(std::io::stderr().lock(), "{level}: {line}");
+}
+
 #[cfg(test)]
 mod tests {
-    use super::cap_line;
+    use super::*;
+
+    /// What a syslog daemon receives: the priority of facility daemon, the timestamp, ident and pid, the line.
+    #[test]
+    fn syslog_lines_are_rfc3164_datagrams_to_the_socket() {
+        let dir = std::env::temp_dir().join(format!("mm-status-sync-syslog-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("log");
+        let receiver = UnixDatagram::bind(&path).unwrap();
+        let sink = syslog_sink(&path).unwrap();
+        write_line(&sink, Level::Warn, "token file can be read by others");
+        write_line(&sink, Level::Debug, "scan");
+        let mut buf = [0u8; 2048];
+        let pid = std::process::id();
+        let n = receiver.recv(&mut buf).unwrap();
+        let got = std::str::from_utf8(&buf[..n]).unwrap();
+        assert!(
+            got.starts_with("<28>")
+                && got.ends_with(&format!(" mm-status-sync[{pid}]: token file can be read by others")),
+            "{got}"
+        );
+        let n = receiver.recv(&mut buf).unwrap();
+        assert!(std::str::from_utf8(&buf[..n]).unwrap().starts_with("<31>"));
+        assert_eq!(syslog_datagram(Level::Error, "x", 0), format!("<27>Jan 01 00:00:00 mm-status-sync[{pid}]: x"));
+        drop(receiver);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(syslog_sink(&path).is_err(), "a missing socket is said at start");
+    }
 
     #[test]
     fn lines_are_capped_on_a_character_boundary_and_stay_one_line() {

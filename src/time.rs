@@ -1,5 +1,5 @@
-//! RFC 3339 times, written and read by hand: the custom status API speaks them and a date crate would be the
-//! biggest dependency of the binary for thirty lines of arithmetic.
+//! Times written and read by hand: RFC 3339 (the custom status API speaks it) and the RFC 3164 syslog timestamp.
+//! A date crate would be the biggest dependency of the binary for thirty lines of arithmetic.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -17,6 +17,16 @@ pub fn format_rfc3339(t: i64) -> String {
     let secs = t.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+/// `t` (Unix seconds) as an RFC 3164 syslog timestamp, `Mmm dd HH:MM:SS` in UTC (as the syslog crate wrote it
+/// before this replaced it; journald and rsyslog keep their own receive time anyway).
+pub fn format_rfc3164(t: i64) -> String {
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let secs = t.rem_euclid(86_400);
+    let (_, m, d) = civil_from_days(t.div_euclid(86_400));
+    let month = MONTHS[(m - 1).clamp(0, 11) as usize];
+    format!("{month} {d:02} {:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
 }
 
 /// Parses an RFC 3339 date-time (as Go's `time.RFC3339` accepts it: `T`, optional fraction, `Z` or `±HH:MM`) to
@@ -133,5 +143,12 @@ mod tests {
             assert_eq!(parse_rfc3339(&format_rfc3339(t)), Some(t), "{t}");
         }
         assert_eq!(format_rfc3339(-62_135_596_800), "0001-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn syslog_timestamps_are_rfc3164_in_utc() {
+        assert_eq!(format_rfc3164(0), "Jan 01 00:00:00");
+        assert_eq!(format_rfc3164(1_795_873_445), "Nov 28 13:44:05");
+        assert_eq!(format_rfc3164(951_782_400), "Feb 29 00:00:00");
     }
 }

@@ -1,8 +1,10 @@
 //! Configuration in two stages: raw strings with where each came from (flag > environment > file > default), then a
 //! validated [`Config`]. An invalid value is one line naming the key, the value, its source and what is allowed.
 
+#[doc(hidden)]
+pub mod docs;
 pub mod file;
-pub mod keys;
+pub(crate) mod keys;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -10,14 +12,16 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::mattermost::Secret;
+use crate::base_url::BaseUrl;
+pub use crate::detect::pattern::Pattern;
+pub use crate::logger::LogTarget;
 use crate::meeting::{MeetingSettings, MeetingStatus};
-use crate::model::CUSTOM_STATUS_TEXT_MAX;
-pub use keys::{CONFIG_ENV, KEYS, Spec};
+use crate::secret::Secret;
+pub(crate) use keys::{CONFIG_ENV, KEYS, Kind, Spec};
 
 /// Where a raw value came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     Default,
     File { path: PathBuf, line: usize },
     Environment,
@@ -37,9 +41,9 @@ impl fmt::Display for Source {
 
 /// A value as given, before validation. `Err(NotUtf8)` keeps a non-UTF-8 value as a reportable error.
 #[derive(Clone, Debug)]
-pub struct RawValue {
-    pub value: Result<String, file::NotUtf8>,
-    pub source: Source,
+pub(crate) struct RawValue {
+    pub(crate) value: Result<String, file::NotUtf8>,
+    pub(crate) source: Source,
 }
 
 /// Why a configuration cannot be used. Displayed as one line; never contains a secret's value.
@@ -67,18 +71,10 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// Where log lines go.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogTarget {
-    Auto,
-    Syslog,
-    Stderr,
-}
-
 /// How to reach the server.
 #[derive(Clone, Debug)]
 pub struct ServerSettings {
-    pub url: String,
+    pub url: BaseUrl,
     pub token: Secret,
     pub user_id: Option<String>,
     pub ca_file: Option<PathBuf>,
@@ -87,7 +83,10 @@ pub struct ServerSettings {
 /// A validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
-    pub devices: Vec<String>,
+    /// Camera device patterns: at least one.
+    pub devices: Vec<Pattern>,
+    /// Microphone device patterns; empty means microphones are not watched.
+    pub microphones: Vec<Pattern>,
     pub ignore_processes: Vec<String>,
     pub require_streaming_for: Vec<String>,
     pub start_delay: Duration,
@@ -117,7 +116,7 @@ impl fmt::Debug for Raw {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut map = f.debug_map();
         for (spec, rv) in self.iter() {
-            if spec.secret {
+            if spec.is_secret() {
                 map.entry(&spec.name, &format_args!("<redacted> (from {})", rv.source));
             } else {
                 map.entry(&spec.name, rv);
@@ -128,13 +127,13 @@ impl fmt::Debug for Raw {
 }
 
 impl Raw {
-    pub fn get(&self, name: &str) -> &RawValue {
+    pub(crate) fn get(&self, name: &str) -> &RawValue {
         let i = KEYS.iter().position(|s| s.name == name).unwrap_or_else(|| panic!("no configuration key named {name}"));
         &self.values[i]
     }
 
     /// Keys in table order with their values.
-    pub fn iter(&self) -> impl Iterator<Item = (&'static Spec, &RawValue)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&'static Spec, &RawValue)> {
         KEYS.iter().zip(&self.values)
     }
 }
@@ -165,7 +164,7 @@ impl fmt::Debug for Inputs {
             .iter()
             .map(|(k, v)| {
                 let shown: &dyn fmt::Debug =
-                    if keys::by_env_var(k).is_some_and(|s| s.secret) { &"<redacted>" } else { v };
+                    if keys::by_env_var(k).is_some_and(|s| s.is_secret()) { &"<redacted>" } else { v };
                 (k.as_str(), shown)
             })
             .collect();
@@ -182,7 +181,7 @@ impl fmt::Debug for Inputs {
 
 impl Inputs {
     /// Captures the process environment; `flags` come from the command line.
-    pub fn from_process(flags: Vec<(&'static str, String)>, config_flag: Option<PathBuf>) -> Inputs {
+    pub(crate) fn from_process(flags: Vec<(&'static str, String)>, config_flag: Option<PathBuf>) -> Inputs {
         let mut env = Vec::new();
         let mut context = Vec::new();
         for (k, v) in std::env::vars_os() {
@@ -203,7 +202,7 @@ impl Inputs {
     }
 
     /// The config file to read, if any.
-    pub fn config_path(&self) -> Option<PathBuf> {
+    pub(crate) fn config_path(&self) -> Option<PathBuf> {
         self.config_flag
             .clone()
             .or_else(|| self.env.iter().find(|(k, v)| k == CONFIG_ENV && !v.is_empty()).map(|(_, v)| PathBuf::from(v)))
@@ -211,7 +210,7 @@ impl Inputs {
 
     /// Applies precedence. Unknown `MM_STATUS_SYNC_*` names in the file are errors (a typo must not silently
     /// fall back to a default); unknown ones in the environment are ignored, since other tools may share the prefix.
-    pub fn raw(&self) -> Result<Raw, ConfigError> {
+    pub(crate) fn raw(&self) -> Result<Raw, ConfigError> {
         let config_file = match self.config_path() {
             Some(path) => Some((read_config_file(&path)?, path)),
             None => None,
@@ -258,12 +257,12 @@ impl Inputs {
     }
 
     /// Reads and validates everything, including the token file.
-    pub fn load(&self) -> Result<Config, ConfigError> {
+    pub(crate) fn load(&self) -> Result<Config, ConfigError> {
         self.validate(&self.raw()?)
     }
 
     /// The default state directory, from the environment the daemon was started in.
-    pub fn default_state_dir(&self) -> PathBuf {
+    pub(crate) fn default_state_dir(&self) -> PathBuf {
         if let Some(d) = self.context_var("STATE_DIRECTORY") {
             // systemd passes a colon-separated list when several directories are configured.
             let first = d.to_string_lossy().split(':').next().unwrap_or_default().to_owned();
@@ -286,70 +285,56 @@ impl Inputs {
         }
     }
 
+    /// Every key is first checked by its kind in the table (so a key nobody reads yet is still validated), in
+    /// table order; then the typed values are read out.
     pub fn validate(&self, raw: &Raw) -> Result<Config, ConfigError> {
         let v = Validator { raw };
-        let devices = v.list("devices")?;
-        if devices.is_empty() {
-            return Err(v.invalid("devices", "at least one pattern"));
+        for spec in KEYS {
+            v.parse(spec.name)?;
         }
-        for d in &devices {
-            if !d.starts_with('/') || d.contains('\0') || d.ends_with('/') {
-                return Err(v.invalid("devices", "absolute paths such as /dev/video*"));
-            }
-        }
-        let state_dir = match v.optional("state-dir")? {
-            // Relative would depend on the working directory, and a restart from another one would not find
-            // the backup of a meeting in progress.
-            Some(d) if !d.starts_with('/') => return Err(v.invalid("state-dir", keys::spec("state-dir").allowed)),
-            Some(d) => PathBuf::from(d),
+        let state_dir = match v.path("state-dir")? {
+            Some(d) => d,
             None => self.default_state_dir(),
         };
         let meeting = MeetingSettings {
-            message: v.text("meeting-message", CUSTOM_STATUS_TEXT_MAX, true)?,
-            emoji: v.emoji("meeting-emoji")?,
-            status: v.choice(
-                "meeting-status",
-                &[
-                    ("dnd", MeetingStatus::Dnd),
-                    ("away", MeetingStatus::Away),
-                    ("online", MeetingStatus::Online),
-                    ("offline", MeetingStatus::Offline),
-                    ("keep", MeetingStatus::Keep),
-                ],
-            )?,
+            message: v.text("meeting-message")?,
+            emoji: v.text("meeting-emoji")?,
+            status: v.choice("meeting-status", |word| match word {
+                "dnd" => Some(MeetingStatus::Dnd),
+                "away" => Some(MeetingStatus::Away),
+                "online" => Some(MeetingStatus::Online),
+                "offline" => Some(MeetingStatus::Offline),
+                "keep" => Some(MeetingStatus::Keep),
+                _ => None,
+            })?,
             ignore_if_offline: v.boolean("ignore-if-offline")?,
-            lease: {
-                let lease = v.seconds("lease", 0, 604_800)?;
-                if lease != 0 && lease < 300 {
-                    return Err(v.invalid("lease", keys::spec("lease").allowed));
-                }
-                lease
-            },
+            lease: v.seconds("lease")?,
         };
         let dry_run = v.boolean("dry-run")?;
         let mut warnings = Vec::new();
         let server = self.server(&v, &mut warnings)?;
         Ok(Config {
-            devices,
-            ignore_processes: v.list("ignore-processes")?,
-            require_streaming_for: v.list("require-streaming-for")?,
-            start_delay: Duration::from_secs(v.seconds("start-delay", 0, 3600)?),
-            end_delay: Duration::from_secs(v.seconds("end-delay", 0, 86_400)?),
-            interval: Duration::from_secs(v.seconds("interval", 10, 86_400)?),
+            devices: v.patterns("devices")?,
+            microphones: v.patterns("microphones")?,
+            ignore_processes: v.names("ignore-processes")?,
+            require_streaming_for: v.names("require-streaming-for")?,
+            start_delay: Duration::from_secs(v.seconds("start-delay")?),
+            end_delay: Duration::from_secs(v.seconds("end-delay")?),
+            interval: Duration::from_secs(v.seconds("interval")?),
             state_dir,
-            log: v.choice(
-                "log",
-                &[("auto", LogTarget::Auto), ("syslog", LogTarget::Syslog), ("stderr", LogTarget::Stderr)],
-            )?,
-            log_level: v.choice(
-                "log-level",
-                &[
-                    ("error", log::LevelFilter::Error),
-                    ("warn", log::LevelFilter::Warn),
-                    ("info", log::LevelFilter::Info),
-                    ("debug", log::LevelFilter::Debug),
-                ],
-            )?,
+            log: v.choice("log", |word| match word {
+                "auto" => Some(LogTarget::Auto),
+                "syslog" => Some(LogTarget::Syslog),
+                "stderr" => Some(LogTarget::Stderr),
+                _ => None,
+            })?,
+            log_level: v.choice("log-level", |word| match word {
+                "error" => Some(log::LevelFilter::Error),
+                "warn" => Some(log::LevelFilter::Warn),
+                "info" => Some(log::LevelFilter::Info),
+                "debug" => Some(log::LevelFilter::Debug),
+                _ => None,
+            })?,
             dry_run,
             meeting,
             server,
@@ -361,25 +346,10 @@ impl Inputs {
 
     fn server(&self, v: &Validator, warnings: &mut Vec<String>) -> Result<Option<ServerSettings>, ConfigError> {
         let token_inline = v.optional("token")?;
-        let token_file = v.optional("token-file")?;
+        let token_file = v.path("token-file")?;
         let user_id = v.optional("user-id")?;
-        if let Some(id) = &user_id {
-            if id.len() != 26 || !id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
-                return Err(v.invalid("user-id", keys::spec("user-id").allowed));
-            }
-        }
-        let ca_file = v.optional("ca-file")?.map(PathBuf::from);
-        let Some(url) = v.optional("url")? else { return Ok(None) };
-        let url = crate::mattermost::validate_base_url(&url).map_err(|why| {
-            // A refused url may carry a password or a token (user:pass@, ?access_token=): not repeated then.
-            let mut error = v.invalid("url", &why);
-            if url.contains(['@', '?', '#']) {
-                if let ConfigError::Invalid { value, .. } = &mut error {
-                    *value = "(value not shown: it may hold a password or token)".to_owned();
-                }
-            }
-            error
-        })?;
+        let ca_file = v.path("ca-file")?;
+        let Some(url) = v.url("url")? else { return Ok(None) };
         if let Some(path) = &ca_file {
             // Read in full (and its certificates checked) when the client is built; a path that cannot be
             // opened at all is a mistake in the input, reported here like every other one.
@@ -408,7 +378,7 @@ impl Inputs {
                 }
                 (t, false)
             }
-            (None, Some(path)) => (read_token_file(Path::new(&path), v, warnings)?, true),
+            (None, Some(path)) => (read_token_file(&path, v, warnings)?, true),
             (None, None) => {
                 let missing = ConfigError::Missing { key: "token", why: "a url is set but no token or token-file" };
                 if self.allow_incomplete {
@@ -485,7 +455,24 @@ fn read_token_file(path: &Path, v: &Validator, warnings: &mut Vec<String>) -> Re
     Ok(token.to_owned())
 }
 
-/// Turns raw strings into typed values, with the error line every check shares.
+/// A value parsed by its kind in the table.
+enum Parsed {
+    Seconds(u64),
+    Bool(bool),
+    /// The word, one of the table's choices.
+    Choice(String),
+    /// Text as given (`Text`, `Emoji`), trimmed for an emoji name.
+    Text(String),
+    Patterns(Vec<Pattern>),
+    Names(Vec<String>),
+    /// `None` when empty.
+    Path(Option<PathBuf>),
+    Url(Option<BaseUrl>),
+    /// Trimmed; `None` when empty (`Secret`, `UserId`, `Command`).
+    Optional(Option<String>),
+}
+
+/// Turns raw strings into typed values by the table's kinds, with the error line every check shares.
 struct Validator<'a> {
     raw: &'a Raw,
 }
@@ -495,7 +482,7 @@ impl Validator<'_> {
         let raw = self.raw.get(key);
         let spec = keys::spec(key);
         let value = match &raw.value {
-            _ if spec.secret => "(value not shown)".to_owned(),
+            _ if spec.is_secret() => "(value not shown)".to_owned(),
             Ok(s) => format!("{:?}", shorten(s)),
             Err(_) => "(not valid UTF-8)".to_owned(),
         };
@@ -510,54 +497,151 @@ impl Validator<'_> {
         }
     }
 
-    fn optional(&self, key: &'static str) -> Result<Option<String>, ConfigError> {
-        let s = self.string(key)?.trim();
-        Ok((!s.is_empty()).then(|| s.to_owned()))
+    /// The value of `key` parsed by its kind.
+    fn parse(&self, key: &'static str) -> Result<Parsed, ConfigError> {
+        let spec = keys::spec(key);
+        let s = self.string(key)?;
+        let refused = || self.invalid(key, &spec.allowed());
+        let trimmed = s.trim();
+        let optional = || (!trimmed.is_empty()).then(|| trimmed.to_owned());
+        let list = || trimmed.split(',').map(str::trim).filter(|s| !s.is_empty());
+        Ok(match spec.kind {
+            Kind::Seconds { min, max, zero_disables } => match trimmed.parse::<u64>() {
+                Ok(n)
+                    if trimmed.bytes().all(|b| b.is_ascii_digit())
+                        && ((min..=max).contains(&n) || (zero_disables && n == 0)) =>
+                {
+                    Parsed::Seconds(n)
+                }
+                _ => return Err(refused()),
+            },
+            Kind::Bool if keys::TRUE_WORDS.contains(&trimmed) => Parsed::Bool(true),
+            Kind::Bool if keys::FALSE_WORDS.contains(&trimmed) => Parsed::Bool(false),
+            Kind::Bool => return Err(refused()),
+            Kind::Choice(words) if words.contains(&trimmed) => Parsed::Choice(trimmed.to_owned()),
+            Kind::Choice(_) => return Err(refused()),
+            Kind::Text { max_chars } if s.chars().count() <= max_chars => Parsed::Text(s.to_owned()),
+            Kind::Text { .. } => return Err(refused()),
+            Kind::Emoji if !trimmed.is_empty() && trimmed.len() <= 64 && !trimmed.contains(char::is_whitespace) => {
+                Parsed::Text(trimmed.to_owned())
+            }
+            Kind::Emoji => return Err(refused()),
+            Kind::Patterns { at_least_one, example } => {
+                let patterns: Result<Vec<Pattern>, _> = list().map(Pattern::new).collect();
+                match patterns {
+                    Ok(p) if p.is_empty() && at_least_one => {
+                        return Err(self.invalid(key, &format!("at least one pattern, such as {example}")));
+                    }
+                    Ok(p) => Parsed::Patterns(p),
+                    // The pattern error repeats the pattern, which may be huge: only the rule is said.
+                    Err(_) => {
+                        return Err(self.invalid(
+                            key,
+                            &format!(
+                                "absolute paths such as {example}, comma-separated, without `.` or `..` \
+                                 components, `//` or a trailing /"
+                            ),
+                        ));
+                    }
+                }
+            }
+            Kind::ProcessNames { .. } => Parsed::Names(list().map(str::to_owned).collect()),
+            // Relative would depend on the working directory, and a restart from another one would not find the
+            // backup of a meeting in progress.
+            Kind::Directory if !trimmed.is_empty() && !trimmed.starts_with('/') => return Err(refused()),
+            Kind::Directory | Kind::File(_) => Parsed::Path(optional().map(PathBuf::from)),
+            Kind::Url => match optional() {
+                None => Parsed::Url(None),
+                Some(url) => Parsed::Url(Some(BaseUrl::parse(&url).map_err(|why| {
+                    // A refused url may carry a password or a token (user:pass@, ?access_token=): not repeated then.
+                    let mut error = self.invalid(key, &why);
+                    if url.contains(['@', '?', '#']) {
+                        if let ConfigError::Invalid { value, .. } = &mut error {
+                            *value = "(value not shown: it may hold a password or token)".to_owned();
+                        }
+                    }
+                    error
+                })?)),
+            },
+            Kind::UserId
+                if !trimmed.is_empty()
+                    && (trimmed.len() != 26
+                        || !trimmed.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())) =>
+            {
+                return Err(refused());
+            }
+            Kind::Secret | Kind::UserId | Kind::Command => Parsed::Optional(optional()),
+        })
     }
 
-    fn list(&self, key: &'static str) -> Result<Vec<String>, ConfigError> {
-        Ok(self.string(key)?.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
+    /// A reader of a kind other than the key's is a mistake in this file, caught by every test that loads a
+    /// configuration.
+    fn wrong_kind(key: &str) -> ! {
+        panic!("configuration key {key} is read as a kind other than its table entry's")
     }
 
-    fn seconds(&self, key: &'static str, min: u64, max: u64) -> Result<u64, ConfigError> {
-        let allowed = keys::spec(key).allowed;
-        let s = self.string(key)?.trim();
-        match s.parse::<u64>() {
-            Ok(n) if (min..=max).contains(&n) && s.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
-            _ => Err(self.invalid(key, allowed)),
+    fn seconds(&self, key: &'static str) -> Result<u64, ConfigError> {
+        match self.parse(key)? {
+            Parsed::Seconds(n) => Ok(n),
+            _ => Self::wrong_kind(key),
         }
     }
 
     fn boolean(&self, key: &'static str) -> Result<bool, ConfigError> {
-        match self.string(key)?.trim().to_ascii_lowercase().as_str() {
-            "true" | "yes" | "1" | "on" => Ok(true),
-            "false" | "no" | "0" | "off" => Ok(false),
-            _ => Err(self.invalid(key, keys::spec(key).allowed)),
+        match self.parse(key)? {
+            Parsed::Bool(b) => Ok(b),
+            _ => Self::wrong_kind(key),
         }
     }
 
-    fn choice<T: Copy>(&self, key: &'static str, options: &[(&str, T)]) -> Result<T, ConfigError> {
-        let s = self.string(key)?.trim();
-        options
-            .iter()
-            .find(|(name, _)| *name == s)
-            .map(|(_, v)| *v)
-            .ok_or_else(|| self.invalid(key, keys::spec(key).allowed))
-    }
-
-    /// Text kept as given (leading blanks matter: the message is appended), at most `max` characters.
-    fn text(&self, key: &'static str, max: usize, allow_empty: bool) -> Result<String, ConfigError> {
-        let s = self.string(key)?;
-        if s.chars().count() > max || (!allow_empty && s.trim().is_empty()) {
-            return Err(self.invalid(key, keys::spec(key).allowed));
+    /// The table's word for `key` as a `T`; `to_value` must know every word the table lists (a test loads each).
+    fn choice<T>(&self, key: &'static str, to_value: impl Fn(&str) -> Option<T>) -> Result<T, ConfigError> {
+        match self.parse(key)? {
+            Parsed::Choice(word) => Ok(to_value(&word).unwrap_or_else(|| Self::wrong_kind(key))),
+            _ => Self::wrong_kind(key),
         }
-        Ok(s.to_owned())
     }
 
-    fn emoji(&self, key: &'static str) -> Result<String, ConfigError> {
-        let s = self.string(key)?.trim();
-        let ok = !s.is_empty() && s.len() <= 64 && !s.contains(char::is_whitespace);
-        if ok { Ok(s.to_owned()) } else { Err(self.invalid(key, keys::spec(key).allowed)) }
+    fn text(&self, key: &'static str) -> Result<String, ConfigError> {
+        match self.parse(key)? {
+            Parsed::Text(t) => Ok(t),
+            _ => Self::wrong_kind(key),
+        }
+    }
+
+    fn patterns(&self, key: &'static str) -> Result<Vec<Pattern>, ConfigError> {
+        match self.parse(key)? {
+            Parsed::Patterns(p) => Ok(p),
+            _ => Self::wrong_kind(key),
+        }
+    }
+
+    fn names(&self, key: &'static str) -> Result<Vec<String>, ConfigError> {
+        match self.parse(key)? {
+            Parsed::Names(n) => Ok(n),
+            _ => Self::wrong_kind(key),
+        }
+    }
+
+    fn path(&self, key: &'static str) -> Result<Option<PathBuf>, ConfigError> {
+        match self.parse(key)? {
+            Parsed::Path(p) => Ok(p),
+            _ => Self::wrong_kind(key),
+        }
+    }
+
+    fn url(&self, key: &'static str) -> Result<Option<BaseUrl>, ConfigError> {
+        match self.parse(key)? {
+            Parsed::Url(u) => Ok(u),
+            _ => Self::wrong_kind(key),
+        }
+    }
+
+    fn optional(&self, key: &'static str) -> Result<Option<String>, ConfigError> {
+        match self.parse(key)? {
+            Parsed::Optional(o) => Ok(o),
+            _ => Self::wrong_kind(key),
+        }
     }
 }
 
@@ -575,7 +659,7 @@ pub fn render(raw: &Raw, config: &Config) -> String {
         let var = spec.env_var();
         out.push('\n');
         out.push_str(&format!("# {}: {}\n", spec.name, spec.help));
-        if spec.secret {
+        if spec.is_secret() {
             let set = matches!(&rv.value, Ok(s) if !s.trim().is_empty());
             let state = if set { format!("set (from {}), not shown", rv.source) } else { "not set".to_owned() };
             out.push_str(&format!("# {var}: {state}\n"));

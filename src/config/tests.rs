@@ -50,7 +50,8 @@ mod tempfile_lite {
 fn defaults_load_and_match_the_table() {
     let (i, _t) = inputs(&[], &[], None);
     let c = i.load().unwrap();
-    assert_eq!(c.devices, ["/dev/video*"]);
+    assert_eq!(c.devices, [Pattern::new("/dev/video*").unwrap()]);
+    assert!(c.microphones.is_empty(), "microphones are off by default");
     assert_eq!(c.require_streaming_for, ["pipewire", "wireplumber"]);
     assert!(c.ignore_processes.is_empty());
     assert_eq!((c.start_delay.as_secs(), c.end_delay.as_secs(), c.interval.as_secs()), (5, 30, 300));
@@ -74,6 +75,7 @@ fn precedence_is_flag_then_environment_then_file_then_default_for_every_key() {
     // A distinct valid value per layer for each key that takes a flag.
     let values: &[(&str, [&str; 3])] = &[
         ("devices", ["/f/video*", "/e/video*", "/c/video*"]),
+        ("microphones", ["/f/pcmC*D*c", "/e/pcmC*D*c", "/c/pcmC*D*c"]),
         ("ignore-processes", ["f", "e", "c"]),
         ("require-streaming-for", ["f", "e", "c"]),
         ("start-delay", ["1", "2", "3"]),
@@ -416,4 +418,59 @@ fn files_whose_size_stat_does_not_bound_are_read_only_so_far() {
         error.starts_with("invalid token-file \"/proc/self/pagemap\" (from flag): expected a readable file"),
         "{error}"
     );
+}
+
+/// One accepted set of booleans, the one the table documents (and the snap hook reads): `on`/`off` and other
+/// spellings, once quietly accepted, are refused.
+#[test]
+fn booleans_are_exactly_the_documented_words() {
+    for (value, want) in [("true", true), ("yes", true), ("1", true), ("false", false), ("no", false), ("0", false)] {
+        let (i, _t) = inputs(&[("ignore-if-offline", value)], &[], None);
+        assert_eq!(i.load().unwrap().meeting.ignore_if_offline, want, "{value}");
+    }
+    for value in ["on", "off", "TRUE", "No", "y", "2"] {
+        let (i, _t) = inputs(&[], &[("MM_STATUS_SYNC_DRY_RUN", value)], None);
+        let line = i.load().expect_err(value).to_string();
+        assert!(line.ends_with("expected true/false/yes/no/1/0"), "{line}");
+    }
+}
+
+/// A pattern the detection would refuse is refused by the configuration, as bad input (exit 2), not later at
+/// start (exit 1); the configuration holds parsed patterns.
+#[test]
+fn device_patterns_are_parsed_when_the_configuration_is() {
+    for bad in ["/dev/../video*", "/dev//video0", "/dev/./video0", "/dev/video0,video1"] {
+        let (i, _t) = inputs(&[("devices", bad)], &[], None);
+        let line = i.load().expect_err(bad).to_string();
+        assert!(line.starts_with("invalid devices ") && line.contains("absolute paths such as /dev/video*"), "{line}");
+        let (i, _t) = inputs(&[("microphones", bad)], &[], None);
+        let line = i.load().expect_err(bad).to_string();
+        assert!(line.starts_with("invalid microphones ") && line.contains("/dev/snd/pcmC*D*c"), "{line}");
+    }
+    let (i, _t) = inputs(&[("microphones", " /dev/snd/pcmC*D*c, /dev/snd/by-id/* ")], &[], None);
+    let c = i.load().unwrap();
+    let shown: Vec<&str> = c.microphones.iter().map(Pattern::as_str).collect();
+    assert_eq!(shown, ["/dev/snd/pcmC*D*c", "/dev/snd/by-id/*"]);
+}
+
+/// Every word a choice key lists in the table is understood by the code that reads it.
+#[test]
+fn every_choice_in_the_table_loads() {
+    for spec in KEYS {
+        let Kind::Choice(words) = spec.kind else { continue };
+        for word in words {
+            let (i, _t) = inputs(&[], &[(&spec.env_var(), word)], None);
+            assert!(i.load().is_ok(), "{}={word}", spec.name);
+        }
+    }
+}
+
+/// The allowed-values texts come from the kinds: ranges and choices are said the way the checks apply them.
+#[test]
+fn allowed_texts_follow_the_kinds() {
+    assert_eq!(keys::spec("start-delay").allowed(), "whole seconds from 0 to 3600");
+    assert_eq!(keys::spec("lease").allowed(), "0, or whole seconds from 300 to 604800");
+    assert_eq!(keys::spec("log").allowed(), "auto, syslog or stderr");
+    assert_eq!(keys::spec("dry-run").allowed(), "true/false/yes/no/1/0");
+    assert_eq!(keys::spec("meeting-message").allowed(), "text of at most 100 characters");
 }

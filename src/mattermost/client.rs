@@ -11,10 +11,11 @@ use attohttpc::header::{
 };
 use attohttpc::{ProxySettings, Session};
 
-use super::base_url::parse_base_url;
 use super::error::{ApiError, ApiErrorKind};
-use super::{Secret, tls, wire};
+use super::{tls, wire};
+use crate::base_url::BaseUrl;
 use crate::model::{CustomStatus, User, UserStatus};
+use crate::secret::Secret;
 
 /// Largest response body read; Mattermost's answers to these calls are a few kilobytes.
 pub const MAX_BODY_BYTES: u64 = 1024 * 1024;
@@ -78,13 +79,41 @@ impl Method {
     }
 }
 
+/// What [`Client::new`] takes as its server: a [`BaseUrl`] the configuration already checked, or text (the
+/// tests' loopback fakes) checked here by the same rules.
+pub trait IntoBaseUrl {
+    fn into_base_url(self) -> Result<BaseUrl, String>;
+}
+
+impl IntoBaseUrl for &BaseUrl {
+    fn into_base_url(self) -> Result<BaseUrl, String> {
+        Ok(self.clone())
+    }
+}
+
+impl IntoBaseUrl for &str {
+    fn into_base_url(self) -> Result<BaseUrl, String> {
+        BaseUrl::parse(self)
+    }
+}
+
+impl IntoBaseUrl for &String {
+    fn into_base_url(self) -> Result<BaseUrl, String> {
+        BaseUrl::parse(self)
+    }
+}
+
 impl Client {
-    /// Checks everything that can be checked without the network: the base URL (see
-    /// [`validate_base_url`](super::validate_base_url)), the token, and the `ca-file` (PEM, one or more
-    /// certificates, added to the system roots). Proxies from `https_proxy`/`all_proxy`/`no_proxy` are honoured
-    /// except for a loopback server.
-    pub fn new(base_url: &str, token: Secret, ca_file: Option<&Path>, timeouts: Timeouts) -> Result<Client, ApiError> {
-        let base = parse_base_url(base_url).map_err(ApiError::invalid)?;
+    /// Checks everything that can be checked without the network: the base URL (a [`BaseUrl`], or text checked
+    /// as one), the token, and the `ca-file` (PEM, one or more certificates, added to the system roots). Proxies
+    /// from `https_proxy`/`all_proxy`/`no_proxy` are honoured except for a loopback server.
+    pub fn new(
+        base_url: impl IntoBaseUrl,
+        token: Secret,
+        ca_file: Option<&Path>,
+        timeouts: Timeouts,
+    ) -> Result<Client, ApiError> {
+        let base = base_url.into_base_url().map_err(ApiError::invalid)?;
         let token_value = token.expose();
         if token_value.is_empty() {
             return Err(ApiError::invalid("token is empty"));
@@ -101,7 +130,7 @@ impl Client {
         session.connect_timeout(timeouts.connect);
         session.read_timeout(timeouts.read);
         session.timeout(timeouts.total);
-        session.proxy_settings(if base.loopback {
+        session.proxy_settings(if base.is_loopback() {
             ProxySettings::builder().build()
         } else {
             ProxySettings::from_env()
@@ -112,7 +141,7 @@ impl Client {
         for root in tls::root_certificates(ca_file).map_err(ApiError::invalid)? {
             session.add_root_certificate(root);
         }
-        Ok(Client { base_url: base.url, session, token, timeouts })
+        Ok(Client { base_url: base.as_str().to_owned(), session, token, timeouts })
     }
 
     /// The checked base URL the client talks to.

@@ -3,9 +3,8 @@
 //! one error type that never carries the token.
 //!
 //! Reading order: [`Client`] (the calls), [`ApiError`] (how they fail), `wire` (the JSON), `tls` (whom we trust),
-//! `base_url` (where we may send the token).
+//! and, outside, `crate::base_url` (where we may send the token).
 
-mod base_url;
 mod client;
 mod error;
 mod tls;
@@ -14,11 +13,11 @@ mod wire;
 #[cfg(test)]
 mod tests;
 
-use std::fmt;
-
-pub use base_url::validate_base_url;
 pub use client::{Client, MAX_BODY_BYTES, Timeouts};
 pub use error::{ApiError, ApiErrorKind};
+
+pub use crate::base_url::BaseUrl;
+pub use crate::secret::Secret;
 
 use crate::model::{CustomStatus, User, UserStatus};
 
@@ -52,38 +51,4 @@ pub fn parse_every_response(body: &[u8]) -> ParsedResponse {
 #[doc(hidden)]
 pub fn custom_status_request_body(status: &CustomStatus) -> String {
     wire::custom_status_body(status)
-}
-
-/// The personal access token. Its `Debug` and `Display` print `<redacted>` so that it cannot reach a log line or
-/// an error message by accident; [`Secret::expose`] is the one way to read it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(token: impl Into<String>) -> Secret {
-        Secret(token.into())
-    }
-
-    /// The token itself, for the `Authorization` header and nothing else.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl From<String> for Secret {
-    fn from(token: String) -> Secret {
-        Secret(token)
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
 }

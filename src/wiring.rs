@@ -1,0 +1,37 @@
+//! What a [`Config`] describes, built in one place: the device set and process filter for detection, the client
+//! and the server backend for the sync. The daemon (at start and on reload) and the one-shot commands (`scan`,
+//! `check`, `restore`) all build them here, so they cannot drift apart.
+
+use crate::config::{Config, ServerSettings};
+use crate::detect::{DeviceSet, Filter};
+use crate::mattermost::{ApiError, Client, Timeouts};
+use crate::meeting::sync::{Backend, DryRun, Server};
+
+/// The devices to watch. Microphone patterns (`config.microphones`) are parsed and kept in the configuration; when
+/// detection watches microphones, they join the camera patterns here and nowhere else.
+pub fn device_set(config: &Config) -> DeviceSet {
+    DeviceSet::new(config.devices.clone())
+}
+
+/// Which holders count.
+pub fn filter(config: &Config) -> Filter {
+    Filter {
+        ignore_processes: config.ignore_processes.clone(),
+        require_streaming_for: config.require_streaming_for.clone(),
+    }
+}
+
+/// The client for a configured server.
+pub fn client(server: &ServerSettings) -> Result<Client, ApiError> {
+    Client::new(&server.url, server.token.clone(), server.ca_file.as_deref(), Timeouts::default())
+}
+
+/// The server side for a configuration: the real client, or the dry-run simulation.
+pub fn backend(config: &Config) -> Result<Box<dyn Backend>, String> {
+    if config.dry_run {
+        return Ok(Box::new(DryRun::default()));
+    }
+    let server = config.server.as_ref().ok_or("missing url: the daemon needs a server unless dry-run is set")?;
+    let client = client(server).map_err(|e| e.to_string())?;
+    Ok(Box::new(Server::new(client, server.user_id.clone())))
+}
