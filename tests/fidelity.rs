@@ -288,3 +288,23 @@ fn a_meeting_costs_eight_calls() {
     }
     assert_eq!(d.stop(), Some(0));
 }
+
+/// A server under a path (`https://host/chat`, a SiteURL with a path) works: every call goes below the path.
+#[test]
+fn a_server_under_a_path_works() {
+    let scene = Scene::new("site-path");
+    scene.fake.set_site_path("/chat");
+    scene.fake.set_status("away", true, 0);
+    let before = scene.fake.state();
+    assert!(scene.fake.url().ends_with("/chat"));
+    let d = scene.daemon(&[]).unwrap();
+    let camera = scene.open_camera();
+    scene.wait_state("meeting set", in_meeting).unwrap();
+    d.wait_log("meeting status set").unwrap();
+    drop(camera);
+    d.wait_log("backup deleted").unwrap();
+    assert_eq!(differences(&before, &scene.fake.state()), Vec::<String>::new(), "{}", d.log());
+    let calls = scene.fake.calls();
+    assert!(calls.len() >= 8 && calls.iter().all(|c| c.path.starts_with("/chat/api/v4/")), "{calls:?}");
+    assert_eq!(d.stop(), Some(0));
+}

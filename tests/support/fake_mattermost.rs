@@ -8,7 +8,8 @@
 //! ```text
 //! FakeMattermost::start() -> FakeMattermost                  plain HTTP on 127.0.0.1:<free port>
 //! FakeMattermost::start_tls(&TestTls) -> FakeMattermost       HTTPS with TestTls's server certificate
-//! url() -> String ("http://127.0.0.1:PORT" / "https://..."), addr() -> SocketAddr
+//! url() -> String ("http://127.0.0.1:PORT" / "https://...", plus the site path), addr() -> SocketAddr
+//! set_site_path("/chat")                                     served under a path, as a SiteURL with a path is
 //! user_id(), username(), token() -> String                    the default user and its personal access token
 //! set_token(&str), revoke_token(), add_user(&str) -> FakeUser
 //!
@@ -439,6 +440,8 @@ struct ServerState {
     /// Custom emoji by name (`ServiceSettings.EnableCustomEmoji` is `custom_emoji_enabled`).
     custom_emoji: Vec<String>,
     custom_emoji_enabled: bool,
+    /// The path the server is served under (`""`, or e.g. `/chat`): every route is below it.
+    site_path: String,
     user_statuses_enabled: bool,
     rate_limit: Option<Gcra>,
     clock_offset_secs: i64,
@@ -491,6 +494,7 @@ impl FakeMattermost {
             custom_statuses_enabled: true,
             custom_emoji: Vec::new(),
             custom_emoji_enabled: true,
+            site_path: String::new(),
             user_statuses_enabled: true,
             rate_limit: None,
             clock_offset_secs: 0,
@@ -524,7 +528,13 @@ impl FakeMattermost {
 
     /// `http://127.0.0.1:PORT` or `https://127.0.0.1:PORT`, no trailing slash.
     pub fn url(&self) -> String {
-        format!("{}://{}", self.scheme, self.addr)
+        format!("{}://{}{}", self.scheme, self.addr, self.shared.lock().site_path)
+    }
+
+    /// Serves everything under `path` (e.g. `/chat`), as a server whose SiteURL has a path: `/chat/api/v4/...`;
+    /// the bare `/api/v4/...` is then not found.
+    pub fn set_site_path(&self, path: &str) {
+        self.shared.lock().site_path = path.trim_end_matches('/').to_string();
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -1206,7 +1216,7 @@ impl ServerState {
 
     fn route(&mut self, req: &Request, request_id: &str) -> Response {
         let err = |code: u16, id: &str, message: &str| app_error(code, id, message, request_id);
-        let Some(rest) = req.path.strip_prefix("/api/v4/") else {
+        let Some(rest) = req.path.strip_prefix(self.site_path.as_str()).and_then(|p| p.strip_prefix("/api/v4/")) else {
             return err(404, "api.context.404.app_error", "Sorry, we could not find the page.");
         };
         let segments: Vec<&str> = rest.split('/').collect();
