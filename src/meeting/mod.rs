@@ -315,12 +315,18 @@ pub fn during(backup: &Backup, view: &ServerView, settings: &MeetingSettings, no
     let ours = &mut next.ours;
 
     let custom_kept = ours.custom_progress != Progress::Released && view.custom_supported;
-    if let Some(our_custom) = ours.custom.clone().filter(|_| custom_kept) {
+    if let Some(mut our_custom) = ours.custom.clone().filter(|_| custom_kept) {
         let on_server = shows_ours(view, &our_custom);
         // The backup takes a new expiry only from `Backup::record`, once the server has accepted it: saved ahead of
         // a call that then fails, it would hide that the renewal is still due.
         if on_server {
             ours.custom_progress = Progress::Applied;
+            if view.custom.as_ref().is_some_and(|cs| cs.emoji.is_empty()) && !our_custom.emoji.is_empty() {
+                // The form without the refused emoji went through unrecorded: that is ours now, and renewals
+                // keep it rather than try the refused emoji again.
+                our_custom.emoji.clear();
+                ours.custom = Some(our_custom.clone());
+            }
             if needs_renewal(&our_custom, settings, now) {
                 calls.push(Call::PutCustom(renewed(&our_custom, settings, now), Purpose::Renew));
             }

@@ -842,4 +842,5 @@ fn ours_without_the_refused_emoji_is_still_ours() {
     let resumed = during(&b, &v, &s, NOW + 60);
     assert_eq!(resumed.calls, vec![]);
     assert_eq!(resumed.backup.ours.custom_progress, Progress::Applied);
+    assert_eq!(resumed.backup.ours.custom.as_ref().unwrap().emoji, "", "renewals keep the form the server took");
 }
