@@ -5,7 +5,7 @@
 use crate::config::{Config, ServerSettings};
 use crate::detect::{DeviceSet, Filter};
 use crate::mattermost::{ApiError, Client, Timeouts};
-use crate::meeting::sync::{Backend, DryRun, Server};
+use crate::sync::{Backend, DryRun, Server};
 
 /// The devices to watch. Microphone patterns (`config.microphones`) are parsed and kept in the configuration; when
 /// detection watches microphones, they join the camera patterns here and nowhere else.
@@ -33,5 +33,14 @@ pub fn backend(config: &Config) -> Result<Box<dyn Backend>, String> {
     }
     let server = config.server.as_ref().ok_or("missing url: the daemon needs a server unless dry-run is set")?;
     let client = client(server).map_err(|e| e.to_string())?;
-    Ok(Box::new(Server::new(client, server.user_id.clone())))
+    let backend = Server::new(client, server.user_id.clone());
+    Ok(Box::new(match &server.token_file {
+        // After a refused token the file is read again before each retry: a rotated token is used at once.
+        Some(path) => {
+            let (url, ca_file) = (server.url.clone(), server.ca_file.clone());
+            let make_client = move |token| Client::new(&url, token, ca_file.as_deref(), Timeouts::default());
+            backend.with_token_file(path.clone(), server.token.clone(), Box::new(make_client))
+        }
+        None => backend,
+    }))
 }

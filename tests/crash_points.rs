@@ -28,6 +28,25 @@ struct UserSetup {
     has_custom: bool,
     /// The daemon sets DND (false when the user is in their own DND, which is left alone).
     sets_dnd: bool,
+    /// The configured meeting-emoji does not exist on the server: the start's custom status PUT is refused (400)
+    /// and made again without the emoji.
+    unknown_meeting_emoji: bool,
+}
+
+impl UserSetup {
+    /// The daemon's extra arguments for this user.
+    fn args(&self) -> &'static [&'static str] {
+        if self.unknown_meeting_emoji { &["--meeting-emoji", "partyparrot"] } else { &[] }
+    }
+
+    /// The meeting status as the daemon sets it for this user.
+    fn marked(&self, s: &UserState) -> bool {
+        if !self.unknown_meeting_emoji {
+            return in_meeting(s);
+        }
+        s.status == "dnd"
+            && s.custom_status.as_ref().is_some_and(|c| c.text.ends_with("[In a meeting]") && c.emoji.is_empty())
+    }
 }
 
 fn rfc3339_in(fake: &FakeMattermost, secs: i64) -> String {
@@ -40,6 +59,7 @@ const USERS: &[UserSetup] = &[
         apply: |f| f.set_status("online", false, 0),
         has_custom: false,
         sets_dnd: true,
+        unknown_meeting_emoji: false,
     },
     UserSetup {
         name: "away manual, expiring custom",
@@ -49,6 +69,7 @@ const USERS: &[UserSetup] = &[
         },
         has_custom: true,
         sets_dnd: true,
+        unknown_meeting_emoji: false,
     },
     UserSetup {
         name: "own timed dnd, custom",
@@ -59,6 +80,17 @@ const USERS: &[UserSetup] = &[
         },
         has_custom: true,
         sets_dnd: false,
+        unknown_meeting_emoji: false,
+    },
+    UserSetup {
+        name: "meeting-emoji unknown, custom",
+        apply: |f| {
+            f.set_status("online", false, 0);
+            f.set_custom_status("coffee", "Break", "", "0001-01-01T00:00:00Z");
+        },
+        has_custom: true,
+        sets_dnd: true,
+        unknown_meeting_emoji: true,
     },
 ];
 
@@ -88,12 +120,13 @@ const CUSTOM: &str = "/api/v4/users/me/status/custom";
 fn steps(user: &UserSetup) -> Vec<Step> {
     let step =
         |phase, name: &str, method, path, nth, fault| Step { name: name.to_owned(), phase, method, path, nth, fault };
-    let both = |phase, name: &str, method, path| {
+    let nth_both = |phase, name: &str, method, path, nth| {
         [
-            step(phase, &format!("{name}, not applied"), method, path, 1, Fault::NeverAnswer),
-            step(phase, &format!("{name}, applied"), method, path, 1, Fault::ProcessThenNeverAnswer),
+            step(phase, &format!("{name}, not applied"), method, path, nth, Fault::NeverAnswer),
+            step(phase, &format!("{name}, applied"), method, path, nth, Fault::ProcessThenNeverAnswer),
         ]
     };
+    let both = |phase, name: &str, method, path| nth_both(phase, name, method, path, 1);
     let mut out = vec![
         // Before the backup: the token's user, then the server view (status, then the user with its custom status).
         step(Phase::Start, "GET users/me (who)", "GET", ME, 1, Fault::NeverAnswer),
@@ -101,7 +134,13 @@ fn steps(user: &UserSetup) -> Vec<Step> {
         step(Phase::Start, "GET user (custom)", "GET", ME, 2, Fault::NeverAnswer),
     ];
     // With the backup on disk.
-    out.extend(both(Phase::Start, "PUT meeting custom", "PUT", CUSTOM));
+    if user.unknown_meeting_emoji {
+        // Refused (400), then made again without the emoji.
+        out.push(step(Phase::Start, "PUT meeting custom (emoji refused)", "PUT", CUSTOM, 1, Fault::NeverAnswer));
+        out.extend(nth_both(Phase::Start, "PUT meeting custom, no emoji", "PUT", CUSTOM, 2));
+    } else {
+        out.extend(both(Phase::Start, "PUT meeting custom", "PUT", CUSTOM));
+    }
     if user.sets_dnd {
         out.extend(both(Phase::Start, "PUT dnd", "PUT", STATUS));
     }
@@ -133,15 +172,15 @@ fn crash_cell(user: &UserSetup, step: &Step, camera_on_at_restart: bool) -> Resu
     let (first, mut camera) = match step.phase {
         Phase::Start => {
             arm();
-            let d = scene.daemon(&[])?;
+            let d = scene.daemon(user.args())?;
             let camera = scene.open_camera();
             (d, Some(camera))
         }
         Phase::End => {
-            let d = scene.daemon(&[])?;
+            let d = scene.daemon(user.args())?;
             let camera = scene.open_camera();
             d.wait_log("meeting status set")?;
-            scene.wait_state("meeting set", in_meeting)?;
+            scene.wait_state("meeting set", |s| user.marked(s))?;
             arm();
             drop(camera);
             (d, None)
@@ -162,7 +201,7 @@ fn crash_cell(user: &UserSetup, step: &Step, camera_on_at_restart: bool) -> Resu
         camera = None;
     }
 
-    let d = scene.daemon(&[])?;
+    let d = scene.daemon(user.args())?;
     if camera_on_at_restart {
         d.wait_log("camera in use")?;
         d.settle()?;
@@ -173,7 +212,7 @@ fn crash_cell(user: &UserSetup, step: &Step, camera_on_at_restart: bool) -> Resu
         // daemon cannot tell its own restore from the user changing that part during the meeting, and what the
         // user changed is theirs. A restore it saw answered is recorded as put back, and marked again.
         let restore_unanswered = step.phase == Phase::End && step.fault == Fault::ProcessThenNeverAnswer;
-        let marked = in_meeting(&scene.fake.state());
+        let marked = user.marked(&scene.fake.state());
         if marked == restore_unanswered {
             return Err(format!(
                 "after the restart with the camera on the meeting status is {}; server {:?}\nlog:\n{}",
@@ -399,7 +438,7 @@ fn disk_full_after_the_backup_was_saved_loses_nothing_and_the_meeting_ends_exact
 // ---------------------------------------------------------------------------------------------------------------
 // Damaged backups at startup: moved aside, never deleted nor followed, and the daemon works.
 
-/// A backup as the daemon writes it (version 1): DND was set over an automatic online.
+/// A backup as release 0.1.0 writes it (version 1, still read): DND was set over an automatic online.
 fn valid_backup(user_id: &str) -> String {
     format!(
         "{{\"version\":1,\"user_id\":\"{user_id}\",\"started_at\":1800000000,\"previous\":{{\"status\":\"online\",\
@@ -438,8 +477,8 @@ fn damaged_backups_are_moved_aside_and_the_daemon_works() {
             ("garbage", Planted::Bytes(b"\xff\xfe\x00garbage\x1b[2J\n".to_vec()), "(not UTF-8)"),
             (
                 "unknown version",
-                Planted::Bytes(valid_backup(&id).replace("\"version\":1", "\"version\":2").into_bytes()),
-                "(unknown version 2)",
+                Planted::Bytes(valid_backup(&id).replace("\"version\":1", "\"version\":3").into_bytes()),
+                "(unknown version 3)",
             ),
             ("symlink", Planted::SymlinkToValid, "(a symbolic link)"),
         ]

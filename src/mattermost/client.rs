@@ -197,6 +197,24 @@ impl Client {
         self.call(Method::Delete, &path, None).map(drop)
     }
 
+    /// Whether a custom emoji of this name exists (`GET /api/v4/emoji/name/{name}`): 404, and 501 (custom emoji
+    /// turned off), are a no. System emoji are not custom emoji: the server knows them without storing them, and
+    /// this call answers no for them.
+    pub fn custom_emoji_exists(&self, name: &str) -> Result<bool, ApiError> {
+        // Emoji names are lower-case letters, digits, `_`, `-` and `+`; anything else is no emoji at all (and
+        // would change the path).
+        let valid = !name.is_empty()
+            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-+".contains(&b));
+        if !valid {
+            return Ok(false);
+        }
+        match self.call(Method::Get, &format!("/api/v4/emoji/name/{name}"), None) {
+            Ok(_) => Ok(true),
+            Err(e) if matches!(e.kind(), ApiErrorKind::Http { status: 404 | 501, .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// `/api/v4/users/{user_id}{suffix}`. Ids are 26 lowercase letters and digits (or `me`); anything else would
     /// change the path, so it is refused before sending.
     fn user_path(&self, user_id: &str, suffix: &str) -> Result<String, ApiError> {
