@@ -56,11 +56,20 @@
     {
       overlays.default = final: _prev: { mm-status-sync = final.callPackage package { }; };
 
-      packages = forAllSystems (pkgs: {
-        default = pkgs.callPackage package { };
-        # Fully static (musl, static-pie): copy anywhere. pkgsCross.musl64 would give a dynamic musl binary.
-        static = pkgs.pkgsStatic.callPackage package { };
-      });
+      packages = forAllSystems (
+        pkgs:
+        {
+          default = pkgs.callPackage package { };
+          # Fully static (musl, static-pie): copy anywhere. pkgsCross.musl64 would give a dynamic musl binary.
+          static = pkgs.pkgsStatic.callPackage package { };
+        }
+        // lib.optionalAttrs (pkgs.stdenv.hostPlatform.system == "x86_64-linux") {
+          # The aarch64 static binary cross-built on a PC (aarch64-unknown-linux-musl, static): the same
+          # binary as packages.aarch64-linux.static without an ARM builder. pkgsStatic on top of the
+          # cross set keeps the build tools native and makes the target static musl.
+          static-aarch64 = pkgs.pkgsCross.aarch64-multiplatform.pkgsStatic.callPackage package { };
+        }
+      );
 
       nixosModules.default =
         { lib, pkgs, ... }:

@@ -1,6 +1,7 @@
 //! A child process of a test (the daemon, or a process holding a fake camera), killed and reaped on drop so a
 //! failing test leaves nothing running.
 
+use std::path::PathBuf;
 use std::process::{Child, Command};
 
 pub struct Reaped(pub Child);
@@ -27,6 +28,15 @@ impl Reaped {
             .find_map(|l| l.strip_prefix("VmHWM:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0)
+    }
+
+    /// The program the kernel runs for this process when it is not `program` itself: an emulator registered
+    /// with binfmt_misc (qemu-user, when the tests run for another machine), whose memory figures are its own
+    /// (translated code, its heap), not the emulated program's. None for a program that runs natively.
+    pub fn emulator(&self, program: &str) -> Option<PathBuf> {
+        let exe = std::fs::read_link(format!("/proc/{}/exe", self.pid())).ok()?;
+        // A rebuilt binary shows as "PATH (deleted)", which is no file: that is not an emulator.
+        (exe != std::fs::canonicalize(program).ok()? && exe.is_file()).then_some(exe)
     }
 
     pub fn kill9(mut self) {
