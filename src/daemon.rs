@@ -45,6 +45,8 @@ enum ScanReason {
     Topology,
     Reload,
     OpenRace,
+    /// A node that could not be watched is watched now; it may have been opened in the meantime.
+    Rewatched,
 }
 
 pub struct Daemon {
@@ -258,6 +260,10 @@ impl Daemon {
             self.full_scan(ScanReason::Topology);
             return;
         }
+        if wake.retry && self.watcher.retry_failed() > 0 {
+            self.full_scan(ScanReason::Rewatched);
+            return;
+        }
         let known = !self.scanner.holders().is_empty();
         if wake.opened && !known {
             self.full_scan(ScanReason::Opened);
@@ -285,6 +291,11 @@ impl Daemon {
     }
 
     fn full_scan(&mut self, reason: ScanReason) {
+        // The safety net for a refused watch whose permission change was missed; before the scan, so that the
+        // scan covers whatever happened before the watch existed.
+        if self.watcher.failed() > 0 {
+            self.watcher.retry_failed();
+        }
         let stats = self.scanner.full_scan(&self.devices, &self.filter);
         self.full_scans += 1;
         self.next_full_scan = Instant::now() + self.config.interval;

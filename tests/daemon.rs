@@ -62,7 +62,19 @@ struct Daemon {
 
 impl Daemon {
     fn start(args: &[&str], envs: &[(&str, &str)]) -> Daemon {
-        let mut child = Command::new(BIN)
+        Daemon::start_command(Command::new(BIN), args, envs)
+    }
+
+    /// The daemon as user and group 65534 (`nobody`), with no capabilities: a user service as far as the kernel
+    /// can tell.
+    fn start_unprivileged(args: &[&str]) -> Daemon {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", BIN]);
+        Daemon::start_command(cmd, args, &[])
+    }
+
+    fn start_command(mut cmd: Command, args: &[&str], envs: &[(&str, &str)]) -> Daemon {
+        let mut child = cmd
             .args(args)
             .envs(envs.iter().copied())
             .env_remove("MM_STATUS_SYNC_CONFIG")
@@ -97,6 +109,22 @@ impl Daemon {
                 Err(_) => panic!("no line with {needle:?} within {limit:?}; saw:\n{}", self.seen.join("\n")),
             }
         }
+    }
+
+    /// Waits for the `n`-th line containing `needle` (counting those seen before); returns when it was printed.
+    fn wait_for_nth(&mut self, needle: &str, n: usize, limit: Duration) -> Instant {
+        assert!(self.count(needle) < n, "{needle:?} was seen {n} times already: {:#?}", self.seen);
+        loop {
+            let at = self.wait_for(needle, limit);
+            if self.count(needle) >= n {
+                return at;
+            }
+        }
+    }
+
+    /// Lines containing `needle` seen so far.
+    fn count(&self, needle: &str) -> usize {
+        self.seen.iter().filter(|l| l.contains(needle)).count()
     }
 
     fn signal(&self, sig: &str) {
@@ -333,4 +361,70 @@ fn an_idle_daemon_does_no_full_scans_and_a_meeting_only_a_few() {
     let meeting = scans(&d.seen) - 1;
     assert!(meeting <= 3, "a meeting of 2 s took {meeting} full scans besides the startup one: {:#?}", d.seen);
     eprintln!("a 2 s meeting: {meeting} full scans besides the startup one");
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").unwrap().contains("\nUid:\t0\t")
+}
+
+/// `mknod -m MODE PATH c 1 3`: a character device node like `/dev/null`, standing in for a camera or a microphone.
+fn mknod(path: &Path, mode: &str) {
+    let ok = Command::new("mknod").args(["-m", mode]).arg(path).args(["c", "1", "3"]).status().unwrap().success();
+    assert!(ok, "mknod {}", path.display());
+}
+
+/// A process holding `device` open as user 65534.
+fn hold_as_nobody(device: &Path) -> Holder {
+    let child = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c", "exec 3<\"$1\"; exec sleep 60", "sh"])
+        .arg(device)
+        .spawn()
+        .unwrap();
+    Holder(child)
+}
+
+/// A camera unplugged and plugged back in under a user service: the kernel creates the node 0600 root, udev opens
+/// it up a moment later. The daemon (uid 65534) cannot watch the node in between; the chmod, seen on the node's
+/// directory, makes it try again, so the next call is noticed through inotify and not at the safety tick an hour
+/// away. Needs root (mknod, and dropping to another uid).
+#[test]
+fn a_replugged_camera_is_watched_again_once_udev_opens_it_up() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root to mknod and to run the daemon as another user");
+        return;
+    }
+    let fx = Fixture::new("replug");
+    // The daemon and the holders run as 65534: they must reach the node.
+    std::fs::set_permissions(&fx.dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let node = fx.dir.join("video0");
+    std::fs::remove_file(&node).unwrap();
+    mknod(&node, "0666");
+    let args = dry_run_args(&fx, "0", "0");
+    let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+    all.extend(["--log-level", "debug"]);
+    let mut d = Daemon::start_unprivileged(&all);
+    d.wait_for("Starting Mattermost Status Sync Daemon", Duration::from_secs(10));
+    d.wait_for("full scan (Startup", Duration::from_secs(10));
+
+    // The first call on the original node, seen as usual.
+    let h = hold_as_nobody(&node);
+    d.wait_for("meeting started", Duration::from_secs(10));
+    drop(h);
+    d.wait_for("meeting ended", Duration::from_secs(10));
+
+    // Unplugged, plugged back in as root's 0600 node: the daemon tries and is refused.
+    let refused = format!("not watching {}", node.display());
+    std::fs::remove_file(&node).unwrap();
+    mknod(&node, "0600");
+    d.wait_for(&refused, Duration::from_secs(10));
+    // udev opens it up; the user's next call starts at once.
+    std::thread::sleep(Duration::from_millis(50));
+    let chmod = Instant::now();
+    std::fs::set_permissions(&node, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    let h = hold_as_nobody(&node);
+    let started = d.wait_for_nth("meeting started", 2, Duration::from_secs(20));
+    eprintln!("replug: meeting started {:?} after the chmod (start-delay 0)", started - chmod);
+    assert_eq!(d.count(&format!("watching {} again", node.display())), 1, "{:#?}", d.seen);
+    drop(h);
+    d.wait_for_nth("meeting ended", 2, Duration::from_secs(10));
 }
