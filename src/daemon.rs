@@ -24,7 +24,8 @@ const RESTORE_ON_EXIT: Duration = Duration::from_secs(20);
 /// After an open event that a full scan could not pin on anyone (the descriptor is installed just after the
 /// event), look once more shortly after.
 const OPEN_RACE_RESCAN: Duration = Duration::from_millis(200);
-/// Holders that count only while streaming start streaming without any inotify event; look at them this often.
+/// Holders that count only while streaming start and stop streaming without any inotify event; look at them this
+/// often while they are the only holders.
 const STREAMING_POLL: Duration = Duration::from_secs(2);
 
 /// What wakes the loop.
@@ -322,6 +323,16 @@ impl Daemon {
         if counted.is_empty() { "nobody".to_owned() } else { counted.join(", ") }
     }
 
+    /// Whether the devices are held only by processes that count while they stream (whose maps were read), counted
+    /// or not. Starting or stopping a stream sends no inotify event, so this one case is polled: every
+    /// `STREAMING_POLL`, only while it lasts. A holder that counts without the gate ends with a close, which
+    /// inotify reports.
+    fn streaming_gated_only(&self) -> bool {
+        let holders = self.scanner.holders();
+        holders.iter().any(|h| h.streaming.is_some())
+            && !holders.iter().any(|h| h.verdict == crate::detect::Verdict::Counts && h.streaming.is_none())
+    }
+
     /// Feeds the devices' state to the debounce and the result to the sync shell.
     fn evaluate(&mut self, now: Instant) {
         let in_use = self.scanner.in_use();
@@ -333,9 +344,7 @@ impl Daemon {
             }
             self.last_in_use = in_use;
         }
-        let waiting_for_stream =
-            self.scanner.holders().iter().any(|h| h.verdict == crate::detect::Verdict::NotStreaming);
-        if waiting_for_stream && self.recheck_at.is_none() {
+        if self.streaming_gated_only() && self.recheck_at.is_none() {
             self.recheck_at = Some(now + STREAMING_POLL);
         }
         match self.debounce.observe(in_use, now) {

@@ -428,3 +428,73 @@ fn a_replugged_camera_is_watched_again_once_udev_opens_it_up() {
     drop(h);
     d.wait_for_nth("meeting ended", 2, Duration::from_secs(10));
 }
+
+/// A python process that opens `path` and maps it, as a streaming V4L2 client (or PipeWire) maps its buffers; a
+/// line on its stdin makes it unmap and keep the descriptor, as PipeWire does when a stream stops.
+struct Streamer {
+    child: Child,
+    stdin: std::process::ChildStdin,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Streamer {
+    fn start(path: &Path) -> Streamer {
+        let script = "import mmap,sys\nf=open(sys.argv[1],'r+b')\nm=mmap.mmap(f.fileno(),4096)\n\
+                      print('mapped',flush=True)\nsys.stdin.readline()\nm.close()\nprint('unmapped',flush=True)\n\
+                      sys.stdin.readline()";
+        let mut child = Command::new("python3")
+            .args(["-c", script])
+            .arg(path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "mapped");
+        Streamer { child, stdin, stdout }
+    }
+
+    fn comm(&self) -> String {
+        std::fs::read_to_string(format!("/proc/{}/comm", self.child.id())).unwrap().trim_end().to_owned()
+    }
+
+    /// Unmaps, keeping the device open; returns once done.
+    fn stop_streaming(&mut self) {
+        use std::io::Write;
+        self.stdin.write_all(b"\n").unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "unmapped");
+    }
+}
+
+impl Drop for Streamer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A holder in `require-streaming-for` that stops streaming but keeps the device open (PipeWire after the call)
+/// ends the meeting on the 2 s re-check of its memory map, not at the safety tick an hour away.
+#[test]
+fn a_streaming_gated_holder_that_stops_streaming_ends_the_meeting() {
+    let fx = Fixture::new("stream-stop");
+    std::fs::write(fx.device(), vec![0u8; 4096]).unwrap();
+    let mut streamer = Streamer::start(&fx.device());
+    let args = dry_run_args(&fx, "0", "0");
+    let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+    let comm = streamer.comm();
+    all.extend(["--require-streaming-for", &comm]);
+    let mut d = Daemon::start(&all, &[]);
+    d.wait_for("meeting started", Duration::from_secs(10));
+    let stopped = Instant::now();
+    streamer.stop_streaming();
+    let ended = d.wait_for("meeting ended", Duration::from_secs(20));
+    eprintln!("end of streaming: meeting ended {:?} after the unmap (end-delay 0)", ended - stopped);
+    // The descriptor is still open: only the memory map told.
+    assert!(std::fs::read_dir(format!("/proc/{}/fd", streamer.child.id())).unwrap().count() > 3);
+}
