@@ -297,18 +297,25 @@ impl Daemon {
         if self.watcher.failed() > 0 {
             self.watcher.retry_failed();
         }
+        // Why processes could not be read costs a read each; only the debug line says it.
+        let debug = log::log_enabled!(log::Level::Debug);
+        self.scanner.explain_unreadable(debug);
         let stats = self.scanner.full_scan(&self.devices, &self.filter);
         self.full_scans += 1;
         self.next_full_scan = Instant::now() + self.config.interval;
-        log::debug!(
-            "full scan ({reason:?}, #{}): {} processes, {} descriptors, {} skipped, {} holders in {:.1} ms",
-            self.full_scans,
-            stats.processes,
-            stats.fds,
-            stats.skipped,
-            self.scanner.holders().len(),
-            stats.elapsed.as_secs_f64() * 1000.0
-        );
+        if debug {
+            let why = crate::detect::scan::explain_skipped(&stats, self.scanner.not_dumpable(&stats));
+            log::debug!(
+                "full scan ({reason:?}, #{}): {} processes, {} descriptors, {} skipped{}, {} holders in {:.1} ms",
+                self.full_scans,
+                stats.processes,
+                stats.fds,
+                stats.skipped,
+                if why.is_empty() { why } else { format!(" ({why})") },
+                self.scanner.holders().len(),
+                stats.elapsed.as_secs_f64() * 1000.0
+            );
+        }
     }
 
     /// Who holds a device, for log lines and hooks: `zoom (pid 4242) on /dev/video0`.

@@ -338,6 +338,13 @@ pub fn is_denied(err: &io::Error) -> bool {
     matches!(err.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM))
 }
 
+/// The effective user id of this process, which the kernel compares with a process's ids before letting us read
+/// its descriptors.
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid takes nothing, touches no memory of ours and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
 /// CLOCK_MONOTONIC now, which systemd's `MONOTONIC_USEC=` wants (std's `Instant` does not expose its value).
 pub fn monotonic_now() -> std::time::Duration {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };

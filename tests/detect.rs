@@ -575,3 +575,82 @@ fn a_camera_held_by_a_thread_after_the_main_thread_exited_is_found() {
     assert_eq!((of(holder.pid()).verdict, of(holder.pid()).streaming), (Verdict::NotStreaming, Some(false)));
     assert_eq!((of(streamer.pid()).verdict, of(streamer.pid()).streaming), (Verdict::Counts, Some(true)));
 }
+
+/// A process of the scanner's own user that made itself non-dumpable (`prctl(PR_SET_DUMPABLE, 0)`, as hardened apps
+/// do) cannot be read without CAP_SYS_PTRACE. An unprivileged `scan` and the daemon's debug line count it apart from
+/// other users' processes and name it, so the user knows to run the system service. Needs root to drop to uid 65534.
+#[test]
+fn own_non_dumpable_processes_are_named_apart_from_other_users() {
+    if !std::fs::read_to_string("/proc/self/status").unwrap().contains("\nUid:\t0\t") {
+        eprintln!("SKIPPED: not root: cannot run a scanner and a holder under another uid");
+        return;
+    }
+    let dir = TempDir::new("dumpable");
+    std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let camera = dir.file("video0");
+    let source = dir.0.join("hardened.c");
+    std::fs::write(
+        &source,
+        "#include <fcntl.h>\n#include <sys/prctl.h>\n#include <unistd.h>\n\
+         int main(int argc, char **argv) { if (argc < 2 || open(argv[1], O_RDONLY) < 0) return 1;\n\
+         if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) return 1; if (write(1, \"ready\\n\", 6) != 6) return 1;\n\
+         sleep(60); return 0; }\n",
+    )
+    .unwrap();
+    let program = dir.0.join("hardened");
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let built = Command::new(&cc).arg("-o").arg(&program).arg(&source).status().unwrap();
+    assert!(built.success(), "{cc} could not build the hardened holder");
+    let nobody = ["--reuid=65534", "--regid=65534", "--clear-groups"];
+    let mut hardened = Kid(Command::new("setpriv")
+        .args(nobody)
+        .arg(&program)
+        .arg(&camera)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap());
+    let mut line = String::new();
+    BufReader::new(hardened.0.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    // Another user's holder (root's), to be counted apart.
+    let _root_holder = hold(&camera);
+    let pattern = dir.pattern("video*");
+    let bin = env!("CARGO_BIN_EXE_mm-status-sync");
+
+    let out = Command::new("setpriv").args(nobody).args([bin, "scan", "--device", pattern.as_str()]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "nobody can see a holder: {stdout}{stderr}");
+    let named = format!(
+        "1 of your own processes could not be read because they made themselves non-dumpable: hardened (pid {})",
+        hardened.pid()
+    );
+    assert!(stderr.contains(&named), "{stderr}");
+    assert!(stderr.contains("run the system service, which has it"), "{stderr}");
+    assert!(stderr.contains("processes of other users could not be read"), "{stderr}");
+
+    // The daemon's debug line says the same.
+    let mut daemon = Kid(Command::new("setpriv")
+        .args(nobody)
+        .args([bin, "--dry-run", "--log", "stderr", "--log-level", "debug", "--interval", "3600"])
+        .args(["--device", pattern.as_str()])
+        .env_remove("MM_STATUS_SYNC_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap());
+    let scan_line = BufReader::new(daemon.0.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.contains("full scan (Startup"))
+        .expect("a startup scan line");
+    assert!(
+        scan_line.contains(&format!("1 of your own not dumpable: hardened (pid {})", hardened.pid())),
+        "{scan_line}"
+    );
+    assert!(scan_line.contains(" of other users"), "{scan_line}");
+    daemon.kill();
+    hardened.kill();
+}

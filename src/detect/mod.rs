@@ -15,7 +15,7 @@ use std::path::Path;
 use crate::sys;
 
 pub use pattern::{Pattern, PatternError};
-pub use scan::{Holder, ScanStats, Scanner};
+pub use scan::{Holder, NotDumpable, ScanStats, Scanner};
 pub use watch::{Wake, Watcher};
 
 /// Longest process name the kernel keeps in `/proc/PID/comm` (`TASK_COMM_LEN` - 1).
