@@ -163,11 +163,15 @@ impl Daemon {
         for w in &self.config.warnings {
             log::warn!("{w}");
         }
+        let nodes = match self.devices.node_count() {
+            0 => "no device node yet, waiting for the first one to appear".to_owned(),
+            1 => "1 device node".to_owned(),
+            n => format!("{n} device nodes"),
+        };
         log::info!(
-            "Starting Mattermost Status Sync Daemon {} (watching {}; {} device nodes{})",
+            "Starting Mattermost Status Sync Daemon {} (watching {}; {nodes}{})",
             env!("CARGO_PKG_VERSION"),
             self.config.devices.join(", "),
-            self.watcher.watched(),
             if self.config.dry_run { "; dry run: the server is never called" } else { "" }
         );
         self.full_scan(ScanReason::Startup);

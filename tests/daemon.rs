@@ -498,3 +498,29 @@ fn a_streaming_gated_holder_that_stops_streaming_ends_the_meeting() {
     // The descriptor is still open: only the memory map told.
     assert!(std::fs::read_dir(format!("/proc/{}/fd", streamer.child.id())).unwrap().count() > 3);
 }
+
+/// The start line counts the device nodes (not the inotify watches, which include their directories), and says
+/// when there is none yet.
+#[test]
+fn the_start_line_counts_device_nodes_and_says_when_it_waits_for_one() {
+    let fx = Fixture::new("nodes");
+    std::fs::write(fx.dir.join("video1"), b"").unwrap();
+    std::fs::write(fx.dir.join("notes"), b"").unwrap();
+    let args = dry_run_args(&fx, "0", "0");
+    let mut d = Daemon::start(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    d.wait_for("Starting Mattermost Status Sync Daemon", Duration::from_secs(10));
+    assert!(
+        d.seen.last().unwrap().contains(&format!("(watching {}; 2 device nodes; dry run", fx.pattern())),
+        "{}",
+        d.seen.last().unwrap()
+    );
+    drop(d);
+
+    let empty = fx.dir.join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let pattern = format!("{}/video*", empty.display());
+    let mut d = Daemon::start(&["--dry-run", "--log", "stderr", "--interval", "3600", "--device", &pattern], &[]);
+    d.wait_for("Starting Mattermost Status Sync Daemon", Duration::from_secs(10));
+    let want = format!("(watching {pattern}; no device node yet, waiting for the first one to appear; dry run");
+    assert!(d.seen.last().unwrap().contains(&want), "{}", d.seen.last().unwrap());
+}

@@ -132,6 +132,19 @@ impl DeviceSet {
         }
     }
 
+    /// How many distinct device nodes the patterns match now (a node reached by several names counts once),
+    /// for the start line. Allocates; not for the scan path.
+    pub fn node_count(&self) -> usize {
+        let mut nodes: Vec<std::path::PathBuf> = Vec::new();
+        for path in self.patterns.iter().flat_map(Pattern::expand) {
+            let node = std::fs::canonicalize(&path).unwrap_or(path);
+            if !nodes.contains(&node) {
+                nodes.push(node);
+            }
+        }
+        nodes.len()
+    }
+
     /// Canonical nodes found behind symbolic links at the last refresh.
     pub fn resolved(&self) -> impl Iterator<Item = &[u8]> {
         self.resolved.iter().map(Vec::as_slice)
