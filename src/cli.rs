@@ -37,6 +37,9 @@ pub struct Args {
     /// device path patterns, comma-separated (default /dev/video*)
     #[argh(option)]
     pub devices: Option<String>,
+    /// microphone path patterns, comma-separated (default none; e.g. /dev/snd/pcmC*D*c)
+    #[argh(option)]
+    pub microphones: Option<String>,
     /// process names that never count
     #[argh(option)]
     pub ignore_processes: Option<String>,
@@ -115,6 +118,7 @@ impl Args {
             (None, false) => Some(self.device.join(",")),
         };
         push("devices", &devices);
+        push("microphones", &self.microphones);
         push("ignore-processes", &self.ignore_processes);
         push("require-streaming-for", &self.require_streaming_for);
         push("start-delay", &self.start_delay);

@@ -56,6 +56,8 @@ const fn rule(key: &'static str, huge: (&'static str, u8), wrong_type: &'static 
 const RULES: &[Rule] = &[
     // Absolute path patterns; at least one.
     rule("devices", ("/dev/", b'v'), "5", [Refused, Accepted, Refused, Refused]),
+    // Absolute path patterns; empty turns microphones off.
+    rule("microphones", ("/dev/snd/", b'p'), "5", [Accepted, Accepted, Refused, Refused]),
     // Process names: any text.
     rule("ignore-processes", ("", b'p'), "5", [Accepted; 4]),
     rule("require-streaming-for", ("", b'p'), "5", [Accepted; 4]),

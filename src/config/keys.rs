@@ -29,6 +29,13 @@ pub const KEYS: &[Spec] = &[
         "device path patterns to watch (the flag `--device` may also be repeated)",
     ),
     key(
+        "microphones",
+        "",
+        "comma-separated absolute path patterns such as /dev/snd/pcmC*D*c, or empty for none",
+        "microphone device path patterns (capture PCM nodes such as /dev/snd/pcmC*D*c); empty: microphones are not \
+         watched",
+    ),
+    key(
         "ignore-processes",
         "",
         "comma-separated process names",

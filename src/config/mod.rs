@@ -122,6 +122,8 @@ pub struct ServerSettings {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub devices: Vec<String>,
+    /// Microphone patterns; empty when microphones are not watched.
+    pub microphones: Vec<String>,
     pub ignore_processes: Vec<String>,
     pub require_streaming_for: Vec<String>,
     pub start_delay: Duration,
@@ -331,6 +333,10 @@ impl Inputs {
                 return Err(v.invalid("devices", "absolute paths such as /dev/video*"));
             }
         }
+        let microphones = v.list("microphones")?;
+        if microphones.iter().any(|m| !m.starts_with('/') || m.contains('\0') || m.ends_with('/')) {
+            return Err(v.invalid("microphones", "absolute paths such as /dev/snd/pcmC*D*c"));
+        }
         let state_dir = match v.optional("state-dir")? {
             // Relative would depend on the working directory, and a restart from another one would not find
             // the backup of a meeting in progress.
@@ -365,6 +371,7 @@ impl Inputs {
         let server = self.server(&v, &mut warnings)?;
         Ok(Config {
             devices,
+            microphones,
             ignore_processes: v.list("ignore-processes")?,
             require_streaming_for: v.list("require-streaming-for")?,
             start_delay: Duration::from_secs(v.seconds("start-delay", 0, 3600)?),

@@ -51,6 +51,7 @@ fn defaults_load_and_match_the_table() {
     let (i, _t) = inputs(&[], &[], None);
     let c = i.load().unwrap();
     assert_eq!(c.devices, ["/dev/video*"]);
+    assert!(c.microphones.is_empty(), "microphones are off by default");
     assert_eq!(c.require_streaming_for, ["pipewire", "wireplumber"]);
     assert!(c.ignore_processes.is_empty());
     assert_eq!((c.start_delay.as_secs(), c.end_delay.as_secs(), c.interval.as_secs()), (5, 30, 300));
@@ -74,6 +75,7 @@ fn precedence_is_flag_then_environment_then_file_then_default_for_every_key() {
     // A distinct valid value per layer for each key that takes a flag.
     let values: &[(&str, [&str; 3])] = &[
         ("devices", ["/f/video*", "/e/video*", "/c/video*"]),
+        ("microphones", ["/f/pcm*c", "/e/pcm*c", "/c/pcm*c"]),
         ("ignore-processes", ["f", "e", "c"]),
         ("require-streaming-for", ["f", "e", "c"]),
         ("start-delay", ["1", "2", "3"]),
@@ -254,6 +256,8 @@ fn invalid_values_name_the_key_the_value_the_source_and_what_is_allowed() {
         ("meeting-emoji", "two words", "an emoji name such as calendar"),
         ("devices", "", "at least one pattern"),
         ("devices", "video*", "absolute paths such as /dev/video*"),
+        ("microphones", "pcmC0D0c", "absolute paths such as /dev/snd/pcmC*D*c"),
+        ("microphones", "/dev/snd/", "absolute paths such as /dev/snd/pcmC*D*c"),
         ("user-id", "me", "a 26-character Mattermost user id"),
         ("state-dir", "state", "an absolute directory path"),
         ("state-dir", "./state", "an absolute directory path"),
