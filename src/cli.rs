@@ -7,9 +7,8 @@ use std::time::{Duration, Instant};
 use argh::FromArgs;
 
 use crate::config::{self, Config, Inputs, KEYS};
-use crate::detect::pattern::Pattern;
+use crate::detect::Filter;
 use crate::detect::scan::Scanner;
-use crate::detect::{DeviceSet, Filter};
 
 /// Marks you "in a meeting" on Mattermost while your webcam is in use, and puts back exactly what was there before.
 ///
@@ -264,8 +263,7 @@ fn cmd_run(inputs: Inputs, config: Config) -> i32 {
 
 /// Runs one full scan for `config`'s devices; also used by `check`.
 fn scan(config: &Config) -> Result<Scanner, String> {
-    let patterns: Result<Vec<Pattern>, _> = config.devices.iter().map(|d| Pattern::new(d)).collect();
-    let devices = DeviceSet::new(patterns.map_err(|e| e.to_string())?);
+    let devices = crate::daemon::device_set(config).map_err(|e| e.0)?;
     let filter = Filter {
         ignore_processes: config.ignore_processes.clone(),
         require_streaming_for: config.require_streaming_for.clone(),
@@ -309,7 +307,15 @@ fn print_holders(scanner: &Scanner) {
             Some(false) => "not streaming",
             None => "-",
         };
-        println!("pid {:<8} {:<16} {:<24} {:<14} {}", h.pid, h.comm(), h.device_lossy(), streaming, h.verdict.reason());
+        println!(
+            "pid {:<8} {:<16} {:<10} {:<24} {:<14} {}",
+            h.pid,
+            h.comm(),
+            h.class.name(),
+            h.device_lossy(),
+            streaming,
+            h.verdict.reason()
+        );
     }
 }
 

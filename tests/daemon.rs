@@ -524,3 +524,173 @@ fn the_start_line_counts_device_nodes_and_says_when_it_waits_for_one() {
     let want = format!("(watching {pattern}; no device node yet, waiting for the first one to appear; dry run");
     assert!(d.seen.last().unwrap().contains(&want), "{}", d.seen.last().unwrap());
 }
+
+/// A fixture with sound nodes besides the camera: `pcmC0D0c` (capture) and `pcmC0D0p` (playback), real character
+/// devices. Needs root for mknod.
+fn sound_nodes(fx: &Fixture) -> (PathBuf, PathBuf, String) {
+    let capture = fx.dir.join("pcmC0D0c");
+    let playback = fx.dir.join("pcmC0D0p");
+    mknod(&capture, "0666");
+    mknod(&playback, "0666");
+    // Matches the playback node too: it must not count anyway.
+    (capture, playback, format!("{}/pcmC*", fx.dir.display()))
+}
+
+/// A microphone alone starts and ends a meeting, seen through inotify (the tick is an hour away); a playback node
+/// under the same pattern never does; a camera and a microphone overlapping make one meeting, which ends only when
+/// both are free.
+#[test]
+fn microphones_start_and_end_meetings_with_cameras_or_alone() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root to mknod the sound nodes");
+        return;
+    }
+    let fx = Fixture::new("mic");
+    let (capture, playback, mics) = sound_nodes(&fx);
+    let args = dry_run_args(&fx, "0", "0");
+    let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+    all.extend(["--microphones", &mics, "--log-level", "debug"]);
+    let mut d = Daemon::start(&all, &[]);
+    let start = d.wait_for("Starting Mattermost Status Sync Daemon", Duration::from_secs(10));
+    let _ = start;
+    assert!(d.seen.last().unwrap().contains(&format!("; microphones {mics}; 2 device nodes")), "{:#?}", d.seen);
+    d.wait_for("full scan (Startup", Duration::from_secs(10));
+
+    // Playback: the daemon looks (a full scan on the open) and finds nothing that counts.
+    let player = Holder::open(&playback);
+    d.wait_for("full scan (Opened", Duration::from_secs(10));
+    assert_eq!(d.count("in use by"), 0, "{:#?}", d.seen);
+
+    // Recording: a microphone alone starts the meeting, and its end ends it.
+    let opened = Instant::now();
+    let recorder = Holder::open(&capture);
+    let line = format!("microphone in use by sleep (pid {}) on {}", recorder.0.id(), capture.display());
+    d.wait_for(&line, Duration::from_secs(10));
+    let started = d.wait_for("meeting started", Duration::from_secs(10));
+    assert!(d.seen.last().unwrap().contains("pcmC0D0c") && !d.seen.last().unwrap().contains("pcmC0D0p"));
+    d.wait_for("would set availability dnd", Duration::from_secs(10));
+    let closed = Instant::now();
+    drop(recorder);
+    d.wait_for("microphone free", Duration::from_secs(10));
+    let ended = d.wait_for("meeting ended", Duration::from_secs(10));
+    eprintln!(
+        "microphone: meeting started {:?} after the open, ended {:?} after the close (start-delay 0, end-delay 0)",
+        started - opened,
+        ended - closed
+    );
+
+    // Camera, then microphone, camera off, microphone off: one meeting.
+    let camera = Holder::open(&fx.device());
+    d.wait_for("camera in use by sleep", Duration::from_secs(10));
+    d.wait_for_nth("meeting started", 2, Duration::from_secs(10));
+    let recorder = Holder::open(&capture);
+    d.wait_for_nth("microphone in use by sleep", 2, Duration::from_secs(10));
+    drop(camera);
+    d.wait_for("camera free", Duration::from_secs(10));
+    assert_eq!(d.count("meeting ended"), 1, "the microphone keeps the meeting going: {:#?}", d.seen);
+    drop(recorder);
+    d.wait_for_nth("microphone free", 2, Duration::from_secs(10));
+    d.wait_for_nth("meeting ended", 2, Duration::from_secs(10));
+    assert_eq!(d.count("meeting started"), 2, "{:#?}", d.seen);
+    drop(player);
+}
+
+/// `scan` names the kind of device, and exits 0 only when a microphone (or camera) counts.
+#[test]
+fn scan_says_camera_or_microphone_and_exits_0_only_when_one_counts() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root to mknod the sound nodes");
+        return;
+    }
+    let fx = Fixture::new("micscan");
+    let (capture, playback, mics) = sound_nodes(&fx);
+    let scan = |extra: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["scan", "--device", &fx.pattern(), "--microphones", &mics])
+            .args(extra)
+            .env_remove("MM_STATUS_SYNC_CONFIG")
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let player = Holder::open(&playback);
+    let player_line = |out: &str| out.lines().find(|l| l.contains(&player.0.id().to_string())).map(str::to_owned);
+    let wait_listed = |pid: u32| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !scan(&[]).1.contains(&format!("pid {pid:<8}")) {
+            assert!(Instant::now() < deadline, "{pid} never held its node");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    wait_listed(player.0.id());
+    let (code, out) = scan(&[]);
+    assert_eq!(code, Some(1), "{out}");
+    let line = player_line(&out).unwrap();
+    assert!(line.contains("microphone") && line.contains("not a capture node (playback, control or timer)"), "{out}");
+
+    let recorder = Holder::open(&capture);
+    wait_listed(recorder.0.id());
+    let (code, out) = scan(&[]);
+    assert_eq!(code, Some(0), "{out}");
+    let line = out.lines().find(|l| l.contains(&format!("pid {:<8}", recorder.0.id()))).unwrap();
+    assert!(
+        line.contains("sleep")
+            && line.contains(" microphone ")
+            && line.contains("pcmC0D0c")
+            && line.ends_with("counted"),
+        "{out}"
+    );
+    let (code, out) = scan(&["--ignore-processes", "sleep"]);
+    assert_eq!(code, Some(1), "{out}");
+    // Without microphone patterns, sound nodes are nobody's business.
+    let out = Command::new(BIN).args(["scan", "--device", &fx.pattern()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no process holds a device"));
+
+    let camera = Holder::open(&fx.device());
+    wait_listed(camera.0.id());
+    let (_, out) = scan(&[]);
+    let line = out.lines().find(|l| l.contains(&format!("pid {:<8}", camera.0.id()))).unwrap();
+    assert!(line.contains(" camera ") && line.ends_with("counted"), "{out}");
+}
+
+/// A holder that does not count (an ignored virtual-camera producer here) must not hide the apps that do: an app
+/// opening the camera next to it is found, and when one of two apps closes, the other keeps the meeting going.
+#[test]
+fn a_holder_that_does_not_count_hides_no_one() {
+    let fx = Fixture::new("ignored-beside");
+    let producer = Holder(
+        Command::new("sh")
+            .args(["-c", "exec 3<\"$1\"; exec tail -f /dev/null", "sh"])
+            .arg(fx.device())
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(format!("/proc/{}/comm", producer.0.id())).unwrap_or_default() != "tail\n" {
+        assert!(Instant::now() < deadline, "the producer never became tail");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let args = dry_run_args(&fx, "0", "0");
+    let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+    all.extend(["--ignore-processes", "tail", "--log-level", "debug"]);
+    let mut d = Daemon::start(&all, &[]);
+    d.wait_for("full scan (Startup", Duration::from_secs(10));
+
+    let first = Holder::open(&fx.device());
+    d.wait_for(&format!("camera in use by sleep (pid {})", first.0.id()), Duration::from_secs(20));
+    d.wait_for("meeting started", Duration::from_secs(10));
+    // A second app joins, then the first leaves: still in the meeting, and the second is the one in use.
+    let second = Holder::open(&fx.device());
+    std::thread::sleep(Duration::from_millis(300));
+    drop(first);
+    d.wait_for("device event: Wake { opened: false, closed: true", Duration::from_secs(10));
+    // The loop handles that event to the end before it takes the signal.
+    d.signal("HUP");
+    d.wait_for("configuration reloaded", Duration::from_secs(10));
+    assert_eq!(d.count("meeting ended"), 0, "the second app still holds the camera: {:#?}", d.seen);
+    drop(second);
+    d.wait_for("meeting ended", Duration::from_secs(10));
+    drop(producer);
+}

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use mm_status_sync::detect::{DeviceSet, Filter, Pattern, Scanner, Verdict, Wake, Watcher};
+use mm_status_sync::detect::{DeviceClass, DeviceSet, Filter, Pattern, Scanner, Verdict, Wake, Watcher};
 use mm_status_sync::sys;
 
 /// A fresh directory under the system temp dir, removed on drop. Canonical, so paths compare with `/proc` targets.
@@ -653,4 +653,70 @@ fn own_non_dumpable_processes_are_named_apart_from_other_users() {
     assert!(scan_line.contains(" of other users"), "{scan_line}");
     daemon.kill();
     hardened.kill();
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").unwrap().contains("\nUid:\t0\t")
+}
+
+/// Real ALSA-style device nodes (`mknod`, character device 1:3 like /dev/null): only the capture node counts as a
+/// microphone, even under a pattern that matches the playback node too; ignore-processes applies, and
+/// require-streaming-for does not (sound servers hold capture nodes only while recording). Needs root for mknod.
+#[test]
+fn only_capture_nodes_are_microphones() {
+    if !is_root() {
+        eprintln!("SKIPPED: not root: cannot mknod the sound nodes");
+        return;
+    }
+    let dir = TempDir::new("mic");
+    let node = |name: &str| {
+        let path = dir.0.join(name);
+        let ok = Command::new("mknod").args(["-m", "0666"]).arg(&path).args(["c", "1", "3"]).status().unwrap();
+        assert!(ok.success(), "mknod {}", path.display());
+        path
+    };
+    let capture = node("pcmC0D0c");
+    let playback = node("pcmC0D0p");
+    let control = node("controlC0");
+    let camera = dir.file("video0");
+    let recorder = hold(&capture);
+    let player = hold(&playback);
+    let mixer = hold(&control);
+    let caller = hold(&camera);
+    let devices = DeviceSet::new(vec![dir.pattern("video*")]).with_microphones(vec![dir.pattern("pcmC*D*")]);
+    let every = Filter { require_streaming_for: vec!["*".into()], ..Filter::default() };
+    let scanner = scan(&devices, &Filter::default());
+    let of = |scanner: &Scanner, pid| {
+        scanner.holders().iter().find(|h| h.pid == pid).cloned().unwrap_or_else(|| panic!("{pid} not found"))
+    };
+    let h = of(&scanner, recorder.pid());
+    assert_eq!(
+        (h.class, h.verdict, h.device()),
+        (DeviceClass::Microphone, Verdict::Counts, capture.as_os_str().as_bytes())
+    );
+    let h = of(&scanner, player.pid());
+    assert_eq!((h.class, h.verdict), (DeviceClass::Microphone, Verdict::NotCapture));
+    assert!(!scanner.holders().iter().any(|h| h.pid == mixer.pid()), "controlC0 is not matched by pcmC*D*");
+    assert_eq!(of(&scanner, caller.pid()).class, DeviceClass::Camera);
+    assert!(scanner.in_use_by(DeviceClass::Microphone) && scanner.in_use_by(DeviceClass::Camera));
+
+    // The streaming gate is for cameras: a recorder counts without mapping anything.
+    let scanner = scan(&devices, &every);
+    assert_eq!(of(&scanner, recorder.pid()).verdict, Verdict::Counts);
+    assert_eq!(of(&scanner, caller.pid()).verdict, Verdict::NotStreaming);
+    // ignore-processes applies to microphones too.
+    let ignoring = Filter { ignore_processes: vec!["sleep".into()], ..Filter::default() };
+    let scanner = scan(&devices, &ignoring);
+    assert_eq!(of(&scanner, recorder.pid()).verdict, Verdict::Ignored);
+    assert!(!scanner.in_use());
+
+    // Playback alone is no microphone in use; without microphone patterns nothing of it is seen at all.
+    drop(recorder);
+    drop(caller);
+    let scanner = scan(&devices, &Filter::default());
+    assert!(!scanner.in_use(), "{:?}", scanner.holders());
+    let cameras_only = DeviceSet::new(vec![dir.pattern("video*")]);
+    let _recorder = hold(&capture);
+    let scanner = scan(&cameras_only, &Filter::default());
+    assert!(scanner.holders().is_empty(), "{:?}", scanner.holders());
 }

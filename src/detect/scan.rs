@@ -11,7 +11,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::{COMM_MAX, DeviceSet, Filter, Verdict};
+use super::{COMM_MAX, DeviceClass, DeviceSet, Filter, Verdict, is_capture_node};
 use crate::sys;
 
 /// Where procfs is mounted unless a test says otherwise.
@@ -34,6 +34,8 @@ pub struct Holder {
     comm: [u8; COMM_MAX + 1],
     comm_len: u8,
     device: Vec<u8>,
+    /// Whether the device is a camera or a microphone.
+    pub class: DeviceClass,
     /// Whether the process maps the device (streams from it); `None` when nobody asked (the process is not in
     /// `require_streaming_for`) or `/proc/PID/maps` could not be read.
     pub streaming: Option<bool>,
@@ -47,6 +49,7 @@ impl Holder {
             comm: [0; COMM_MAX + 1],
             comm_len: 0,
             device: Vec::with_capacity(64),
+            class: DeviceClass::Camera,
             streaming: None,
             verdict: Verdict::Counts,
         }
@@ -83,6 +86,7 @@ impl fmt::Debug for Holder {
             .field("pid", &self.pid)
             .field("comm", &String::from_utf8_lossy(self.comm_bytes()))
             .field("device", &self.device_lossy())
+            .field("class", &self.class)
             .field("streaming", &self.streaming)
             .field("verdict", &self.verdict)
             .finish()
@@ -283,9 +287,14 @@ impl Scanner {
         &self.work.holders[..self.work.holder_count]
     }
 
-    /// Whether some holder counts, i.e. a camera is in use.
+    /// Whether some holder counts, i.e. a camera or a microphone is in use.
     pub fn in_use(&self) -> bool {
         self.holders().iter().any(|h| h.verdict == Verdict::Counts)
+    }
+
+    /// Whether some holder of a device of `class` counts.
+    pub fn in_use_by(&self, class: DeviceClass) -> bool {
+        self.holders().iter().any(|h| h.verdict == Verdict::Counts && h.class == class)
     }
 }
 
@@ -446,8 +455,8 @@ impl PidReader {
                     continue;
                 }
                 let target = &self.link_buf[..len];
-                if devices.matches(target) {
-                    add_holder(&mut self.holders, &mut self.holder_count, first, pid, target);
+                if let Some(class) = devices.class_of(target) {
+                    add_holder(&mut self.holders, &mut self.holder_count, first, pid, target, class);
                 }
             }
         }
@@ -519,6 +528,10 @@ impl PidReader {
             holder.streaming = None;
             holder.verdict = if filter.ignores(comm) {
                 Verdict::Ignored
+            } else if holder.class == DeviceClass::Microphone {
+                // Sound servers hold a capture node only while something records (they suspend idle nodes), so
+                // holding one is the evidence; require-streaming-for is about cameras.
+                if is_capture_node(&holder.device) { Verdict::Counts } else { Verdict::NotCapture }
             } else if devices.is_metadata_node(&holder.device) {
                 Verdict::MetadataNode
             } else if filter.requires_streaming(comm) {
@@ -539,7 +552,7 @@ impl PidReader {
 
 /// Records that `pid` holds `target`, reusing a slot and its buffer; a process holding the same device through
 /// several descriptors is one holder.
-fn add_holder(holders: &mut Vec<Holder>, count: &mut usize, first: usize, pid: u32, target: &[u8]) {
+fn add_holder(holders: &mut Vec<Holder>, count: &mut usize, first: usize, pid: u32, target: &[u8], class: DeviceClass) {
     if holders[first..*count].iter().any(|h| h.device == target) {
         return;
     }
@@ -550,6 +563,7 @@ fn add_holder(holders: &mut Vec<Holder>, count: &mut usize, first: usize, pid: u
     slot.pid = pid;
     slot.device.clear();
     slot.device.extend_from_slice(target);
+    slot.class = class;
     slot.comm_len = 0;
     slot.streaming = None;
     slot.verdict = Verdict::Counts;
