@@ -223,6 +223,7 @@ fn original_snap_keys_reach_the_daemon_unchanged() {
 fn sample_value(key: &str, snap: &FakeSnap) -> Option<String> {
     let value = match key {
         "devices" => "/dev/video*,/dev/v4l/by-id/*".to_owned(),
+        "microphones" => "/dev/snd/pcmC*D*c,/dev/snd/pcmC1D0c".to_owned(),
         "ignore-processes" => "obs,v4l2-ctl".to_owned(),
         "require-streaming-for" => "*".to_owned(),
         "start-delay" => "0".to_owned(),
