@@ -720,3 +720,38 @@ fn only_capture_nodes_are_microphones() {
     let scanner = scan(&cameras_only, &Filter::default());
     assert!(scanner.holders().is_empty(), "{:?}", scanner.holders());
 }
+
+/// A holder that reaches a watched node through another root (a chroot or a container with `/dev` bind-mounted;
+/// `/proc` then shows `/somewhere/dev/video0`) is found by device number, but only where the link target's last
+/// component is named like a watched node, so other descriptors cost nothing extra. Needs root for mknod.
+#[test]
+fn a_node_reached_through_another_root_is_matched_by_device_number() {
+    if !is_root() {
+        eprintln!("SKIPPED: not root: cannot mknod");
+        return;
+    }
+    let dir = TempDir::new("otherroot");
+    let mknod = |path: &Path, minor: &str| {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let ok = Command::new("mknod").arg(path).args(["c", "1", minor]).status().unwrap();
+        assert!(ok.success(), "mknod {}", path.display());
+        path.to_path_buf()
+    };
+    mknod(&dir.0.join("video0"), "3");
+    mknod(&dir.0.join("pcmC0D0c"), "7");
+    let chroot = dir.0.join("chroot/dev");
+    let same_camera = hold(&mknod(&chroot.join("video0"), "3"));
+    let same_microphone = hold(&mknod(&chroot.join("snd/pcmC0D0c"), "7"));
+    let other_number = hold(&mknod(&chroot.join("video1"), "5"));
+    let other_name = hold(&mknod(&chroot.join("camera"), "3"));
+    let devices = DeviceSet::new(vec![dir.pattern("video*")]).with_microphones(vec![dir.pattern("pcmC*D*c")]);
+    let scanner = scan(&devices, &Filter::default());
+    let find = |pid| scanner.holders().iter().find(|h| h.pid == pid).cloned();
+    let camera = find(same_camera.pid()).unwrap_or_else(|| panic!("not found: {:?}", scanner.holders()));
+    assert_eq!(camera.device(), chroot.join("video0").as_os_str().as_bytes());
+    assert_eq!((camera.class, camera.verdict), (DeviceClass::Camera, Verdict::Counts));
+    let microphone = find(same_microphone.pid()).unwrap_or_else(|| panic!("not found: {:?}", scanner.holders()));
+    assert_eq!((microphone.class, microphone.verdict), (DeviceClass::Microphone, Verdict::Counts));
+    assert!(find(other_number.pid()).is_none(), "another device under a camera's name");
+    assert!(find(other_name.pid()).is_none(), "the same device under a name no pattern has");
+}

@@ -10,7 +10,10 @@ pub mod watch;
 use std::ffi::CString;
 use std::fmt;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+
+use pattern::component_matches;
 
 use crate::sys;
 
@@ -136,6 +139,9 @@ pub struct DeviceSet {
     microphones: Vec<Pattern>,
     /// Canonical paths of existing nodes reached through a pattern by way of a symbolic link.
     resolved: Vec<(Vec<u8>, DeviceClass)>,
+    /// Device numbers of the character devices the patterns match now, for holders that reach one of them through
+    /// another root (a chroot or container with `/dev` bind-mounted shows `/somewhere/dev/video0`).
+    numbers: Vec<(u64, DeviceClass)>,
     sysfs_root: CString,
 }
 
@@ -152,7 +158,8 @@ impl DeviceSet {
     pub fn with_sysfs_root(patterns: Vec<Pattern>, sysfs_root: &Path) -> DeviceSet {
         // A root with a NUL cannot be opened; an empty one makes every lookup fail, so nothing is a metadata node.
         let sysfs_root = CString::new(sysfs_root.as_os_str().as_bytes()).unwrap_or_default();
-        let mut set = DeviceSet { patterns, microphones: Vec::new(), resolved: Vec::new(), sysfs_root };
+        let mut set =
+            DeviceSet { patterns, microphones: Vec::new(), resolved: Vec::new(), numbers: Vec::new(), sysfs_root };
         set.refresh();
         set
     }
@@ -187,8 +194,15 @@ impl DeviceSet {
     /// Re-resolves the symbolic links the patterns lead to.
     pub fn refresh(&mut self) {
         let mut resolved: Vec<(Vec<u8>, DeviceClass)> = Vec::new();
+        let mut numbers: Vec<(u64, DeviceClass)> = Vec::new();
         for (pattern, class) in self.classes() {
             for path in pattern.expand() {
+                if let Ok(meta) = std::fs::metadata(&path) {
+                    use std::os::unix::fs::FileTypeExt;
+                    if meta.file_type().is_char_device() && !numbers.iter().any(|&(n, _)| n == meta.rdev()) {
+                        numbers.push((meta.rdev(), class));
+                    }
+                }
                 let Ok(canonical) = std::fs::canonicalize(&path) else { continue };
                 let bytes = canonical.as_os_str().as_bytes();
                 if canonical != path && !resolved.iter().any(|(r, _)| r == bytes) {
@@ -198,6 +212,23 @@ impl DeviceSet {
             }
         }
         self.resolved = resolved;
+        self.numbers = numbers;
+    }
+
+    /// For a link target that matches no pattern: whether its last component is a name some pattern's last
+    /// component matches (`/srv/chroot/dev/video0` for `/dev/video*`), the only targets worth the `stat` that
+    /// [`DeviceSet::class_of_number`] needs. Allocation-free.
+    pub fn names_a_device(&self, target: &[u8]) -> bool {
+        if self.numbers.is_empty() || target.first() != Some(&b'/') || target.ends_with(DELETED_SUFFIX) {
+            return false;
+        }
+        let name = target.rsplit(|&b| b == b'/').next().unwrap_or(target);
+        self.classes().any(|(p, _)| p.components().last().is_some_and(|glob| component_matches(glob, name)))
+    }
+
+    /// Which kind of device the character device number `rdev` is, if a pattern matches a node with that number.
+    pub fn class_of_number(&self, rdev: u64) -> Option<DeviceClass> {
+        self.numbers.iter().find(|&&(n, _)| n == rdev).map(|&(_, class)| class)
     }
 
     /// How many distinct device nodes the patterns match now (a node reached by several names counts once; of the

@@ -455,7 +455,16 @@ impl PidReader {
                     continue;
                 }
                 let target = &self.link_buf[..len];
-                if let Some(class) = devices.class_of(target) {
+                let class = devices.class_of(target).or_else(|| {
+                    // Another root (a chroot, a container with /dev bind-mounted): the same node by number. Only
+                    // targets named like a device cost the stat.
+                    if !devices.names_a_device(target) {
+                        return None;
+                    }
+                    let rdev = sys::char_device_at(fd_dir, entry.name_cstr()).ok().flatten()?;
+                    devices.class_of_number(rdev)
+                });
+                if let Some(class) = class {
                     add_holder(&mut self.holders, &mut self.holder_count, first, pid, target, class);
                 }
             }
