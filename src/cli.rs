@@ -289,12 +289,30 @@ fn scan(config: &Config) -> Result<Scanner, String> {
     let devices = crate::wiring::device_set(config);
     let filter = crate::wiring::filter(config);
     let mut scanner = Scanner::new().map_err(|e| format!("cannot open /proc: {e}"))?;
+    scanner.explain_unreadable(true);
     let stats = scanner.full_scan(&devices, &filter);
-    if stats.skipped > 0 {
+    if stats.other_users > 0 {
         eprintln!(
-            "note: {} processes could not be read (other users' processes need CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH)",
-            stats.skipped
+            "note: {} processes of other users could not be read (that needs CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH: \
+             run the system service to see every user's calls)",
+            stats.other_users
         );
+    }
+    if stats.not_dumpable > 0 {
+        let names: Vec<String> =
+            scanner.not_dumpable(&stats).iter().map(|p| format!("{} (pid {})", p.comm(), p.pid)).collect();
+        let more = stats.not_dumpable - names.len();
+        eprintln!(
+            "note: {} of your own processes could not be read because they made themselves non-dumpable: {}{}; \
+             reading them needs CAP_SYS_PTRACE: run the system service, which has it",
+            stats.not_dumpable,
+            names.join(", "),
+            if more > 0 { format!(" and {more} more") } else { String::new() }
+        );
+    }
+    let rest = stats.skipped - stats.other_users - stats.not_dumpable;
+    if rest > 0 {
+        eprintln!("note: {rest} processes exited during the scan or could not be read for another reason");
     }
     Ok(scanner)
 }
@@ -309,7 +327,15 @@ fn print_holders(scanner: &Scanner) {
             Some(false) => "not streaming",
             None => "-",
         };
-        println!("pid {:<8} {:<16} {:<24} {:<14} {}", h.pid, h.comm(), h.device_lossy(), streaming, h.verdict.reason());
+        println!(
+            "pid {:<8} {:<16} {:<10} {:<24} {:<14} {}",
+            h.pid,
+            h.comm(),
+            h.class.name(),
+            h.device_lossy(),
+            streaming,
+            h.verdict.reason()
+        );
     }
 }
 

@@ -12,7 +12,7 @@ use crate::config::{Config, Inputs};
 use crate::debounce::{Debounce, Transition};
 use crate::detect::scan::Scanner;
 use crate::detect::watch::{Wake, Watcher};
-use crate::detect::{DeviceSet, Filter};
+use crate::detect::{DeviceClass, DeviceSet, Filter, Verdict};
 use crate::hooks::Hooks;
 use crate::notify::Notifier;
 use crate::state::{MemoryStore, StateFile, Store};
@@ -23,7 +23,8 @@ const RESTORE_ON_EXIT: Duration = Duration::from_secs(20);
 /// After an open event that a full scan could not pin on anyone (the descriptor is installed just after the
 /// event), look once more shortly after.
 const OPEN_RACE_RESCAN: Duration = Duration::from_millis(200);
-/// Holders that count only while streaming start streaming without any inotify event; look at them this often.
+/// Holders that count only while streaming start and stop streaming without any inotify event; look at them this
+/// often while they are the only holders.
 const STREAMING_POLL: Duration = Duration::from_secs(2);
 
 /// What wakes the loop.
@@ -44,6 +45,8 @@ enum ScanReason {
     Topology,
     Reload,
     OpenRace,
+    /// A node that could not be watched is watched now; it may have been opened in the meantime.
+    Rewatched,
 }
 
 pub struct Daemon {
@@ -62,9 +65,12 @@ pub struct Daemon {
     term: Arc<AtomicBool>,
     next_full_scan: Instant,
     recheck_at: Option<Instant>,
+    /// A full scan shortly after an open that the last one could not pin on anyone new.
+    open_race_at: Option<Instant>,
     sync_due: Option<Instant>,
     watchdog_due: Option<Instant>,
-    last_in_use: bool,
+    /// Whether a camera, and a microphone, were in use at the last evaluation (for the "in use by" / "free" lines).
+    last_in_use: [bool; 2],
     full_scans: u64,
 }
 
@@ -72,11 +78,14 @@ pub struct Daemon {
 #[derive(Debug)]
 pub struct StartError(pub String);
 
+const CLASSES: [DeviceClass; 2] = [DeviceClass::Camera, DeviceClass::Microphone];
+
 impl Daemon {
     pub fn new(inputs: Inputs, config: Config) -> Result<Daemon, StartError> {
         let devices = crate::wiring::device_set(&config);
         let scanner = Scanner::new().map_err(|e| StartError(format!("cannot open /proc: {e}")))?;
-        let watcher = Watcher::new(devices.patterns()).map_err(|e| StartError(format!("cannot start inotify: {e}")))?;
+        let watcher =
+            Watcher::new(&devices.watch_patterns()).map_err(|e| StartError(format!("cannot start inotify: {e}")))?;
         let store: Box<dyn Store> =
             if config.dry_run { Box::new(MemoryStore::default()) } else { Box::new(StateFile::new(&config.state_dir)) };
         let backend = crate::wiring::backend(&config).map_err(StartError)?;
@@ -115,9 +124,10 @@ impl Daemon {
             term,
             next_full_scan: now,
             recheck_at: None,
+            open_race_at: None,
             sync_due: Some(now),
             watchdog_due: None,
-            last_in_use: false,
+            last_in_use: [false; 2],
             full_scans: 0,
             config,
         })
@@ -128,11 +138,21 @@ impl Daemon {
         for w in &self.config.warnings {
             log::warn!("{w}");
         }
+        let nodes = match self.devices.node_count() {
+            0 => "no device node yet, waiting for the first one to appear".to_owned(),
+            1 => "1 device node".to_owned(),
+            n => format!("{n} device nodes"),
+        };
+        let microphones = if self.config.microphones.is_empty() {
+            String::new()
+        } else {
+            let patterns: Vec<&str> = self.config.microphones.iter().map(|p| p.as_str()).collect();
+            format!("; microphones {}", patterns.join(", "))
+        };
         log::info!(
-            "Starting Mattermost Status Sync Daemon {} (watching {}; {} device nodes{})",
+            "Starting Mattermost Status Sync Daemon {} (watching {}{microphones}; {nodes}{})",
             env!("CARGO_PKG_VERSION"),
             self.config.devices.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", "),
-            self.watcher.watched(),
             if self.config.dry_run { "; dry run: the server is never called" } else { "" }
         );
         self.full_scan(ScanReason::Startup);
@@ -149,6 +169,8 @@ impl Daemon {
             let now = Instant::now();
             if now >= self.next_full_scan {
                 self.full_scan(ScanReason::Safety);
+            } else if self.open_race_at.is_some_and(|t| now >= t) {
+                self.full_scan(ScanReason::OpenRace);
             } else if self.recheck_at.is_some_and(|t| now >= t) {
                 self.recheck_at = None;
                 self.recheck(true);
@@ -178,6 +200,7 @@ impl Daemon {
             let deadlines = [
                 Some(self.next_full_scan),
                 self.recheck_at,
+                self.open_race_at,
                 self.debounce.deadline(),
                 self.sync_due,
                 self.watchdog_due,
@@ -220,84 +243,124 @@ impl Daemon {
         log::debug!("device event: {wake:?}");
         if wake.topology {
             self.devices.refresh();
-            if let Err(e) = self.watcher.rewatch(self.devices.patterns()) {
+            if let Err(e) = self.watcher.rewatch(&self.devices.watch_patterns()) {
                 log::warn!("cannot watch devices: {e}");
             }
             self.full_scan(ScanReason::Topology);
             return;
         }
-        let known = !self.scanner.holders().is_empty();
-        if wake.opened && !known {
+        if wake.retry && self.watcher.retry_failed() > 0 {
+            self.full_scan(ScanReason::Rewatched);
+            return;
+        }
+        // Only a full scan finds a new holder. While known ones count for every kind of device watched, the
+        // meeting is on whoever else opens one; otherwise (nobody, or only holders that do not count: ignored,
+        // idle, playback; or a camera in use and a microphone perhaps opened) an open may be the one that matters.
+        if wake.opened && !self.every_kind_counted() {
             self.full_scan(ScanReason::Opened);
-            if self.scanner.holders().is_empty() {
-                self.recheck_at = Some(Instant::now() + OPEN_RACE_RESCAN);
+            if !self.every_kind_counted() {
+                self.open_race_at = Some(Instant::now() + OPEN_RACE_RESCAN);
             }
         } else if wake.opened || wake.closed {
             self.recheck(true);
         }
     }
 
-    /// Re-examines the known holders; a full scan when the last one is gone (someone else may still hold a
-    /// device), when `full_if_gone`.
+    /// Whether known holders count for cameras and, when microphones are watched, for microphones: then nobody
+    /// who opens a device now can change whether there is a meeting.
+    fn every_kind_counted(&self) -> bool {
+        let mics = !self.devices.microphone_patterns().is_empty();
+        self.scanner.in_use_by(DeviceClass::Camera) && (!mics || self.scanner.in_use_by(DeviceClass::Microphone))
+    }
+
+    /// Re-examines the known holders; when `full_if_gone`, a full scan when the last one that counted is gone
+    /// (someone who opened a device since may still hold it).
     fn recheck(&mut self, full_if_gone: bool) {
         if self.scanner.holders().is_empty() {
-            if self.recheck_at.is_none() && full_if_gone {
+            if self.open_race_at.is_none() && full_if_gone {
                 self.full_scan(ScanReason::OpenRace);
             }
             return;
         }
+        let counted = self.scanner.in_use();
         self.scanner.recheck(&self.devices, &self.filter);
-        if self.scanner.holders().is_empty() && full_if_gone {
+        let gone = self.scanner.holders().is_empty() || (counted && !self.scanner.in_use());
+        if gone && full_if_gone {
             self.full_scan(ScanReason::LastHolderGone);
         }
     }
 
     fn full_scan(&mut self, reason: ScanReason) {
+        // The safety net for a refused watch whose permission change was missed; before the scan, so that the
+        // scan covers whatever happened before the watch existed.
+        if self.watcher.failed() > 0 {
+            self.watcher.retry_failed();
+        }
+        // Why processes could not be read costs a read each; only the debug line says it.
+        let debug = log::log_enabled!(log::Level::Debug);
+        self.scanner.explain_unreadable(debug);
         let stats = self.scanner.full_scan(&self.devices, &self.filter);
+        self.open_race_at = None;
         self.full_scans += 1;
         self.next_full_scan = Instant::now() + self.config.interval;
-        log::debug!(
-            "full scan ({reason:?}, #{}): {} processes, {} descriptors, {} skipped, {} holders in {:.1} ms",
-            self.full_scans,
-            stats.processes,
-            stats.fds,
-            stats.skipped,
-            self.scanner.holders().len(),
-            stats.elapsed.as_secs_f64() * 1000.0
-        );
+        if debug {
+            let why = crate::detect::scan::explain_skipped(&stats, self.scanner.not_dumpable(&stats));
+            log::debug!(
+                "full scan ({reason:?}, #{}): {} processes, {} descriptors, {} skipped{}, {} holders in {:.1} ms",
+                self.full_scans,
+                stats.processes,
+                stats.fds,
+                stats.skipped,
+                if why.is_empty() { why } else { format!(" ({why})") },
+                self.scanner.holders().len(),
+                stats.elapsed.as_secs_f64() * 1000.0
+            );
+        }
     }
 
-    /// Who holds a device, for log lines and hooks: `zoom (pid 4242) on /dev/video0`.
-    fn apps(&self) -> String {
+    /// Who holds a device (of `class`, or of either), for log lines and hooks: `zoom (pid 4242) on /dev/video0`.
+    fn apps(&self, class: Option<DeviceClass>) -> String {
         let counted: Vec<String> = self
             .scanner
             .holders()
             .iter()
-            .filter(|h| h.verdict == crate::detect::Verdict::Counts)
+            .filter(|h| h.verdict == Verdict::Counts && class.is_none_or(|c| h.class == c))
             .map(|h| format!("{} (pid {}) on {}", h.comm(), h.pid, h.device_lossy()))
             .collect();
         if counted.is_empty() { "nobody".to_owned() } else { counted.join(", ") }
     }
 
+    /// Whether the devices are held only by processes that count while they stream (whose maps were read), counted
+    /// or not. Starting or stopping a stream sends no inotify event, so this one case is polled: every
+    /// `STREAMING_POLL`, only while it lasts. A holder that counts without the gate ends with a close, which
+    /// inotify reports.
+    fn streaming_gated_only(&self) -> bool {
+        let holders = self.scanner.holders();
+        holders.iter().any(|h| h.streaming.is_some())
+            && !holders.iter().any(|h| h.verdict == Verdict::Counts && h.streaming.is_none())
+    }
+
     /// Feeds the devices' state to the debounce and the result to the sync shell.
     fn evaluate(&mut self, now: Instant) {
-        let in_use = self.scanner.in_use();
-        if in_use != self.last_in_use {
-            if in_use {
-                log::info!("camera in use by {}", self.apps());
-            } else {
-                log::info!("camera free");
+        for (i, class) in CLASSES.into_iter().enumerate() {
+            let in_use = self.scanner.in_use_by(class);
+            if in_use != self.last_in_use[i] {
+                if in_use {
+                    log::info!("{class} in use by {}", self.apps(Some(class)));
+                } else {
+                    log::info!("{class} free");
+                }
+                self.last_in_use[i] = in_use;
             }
-            self.last_in_use = in_use;
         }
-        let waiting_for_stream =
-            self.scanner.holders().iter().any(|h| h.verdict == crate::detect::Verdict::NotStreaming);
-        if waiting_for_stream && self.recheck_at.is_none() {
+        // A camera or a microphone makes the meeting; it ends when both have been free for end-delay.
+        let in_use = self.scanner.in_use();
+        if self.streaming_gated_only() && self.recheck_at.is_none() {
             self.recheck_at = Some(now + STREAMING_POLL);
         }
         match self.debounce.observe(in_use, now) {
             Some(Transition::Started) => {
-                let apps = self.apps();
+                let apps = self.apps(None);
                 log::info!("meeting started: {apps}");
                 if let Some(cmd) = &self.config.on_meeting_start {
                     self.hooks.spawn("start", cmd, &apps);
@@ -338,13 +401,14 @@ impl Daemon {
     }
 
     fn apply(&mut self, config: Config) -> Result<(), String> {
+        let devices = crate::wiring::device_set(&config);
         let backend = crate::wiring::backend(&config)?;
         for w in &config.warnings {
             log::warn!("{w}");
         }
         crate::logger::init(config.log, config.log_level);
-        self.devices = crate::wiring::device_set(&config);
-        if let Err(e) = self.watcher.rewatch(self.devices.patterns()) {
+        self.devices = devices;
+        if let Err(e) = self.watcher.rewatch(&self.devices.watch_patterns()) {
             log::warn!("cannot watch devices: {e}");
         }
         self.filter = crate::wiring::filter(&config);

@@ -10,8 +10,8 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 pub use libc::{
-    IN_CLOSE_NOWRITE, IN_CLOSE_WRITE, IN_CREATE, IN_DELETE, IN_IGNORED, IN_ISDIR, IN_MOVED_FROM, IN_MOVED_TO, IN_OPEN,
-    IN_Q_OVERFLOW,
+    IN_ATTRIB, IN_CLOSE_NOWRITE, IN_CLOSE_WRITE, IN_CREATE, IN_DELETE, IN_IGNORED, IN_ISDIR, IN_MOVED_FROM,
+    IN_MOVED_TO, IN_OPEN, IN_Q_OVERFLOW,
 };
 
 /// `d_type` of a directory entry that is a directory.
@@ -134,6 +134,19 @@ pub fn readlink_at(dir: BorrowedFd<'_>, name: &CStr, buf: &mut [u8]) -> io::Resu
     let ret =
         unsafe { libc::readlinkat(dir.as_raw_fd(), name.as_ptr(), buf.as_mut_ptr().cast::<libc::c_char>(), buf.len()) };
     check(ret as libc::c_long).map(|n| n as usize)
+}
+
+/// The device number of the character device `name` in `dir` refers to (following a symbolic link, such as a
+/// `/proc/PID/fd/N` entry), or `None` when it is something else.
+pub fn char_device_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Option<u64>> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `name` is NUL-terminated, `st` is writable memory of the right size for the kernel to fill, and `dir`
+    // stays open for the call.
+    let ret = unsafe { libc::fstatat(dir.as_raw_fd(), name.as_ptr(), st.as_mut_ptr(), 0) };
+    check(ret as libc::c_long)?;
+    // SAFETY: fstatat succeeded, so it filled in the whole struct.
+    let st = unsafe { st.assume_init() };
+    Ok((st.st_mode & libc::S_IFMT == libc::S_IFCHR).then_some(st.st_rdev))
 }
 
 /// Reads from `fd` into `buf`, retrying on `EINTR`. Returns 0 at end of file. A non-blocking descriptor with nothing
@@ -336,6 +349,13 @@ pub fn is_gone(err: &io::Error) -> bool {
 /// Whether an error means "not allowed to look".
 pub fn is_denied(err: &io::Error) -> bool {
     matches!(err.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM))
+}
+
+/// The effective user id of this process, which the kernel compares with a process's ids before letting us read
+/// its descriptors.
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid takes nothing, touches no memory of ours and cannot fail.
+    unsafe { libc::geteuid() }
 }
 
 /// CLOCK_MONOTONIC now, which systemd's `MONOTONIC_USEC=` wants (std's `Instant` does not expose its value).

@@ -7,10 +7,9 @@ use crate::detect::{DeviceSet, Filter};
 use crate::mattermost::{ApiError, Client, Timeouts};
 use crate::sync::{Backend, DryRun, Server};
 
-/// The devices to watch. Microphone patterns (`config.microphones`) are parsed and kept in the configuration; when
-/// detection watches microphones, they join the camera patterns here and nowhere else.
+/// The devices to watch: the cameras (`devices`) and the microphones (`microphones`, empty when off).
 pub fn device_set(config: &Config) -> DeviceSet {
-    DeviceSet::new(config.devices.clone())
+    DeviceSet::new(config.devices.clone()).with_microphones(config.microphones.clone())
 }
 
 /// Which holders count.

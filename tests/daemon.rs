@@ -62,7 +62,19 @@ struct Daemon {
 
 impl Daemon {
     fn start(args: &[&str], envs: &[(&str, &str)]) -> Daemon {
-        let mut child = Command::new(BIN)
+        Daemon::start_command(Command::new(BIN), args, envs)
+    }
+
+    /// The daemon as user and group 65534 (`nobody`), with no capabilities: a user service as far as the kernel
+    /// can tell.
+    fn start_unprivileged(args: &[&str]) -> Daemon {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", BIN]);
+        Daemon::start_command(cmd, args, &[])
+    }
+
+    fn start_command(mut cmd: Command, args: &[&str], envs: &[(&str, &str)]) -> Daemon {
+        let mut child = cmd
             .args(args)
             .envs(envs.iter().copied())
             .env_remove("MM_STATUS_SYNC_CONFIG")
@@ -97,6 +109,22 @@ impl Daemon {
                 Err(_) => panic!("no line with {needle:?} within {limit:?}; saw:\n{}", self.seen.join("\n")),
             }
         }
+    }
+
+    /// Waits for the `n`-th line containing `needle` (counting those seen before); returns when it was printed.
+    fn wait_for_nth(&mut self, needle: &str, n: usize, limit: Duration) -> Instant {
+        assert!(self.count(needle) < n, "{needle:?} was seen {n} times already: {:#?}", self.seen);
+        loop {
+            let at = self.wait_for(needle, limit);
+            if self.count(needle) >= n {
+                return at;
+            }
+        }
+    }
+
+    /// Lines containing `needle` seen so far.
+    fn count(&self, needle: &str) -> usize {
+        self.seen.iter().filter(|l| l.contains(needle)).count()
     }
 
     fn signal(&self, sig: &str) {
@@ -333,4 +361,338 @@ fn an_idle_daemon_does_no_full_scans_and_a_meeting_only_a_few() {
     let meeting = scans(&d.seen) - 1;
     assert!(meeting <= 3, "a meeting of 2 s took {meeting} full scans besides the startup one: {:#?}", d.seen);
     eprintln!("a 2 s meeting: {meeting} full scans besides the startup one");
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").unwrap().contains("\nUid:\t0\t")
+}
+
+/// `mknod -m MODE PATH c 1 3`: a character device node like `/dev/null`, standing in for a camera or a microphone.
+fn mknod(path: &Path, mode: &str) {
+    let ok = Command::new("mknod").args(["-m", mode]).arg(path).args(["c", "1", "3"]).status().unwrap().success();
+    assert!(ok, "mknod {}", path.display());
+}
+
+/// A process holding `device` open as user 65534.
+fn hold_as_nobody(device: &Path) -> Holder {
+    let child = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c", "exec 3<\"$1\"; exec sleep 60", "sh"])
+        .arg(device)
+        .spawn()
+        .unwrap();
+    Holder(child)
+}
+
+/// A camera unplugged and plugged back in under a user service: the kernel creates the node 0600 root, udev opens
+/// it up a moment later. The daemon (uid 65534) cannot watch the node in between; the chmod, seen on the node's
+/// directory, makes it try again, so the next call is noticed through inotify and not at the safety tick an hour
+/// away. Needs root (mknod, and dropping to another uid).
+#[test]
+fn a_replugged_camera_is_watched_again_once_udev_opens_it_up() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root to mknod and to run the daemon as another user");
+        return;
+    }
+    let fx = Fixture::new("replug");
+    // The daemon and the holders run as 65534: they must reach the node.
+    std::fs::set_permissions(&fx.dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let node = fx.dir.join("video0");
+    std::fs::remove_file(&node).unwrap();
+    mknod(&node, "0666");
+    let args = dry_run_args(&fx, "0", "0");
+    let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+    all.extend(["--log-level", "debug"]);
+    let mut d = Daemon::start_unprivileged(&all);
+    d.wait_for("Starting Mattermost Status Sync Daemon", Duration::from_secs(10));
+    d.wait_for("full scan (Startup", Duration::from_secs(10));
+
+    // The first call on the original node, seen as usual.
+    let h = hold_as_nobody(&node);
+    d.wait_for("meeting started", Duration::from_secs(10));
+    drop(h);
+    d.wait_for("meeting ended", Duration::from_secs(10));
+
+    // Unplugged, plugged back in as root's 0600 node: the daemon tries and is refused.
+    let refused = format!("not watching {}", node.display());
+    std::fs::remove_file(&node).unwrap();
+    mknod(&node, "0600");
+    d.wait_for(&refused, Duration::from_secs(10));
+    // udev opens it up; the user's next call starts at once.
+    std::thread::sleep(Duration::from_millis(50));
+    let chmod = Instant::now();
+    std::fs::set_permissions(&node, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    let h = hold_as_nobody(&node);
+    let started = d.wait_for_nth("meeting started", 2, Duration::from_secs(20));
+    eprintln!("replug: meeting started {:?} after the chmod (start-delay 0)", started - chmod);
+    assert_eq!(d.count(&format!("watching {} again", node.display())), 1, "{:#?}", d.seen);
+    drop(h);
+    d.wait_for_nth("meeting ended", 2, Duration::from_secs(10));
+}
+
+/// A python process that opens `path` and maps it, as a streaming V4L2 client (or PipeWire) maps its buffers; a
+/// line on its stdin makes it unmap and keep the descriptor, as PipeWire does when a stream stops.
+struct Streamer {
+    child: Child,
+    stdin: std::process::ChildStdin,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Streamer {
+    fn start(path: &Path) -> Streamer {
+        let script = "import mmap,sys\nf=open(sys.argv[1],'r+b')\nm=mmap.mmap(f.fileno(),4096)\n\
+                      print('mapped',flush=True)\nsys.stdin.readline()\nm.close()\nprint('unmapped',flush=True)\n\
+                      sys.stdin.readline()";
+        let mut child = Command::new("python3")
+            .args(["-c", script])
+            .arg(path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "mapped");
+        Streamer { child, stdin, stdout }
+    }
+
+    fn comm(&self) -> String {
+        std::fs::read_to_string(format!("/proc/{}/comm", self.child.id())).unwrap().trim_end().to_owned()
+    }
+
+    /// Unmaps, keeping the device open; returns once done.
+    fn stop_streaming(&mut self) {
+        use std::io::Write;
+        self.stdin.write_all(b"\n").unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "unmapped");
+    }
+}
+
+impl Drop for Streamer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A holder in `require-streaming-for` that stops streaming but keeps the device open (PipeWire after the call)
+/// ends the meeting on the 2 s re-check of its memory map, not at the safety tick an hour away.
+#[test]
+fn a_streaming_gated_holder_that_stops_streaming_ends_the_meeting() {
+    let fx = Fixture::new("stream-stop");
+    std::fs::write(fx.device(), vec![0u8; 4096]).unwrap();
+    let mut streamer = Streamer::start(&fx.device());
+    let args = dry_run_args(&fx, "0", "0");
+    let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+    let comm = streamer.comm();
+    all.extend(["--require-streaming-for", &comm]);
+    let mut d = Daemon::start(&all, &[]);
+    d.wait_for("meeting started", Duration::from_secs(10));
+    let stopped = Instant::now();
+    streamer.stop_streaming();
+    let ended = d.wait_for("meeting ended", Duration::from_secs(20));
+    eprintln!("end of streaming: meeting ended {:?} after the unmap (end-delay 0)", ended - stopped);
+    // The descriptor is still open: only the memory map told.
+    assert!(std::fs::read_dir(format!("/proc/{}/fd", streamer.child.id())).unwrap().count() > 3);
+}
+
+/// The start line counts the device nodes (not the inotify watches, which include their directories), and says
+/// when there is none yet.
+#[test]
+fn the_start_line_counts_device_nodes_and_says_when_it_waits_for_one() {
+    let fx = Fixture::new("nodes");
+    std::fs::write(fx.dir.join("video1"), b"").unwrap();
+    std::fs::write(fx.dir.join("notes"), b"").unwrap();
+    let args = dry_run_args(&fx, "0", "0");
+    let mut d = Daemon::start(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    d.wait_for("Starting Mattermost Status Sync Daemon", Duration::from_secs(10));
+    assert!(
+        d.seen.last().unwrap().contains(&format!("(watching {}; 2 device nodes; dry run", fx.pattern())),
+        "{}",
+        d.seen.last().unwrap()
+    );
+    drop(d);
+
+    let empty = fx.dir.join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let pattern = format!("{}/video*", empty.display());
+    let mut d = Daemon::start(&["--dry-run", "--log", "stderr", "--interval", "3600", "--device", &pattern], &[]);
+    d.wait_for("Starting Mattermost Status Sync Daemon", Duration::from_secs(10));
+    let want = format!("(watching {pattern}; no device node yet, waiting for the first one to appear; dry run");
+    assert!(d.seen.last().unwrap().contains(&want), "{}", d.seen.last().unwrap());
+}
+
+/// A fixture with sound nodes besides the camera: `pcmC0D0c` (capture) and `pcmC0D0p` (playback), real character
+/// devices. Needs root for mknod.
+fn sound_nodes(fx: &Fixture) -> (PathBuf, PathBuf, String) {
+    let capture = fx.dir.join("pcmC0D0c");
+    let playback = fx.dir.join("pcmC0D0p");
+    mknod(&capture, "0666");
+    mknod(&playback, "0666");
+    // Matches the playback node too: it must not count anyway.
+    (capture, playback, format!("{}/pcmC*", fx.dir.display()))
+}
+
+/// A microphone alone starts and ends a meeting, seen through inotify (the tick is an hour away); a playback node
+/// under the same pattern never does; a camera and a microphone overlapping make one meeting, which ends only when
+/// both are free.
+#[test]
+fn microphones_start_and_end_meetings_with_cameras_or_alone() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root to mknod the sound nodes");
+        return;
+    }
+    let fx = Fixture::new("mic");
+    let (capture, playback, mics) = sound_nodes(&fx);
+    let args = dry_run_args(&fx, "0", "0");
+    let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+    all.extend(["--microphones", &mics, "--log-level", "debug"]);
+    let mut d = Daemon::start(&all, &[]);
+    let start = d.wait_for("Starting Mattermost Status Sync Daemon", Duration::from_secs(10));
+    let _ = start;
+    assert!(d.seen.last().unwrap().contains(&format!("; microphones {mics}; 2 device nodes")), "{:#?}", d.seen);
+    d.wait_for("full scan (Startup", Duration::from_secs(10));
+
+    // Playback: the daemon looks (a full scan on the open) and finds nothing that counts.
+    let player = Holder::open(&playback);
+    d.wait_for("full scan (Opened", Duration::from_secs(10));
+    assert_eq!(d.count("in use by"), 0, "{:#?}", d.seen);
+
+    // Recording: a microphone alone starts the meeting, and its end ends it.
+    let opened = Instant::now();
+    let recorder = Holder::open(&capture);
+    let line = format!("microphone in use by sleep (pid {}) on {}", recorder.0.id(), capture.display());
+    d.wait_for(&line, Duration::from_secs(10));
+    let started = d.wait_for("meeting started", Duration::from_secs(10));
+    assert!(d.seen.last().unwrap().contains("pcmC0D0c") && !d.seen.last().unwrap().contains("pcmC0D0p"));
+    d.wait_for("would set availability dnd", Duration::from_secs(10));
+    let closed = Instant::now();
+    drop(recorder);
+    d.wait_for("microphone free", Duration::from_secs(10));
+    let ended = d.wait_for("meeting ended", Duration::from_secs(10));
+    eprintln!(
+        "microphone: meeting started {:?} after the open, ended {:?} after the close (start-delay 0, end-delay 0)",
+        started - opened,
+        ended - closed
+    );
+
+    // Camera, then microphone, camera off, microphone off: one meeting.
+    let camera = Holder::open(&fx.device());
+    d.wait_for("camera in use by sleep", Duration::from_secs(10));
+    d.wait_for_nth("meeting started", 2, Duration::from_secs(10));
+    let recorder = Holder::open(&capture);
+    d.wait_for_nth("microphone in use by sleep", 2, Duration::from_secs(10));
+    drop(camera);
+    d.wait_for("camera free", Duration::from_secs(10));
+    assert_eq!(d.count("meeting ended"), 1, "the microphone keeps the meeting going: {:#?}", d.seen);
+    drop(recorder);
+    d.wait_for_nth("microphone free", 2, Duration::from_secs(10));
+    d.wait_for_nth("meeting ended", 2, Duration::from_secs(10));
+    assert_eq!(d.count("meeting started"), 2, "{:#?}", d.seen);
+    drop(player);
+}
+
+/// `scan` names the kind of device, and exits 0 only when a microphone (or camera) counts.
+#[test]
+fn scan_says_camera_or_microphone_and_exits_0_only_when_one_counts() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root to mknod the sound nodes");
+        return;
+    }
+    let fx = Fixture::new("micscan");
+    let (capture, playback, mics) = sound_nodes(&fx);
+    let scan = |extra: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["scan", "--device", &fx.pattern(), "--microphones", &mics])
+            .args(extra)
+            .env_remove("MM_STATUS_SYNC_CONFIG")
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let player = Holder::open(&playback);
+    let player_line = |out: &str| out.lines().find(|l| l.contains(&player.0.id().to_string())).map(str::to_owned);
+    let wait_listed = |pid: u32| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !scan(&[]).1.contains(&format!("pid {pid:<8}")) {
+            assert!(Instant::now() < deadline, "{pid} never held its node");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    wait_listed(player.0.id());
+    let (code, out) = scan(&[]);
+    assert_eq!(code, Some(1), "{out}");
+    let line = player_line(&out).unwrap();
+    assert!(line.contains("microphone") && line.contains("not a capture node (playback, control or timer)"), "{out}");
+
+    let recorder = Holder::open(&capture);
+    wait_listed(recorder.0.id());
+    let (code, out) = scan(&[]);
+    assert_eq!(code, Some(0), "{out}");
+    let line = out.lines().find(|l| l.contains(&format!("pid {:<8}", recorder.0.id()))).unwrap();
+    assert!(
+        line.contains("sleep")
+            && line.contains(" microphone ")
+            && line.contains("pcmC0D0c")
+            && line.ends_with("counted"),
+        "{out}"
+    );
+    let (code, out) = scan(&["--ignore-processes", "sleep"]);
+    assert_eq!(code, Some(1), "{out}");
+    // Without microphone patterns, sound nodes are nobody's business.
+    let out = Command::new(BIN).args(["scan", "--device", &fx.pattern()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no process holds a device"));
+
+    let camera = Holder::open(&fx.device());
+    wait_listed(camera.0.id());
+    let (_, out) = scan(&[]);
+    let line = out.lines().find(|l| l.contains(&format!("pid {:<8}", camera.0.id()))).unwrap();
+    assert!(line.contains(" camera ") && line.ends_with("counted"), "{out}");
+}
+
+/// A holder that does not count (an ignored virtual-camera producer here) must not hide the apps that do: an app
+/// opening the camera next to it is found, and when one of two apps closes, the other keeps the meeting going.
+#[test]
+fn a_holder_that_does_not_count_hides_no_one() {
+    let fx = Fixture::new("ignored-beside");
+    let producer = Holder(
+        Command::new("sh")
+            .args(["-c", "exec 3<\"$1\"; exec tail -f /dev/null", "sh"])
+            .arg(fx.device())
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(format!("/proc/{}/comm", producer.0.id())).unwrap_or_default() != "tail\n" {
+        assert!(Instant::now() < deadline, "the producer never became tail");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let args = dry_run_args(&fx, "0", "0");
+    let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+    all.extend(["--ignore-processes", "tail", "--log-level", "debug"]);
+    let mut d = Daemon::start(&all, &[]);
+    d.wait_for("full scan (Startup", Duration::from_secs(10));
+
+    let first = Holder::open(&fx.device());
+    d.wait_for(&format!("camera in use by sleep (pid {})", first.0.id()), Duration::from_secs(20));
+    d.wait_for("meeting started", Duration::from_secs(10));
+    // A second app joins, then the first leaves: still in the meeting, and the second is the one in use.
+    let second = Holder::open(&fx.device());
+    std::thread::sleep(Duration::from_millis(300));
+    drop(first);
+    // On a busy machine the second app's open and the first one's close can come in one read of inotify, as
+    // one wake with both set: wait for the close, whatever else came with it.
+    d.wait_for("closed: true", Duration::from_secs(10));
+    // The loop handles that event to the end before it takes the signal.
+    d.signal("HUP");
+    d.wait_for("configuration reloaded", Duration::from_secs(10));
+    assert_eq!(d.count("meeting ended"), 0, "the second app still holds the camera: {:#?}", d.seen);
+    drop(second);
+    d.wait_for("meeting ended", Duration::from_secs(10));
+    drop(producer);
 }

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use mm_status_sync::detect::{DeviceSet, Filter, Pattern, Scanner, Verdict, Wake, Watcher};
+use mm_status_sync::detect::{DeviceClass, DeviceSet, Filter, Pattern, Scanner, Verdict, Wake, Watcher};
 use mm_status_sync::sys;
 
 /// A fresh directory under the system temp dir, removed on drop. Canonical, so paths compare with `/proc` targets.
@@ -574,4 +574,184 @@ fn a_camera_held_by_a_thread_after_the_main_thread_exited_is_found() {
     let of = |pid| scanner.holders().iter().find(|h| h.pid == pid).unwrap_or_else(|| panic!("{pid} not found"));
     assert_eq!((of(holder.pid()).verdict, of(holder.pid()).streaming), (Verdict::NotStreaming, Some(false)));
     assert_eq!((of(streamer.pid()).verdict, of(streamer.pid()).streaming), (Verdict::Counts, Some(true)));
+}
+
+/// A process of the scanner's own user that made itself non-dumpable (`prctl(PR_SET_DUMPABLE, 0)`, as hardened apps
+/// do) cannot be read without CAP_SYS_PTRACE. An unprivileged `scan` and the daemon's debug line count it apart from
+/// other users' processes and name it, so the user knows to run the system service. Needs root to drop to uid 65534.
+#[test]
+fn own_non_dumpable_processes_are_named_apart_from_other_users() {
+    if !std::fs::read_to_string("/proc/self/status").unwrap().contains("\nUid:\t0\t") {
+        eprintln!("SKIPPED: not root: cannot run a scanner and a holder under another uid");
+        return;
+    }
+    let dir = TempDir::new("dumpable");
+    std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let camera = dir.file("video0");
+    let source = dir.0.join("hardened.c");
+    std::fs::write(
+        &source,
+        "#include <fcntl.h>\n#include <sys/prctl.h>\n#include <unistd.h>\n\
+         int main(int argc, char **argv) { if (argc < 2 || open(argv[1], O_RDONLY) < 0) return 1;\n\
+         if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) return 1; if (write(1, \"ready\\n\", 6) != 6) return 1;\n\
+         sleep(60); return 0; }\n",
+    )
+    .unwrap();
+    let program = dir.0.join("hardened");
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let built = Command::new(&cc).arg("-o").arg(&program).arg(&source).status().unwrap();
+    assert!(built.success(), "{cc} could not build the hardened holder");
+    let nobody = ["--reuid=65534", "--regid=65534", "--clear-groups"];
+    let mut hardened = Kid(Command::new("setpriv")
+        .args(nobody)
+        .arg(&program)
+        .arg(&camera)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap());
+    let mut line = String::new();
+    BufReader::new(hardened.0.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    // Another user's holder (root's), to be counted apart.
+    let _root_holder = hold(&camera);
+    let pattern = dir.pattern("video*");
+    let bin = env!("CARGO_BIN_EXE_mm-status-sync");
+
+    let out = Command::new("setpriv").args(nobody).args([bin, "scan", "--device", pattern.as_str()]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "nobody can see a holder: {stdout}{stderr}");
+    let named = format!(
+        "1 of your own processes could not be read because they made themselves non-dumpable: hardened (pid {})",
+        hardened.pid()
+    );
+    assert!(stderr.contains(&named), "{stderr}");
+    assert!(stderr.contains("run the system service, which has it"), "{stderr}");
+    assert!(stderr.contains("processes of other users could not be read"), "{stderr}");
+
+    // The daemon's debug line says the same.
+    let mut daemon = Kid(Command::new("setpriv")
+        .args(nobody)
+        .args([bin, "--dry-run", "--log", "stderr", "--log-level", "debug", "--interval", "3600"])
+        .args(["--device", pattern.as_str()])
+        .env_remove("MM_STATUS_SYNC_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap());
+    let scan_line = BufReader::new(daemon.0.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.contains("full scan (Startup"))
+        .expect("a startup scan line");
+    assert!(
+        scan_line.contains(&format!("1 of your own not dumpable: hardened (pid {})", hardened.pid())),
+        "{scan_line}"
+    );
+    assert!(scan_line.contains(" of other users"), "{scan_line}");
+    daemon.kill();
+    hardened.kill();
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").unwrap().contains("\nUid:\t0\t")
+}
+
+/// Real ALSA-style device nodes (`mknod`, character device 1:3 like /dev/null): only the capture node counts as a
+/// microphone, even under a pattern that matches the playback node too; ignore-processes applies, and
+/// require-streaming-for does not (sound servers hold capture nodes only while recording). Needs root for mknod.
+#[test]
+fn only_capture_nodes_are_microphones() {
+    if !is_root() {
+        eprintln!("SKIPPED: not root: cannot mknod the sound nodes");
+        return;
+    }
+    let dir = TempDir::new("mic");
+    let node = |name: &str| {
+        let path = dir.0.join(name);
+        let ok = Command::new("mknod").args(["-m", "0666"]).arg(&path).args(["c", "1", "3"]).status().unwrap();
+        assert!(ok.success(), "mknod {}", path.display());
+        path
+    };
+    let capture = node("pcmC0D0c");
+    let playback = node("pcmC0D0p");
+    let control = node("controlC0");
+    let camera = dir.file("video0");
+    let recorder = hold(&capture);
+    let player = hold(&playback);
+    let mixer = hold(&control);
+    let caller = hold(&camera);
+    let devices = DeviceSet::new(vec![dir.pattern("video*")]).with_microphones(vec![dir.pattern("pcmC*D*")]);
+    let every = Filter { require_streaming_for: vec!["*".into()], ..Filter::default() };
+    let scanner = scan(&devices, &Filter::default());
+    let of = |scanner: &Scanner, pid| {
+        scanner.holders().iter().find(|h| h.pid == pid).cloned().unwrap_or_else(|| panic!("{pid} not found"))
+    };
+    let h = of(&scanner, recorder.pid());
+    assert_eq!(
+        (h.class, h.verdict, h.device()),
+        (DeviceClass::Microphone, Verdict::Counts, capture.as_os_str().as_bytes())
+    );
+    let h = of(&scanner, player.pid());
+    assert_eq!((h.class, h.verdict), (DeviceClass::Microphone, Verdict::NotCapture));
+    assert!(!scanner.holders().iter().any(|h| h.pid == mixer.pid()), "controlC0 is not matched by pcmC*D*");
+    assert_eq!(of(&scanner, caller.pid()).class, DeviceClass::Camera);
+    assert!(scanner.in_use_by(DeviceClass::Microphone) && scanner.in_use_by(DeviceClass::Camera));
+
+    // The streaming gate is for cameras: a recorder counts without mapping anything.
+    let scanner = scan(&devices, &every);
+    assert_eq!(of(&scanner, recorder.pid()).verdict, Verdict::Counts);
+    assert_eq!(of(&scanner, caller.pid()).verdict, Verdict::NotStreaming);
+    // ignore-processes applies to microphones too.
+    let ignoring = Filter { ignore_processes: vec!["sleep".into()], ..Filter::default() };
+    let scanner = scan(&devices, &ignoring);
+    assert_eq!(of(&scanner, recorder.pid()).verdict, Verdict::Ignored);
+    assert!(!scanner.in_use());
+
+    // Playback alone is no microphone in use; without microphone patterns nothing of it is seen at all.
+    drop(recorder);
+    drop(caller);
+    let scanner = scan(&devices, &Filter::default());
+    assert!(!scanner.in_use(), "{:?}", scanner.holders());
+    let cameras_only = DeviceSet::new(vec![dir.pattern("video*")]);
+    let _recorder = hold(&capture);
+    let scanner = scan(&cameras_only, &Filter::default());
+    assert!(scanner.holders().is_empty(), "{:?}", scanner.holders());
+}
+
+/// A holder that reaches a watched node through another root (a chroot or a container with `/dev` bind-mounted;
+/// `/proc` then shows `/somewhere/dev/video0`) is found by device number, but only where the link target's last
+/// component is named like a watched node, so other descriptors cost nothing extra. Needs root for mknod.
+#[test]
+fn a_node_reached_through_another_root_is_matched_by_device_number() {
+    if !is_root() {
+        eprintln!("SKIPPED: not root: cannot mknod");
+        return;
+    }
+    let dir = TempDir::new("otherroot");
+    let mknod = |path: &Path, minor: &str| {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let ok = Command::new("mknod").arg(path).args(["c", "1", minor]).status().unwrap();
+        assert!(ok.success(), "mknod {}", path.display());
+        path.to_path_buf()
+    };
+    mknod(&dir.0.join("video0"), "3");
+    mknod(&dir.0.join("pcmC0D0c"), "7");
+    let chroot = dir.0.join("chroot/dev");
+    let same_camera = hold(&mknod(&chroot.join("video0"), "3"));
+    let same_microphone = hold(&mknod(&chroot.join("snd/pcmC0D0c"), "7"));
+    let other_number = hold(&mknod(&chroot.join("video1"), "5"));
+    let other_name = hold(&mknod(&chroot.join("camera"), "3"));
+    let devices = DeviceSet::new(vec![dir.pattern("video*")]).with_microphones(vec![dir.pattern("pcmC*D*c")]);
+    let scanner = scan(&devices, &Filter::default());
+    let find = |pid| scanner.holders().iter().find(|h| h.pid == pid).cloned();
+    let camera = find(same_camera.pid()).unwrap_or_else(|| panic!("not found: {:?}", scanner.holders()));
+    assert_eq!(camera.device(), chroot.join("video0").as_os_str().as_bytes());
+    assert_eq!((camera.class, camera.verdict), (DeviceClass::Camera, Verdict::Counts));
+    let microphone = find(same_microphone.pid()).unwrap_or_else(|| panic!("not found: {:?}", scanner.holders()));
+    assert_eq!((microphone.class, microphone.verdict), (DeviceClass::Microphone, Verdict::Counts));
+    assert!(find(other_number.pid()).is_none(), "another device under a camera's name");
+    assert!(find(other_name.pid()).is_none(), "the same device under a name no pattern has");
 }

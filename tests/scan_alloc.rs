@@ -1,10 +1,11 @@
 //! Proof that a warmed-up scan does not touch the heap: a counting global allocator watches `full_scan` and
-//! `recheck` while a real child holds a matching file (so the holder path, `comm` and verdict code all run).
+//! `recheck` while a real child holds a matching file (so the holder path, `comm` and verdict code all run); and
+//! that attribute events on a node the watcher may not watch yet cost no heap either.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mm_status_sync::detect::{DeviceSet, Filter, Pattern, Scanner, Verdict};
+use mm_status_sync::detect::{DeviceSet, Filter, Pattern, Scanner, Verdict, Watcher};
 use mm_status_sync::sys::CountingAllocator;
 
 #[global_allocator]
@@ -73,5 +74,75 @@ fn warmed_up_full_scan_and_recheck_do_not_allocate() {
 
     // The counter works: a scanner built from scratch allocates its buffers.
     assert!(allocations_in(|| drop(Scanner::new().unwrap())) > 0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Run by `refused_watch_retries_do_not_allocate` as uid 65534: watches the pattern in the environment (its one
+/// node is root's and 0600, so the watch is refused), then, for each line on stdin, drains the events and retries,
+/// counting allocations, and prints what happened. A no-op in a normal test run.
+#[test]
+fn refused_watch_child_entry() {
+    use std::io::BufRead;
+    let Ok(pattern) = std::env::var("MMSS_ALLOC_CHILD_PATTERN") else { return };
+    let mut watcher = Watcher::new(&[Pattern::new(&pattern).unwrap()]).unwrap();
+    println!("READY failed={}", watcher.failed());
+    let stdin = std::io::stdin();
+    for _ in stdin.lock().lines().map_while(Result::ok) {
+        // Let the events arrive (the parent has made them already; inotify queues them at once).
+        let mut ready = [false];
+        mm_status_sync::sys::poll_readable(&[watcher.fd()], &mut ready, Some(Duration::from_secs(5))).unwrap();
+        let ((retry, watched), allocations) = CountingAllocator::count(|| {
+            let wake = watcher.read_events().unwrap();
+            (wake.retry, if wake.retry { watcher.retry_failed() } else { 0 })
+        });
+        println!("ROUND retry={retry} watched={watched} allocations={allocations}");
+    }
+}
+
+/// A replugged camera is root's and 0600 until udev opens it up: an unprivileged watcher is refused, and every
+/// attribute change of the node (here 200 mode changes) makes it try again, without allocating; once the node
+/// is opened up, the retry succeeds. Needs root to create the node and drop to uid 65534.
+#[test]
+fn refused_watch_retries_do_not_allocate() {
+    use std::io::{BufRead, BufReader, Write};
+    if !std::fs::read_to_string("/proc/self/status").unwrap().contains("\nUid:\t0\t") {
+        eprintln!("SKIPPED: not root: cannot make a node another user may not watch");
+        return;
+    }
+    let dir = std::env::temp_dir().canonicalize().unwrap().join(format!("mmss-alloc-watch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let node = dir.join("video0");
+    std::fs::write(&node, b"").unwrap();
+    std::fs::set_permissions(&node, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let mut child = Kid(Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", "refused_watch_child_entry", "--nocapture", "--test-threads=1"])
+        .env("MMSS_ALLOC_CHILD_PATTERN", format!("{}/video*", dir.display()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap());
+    let mut stdin = child.0.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines().map_while(Result::ok);
+    let mut next = |prefix: &str| {
+        lines
+            .find_map(|l| l.split_once(prefix).map(|(_, rest)| rest.to_owned()))
+            .unwrap_or_else(|| panic!("no {prefix} line"))
+    };
+    assert_eq!(next("READY "), "failed=1");
+    // Permission changes that still leave the node closed to others, as udev's first rules may make.
+    for i in 0..200 {
+        let mode = if i % 2 == 0 { 0o400 } else { 0o600 };
+        std::fs::set_permissions(&node, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+    }
+    writeln!(stdin, "go").unwrap();
+    assert_eq!(next("ROUND "), "retry=true watched=0 allocations=0");
+    std::fs::set_permissions(&node, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    writeln!(stdin, "go").unwrap();
+    let round = next("ROUND ");
+    assert!(round.starts_with("retry=true watched=1 "), "{round}");
+    drop(stdin);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -82,7 +82,7 @@ pub const KEYS: &[Spec] = &[
         "microphones",
         Kind::Patterns { at_least_one: false, example: "/dev/snd/pcmC*D*c" },
         "",
-        "microphone device path patterns to watch as well, such as /dev/snd/pcmC*D*c (ALSA capture devices)",
+        "microphone device path patterns to watch as well, such as /dev/snd/pcmC*D*c; only capture PCM nodes count",
     )
     .empty_means("off: microphones are not watched")
     .repeatable("microphone"),

@@ -1,5 +1,5 @@
-//! Who holds a camera right now: the ground truth read from `/proc/*/fd` ([`scan`]), the device patterns that say
-//! what a camera is ([`pattern`], [`DeviceSet`]), the user's process filters ([`Filter`]), and inotify wake-ups that
+//! Who holds a camera or a microphone right now: the ground truth read from `/proc/*/fd` ([`scan`]), the device
+//! patterns that say what a camera or a microphone is ([`pattern`], [`DeviceSet`]), the user's process filters ([`Filter`]), and inotify wake-ups that
 //! tell the daemon when to look again ([`watch`]). Events are never trusted as state, only as a reason to re-read
 //! `/proc` (see `shared/reference/detection.md`, pitfall 6).
 
@@ -10,12 +10,15 @@ pub mod watch;
 use std::ffi::CString;
 use std::fmt;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+
+use pattern::component_matches;
 
 use crate::sys;
 
 pub use pattern::{Pattern, PatternError};
-pub use scan::{Holder, ScanStats, Scanner};
+pub use scan::{Holder, NotDumpable, ScanStats, Scanner};
 pub use watch::{Wake, Watcher};
 
 /// Longest process name the kernel keeps in `/proc/PID/comm` (`TASK_COMM_LEN` - 1).
@@ -50,7 +53,30 @@ fn comm_is(comm: &[u8], name: &str) -> bool {
     comm == name || (name.len() > COMM_MAX && comm == &name[..COMM_MAX])
 }
 
-/// What one holder means for "camera in use".
+/// The two kinds of device that make a meeting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceClass {
+    Camera,
+    Microphone,
+}
+
+impl DeviceClass {
+    /// `camera` or `microphone`, as log lines and `scan` say it.
+    pub fn name(self) -> &'static str {
+        match self {
+            DeviceClass::Camera => "camera",
+            DeviceClass::Microphone => "microphone",
+        }
+    }
+}
+
+impl fmt::Display for DeviceClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What one holder means for "camera (or microphone) in use".
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
     Counts,
@@ -60,6 +86,9 @@ pub enum Verdict {
     NotStreaming,
     /// The node is the metadata node of a UVC camera (sysfs `index` is not 0): it carries no video.
     MetadataNode,
+    /// A microphone pattern matched a node that records nothing: a playback PCM node (`pcmC0D0p`), a control node,
+    /// a timer. Only capture PCM nodes (`pcmC0D0c`) are microphones.
+    NotCapture,
 }
 
 impl Verdict {
@@ -70,6 +99,7 @@ impl Verdict {
             Verdict::Ignored => "ignored (ignore-processes)",
             Verdict::NotStreaming => "not streaming (require-streaming-for)",
             Verdict::MetadataNode => "UVC metadata node",
+            Verdict::NotCapture => "not a capture node (playback, control or timer)",
         }
     }
 }
@@ -80,18 +110,38 @@ impl fmt::Display for Verdict {
     }
 }
 
+/// Whether `node` is an ALSA capture PCM node: its name is `pcmC<card>D<device>c` (`p` is playback; `controlC0`,
+/// `timer`, `seq` and the rest are not PCM nodes). Only these are microphones. Allocation-free.
+pub fn is_capture_node(node: &[u8]) -> bool {
+    let name = node.rsplit(|&b| b == b'/').next().unwrap_or(node);
+    let digits = |s: &[u8]| -> Option<usize> {
+        let n = s.iter().take_while(|b| b.is_ascii_digit()).count();
+        (n > 0).then_some(n)
+    };
+    let Some(rest) = name.strip_prefix(b"pcmC") else { return false };
+    let Some(card) = digits(rest) else { return false };
+    let Some(rest) = rest[card..].strip_prefix(b"D") else { return false };
+    let Some(device) = digits(rest) else { return false };
+    &rest[device..] == b"c"
+}
+
 /// Where sysfs is mounted unless a test says otherwise.
 pub const DEFAULT_SYSFS_ROOT: &str = "/sys";
 
-/// The set of device nodes that count as cameras: link targets matching a pattern, plus the nodes that symbolic
-/// links matching a pattern point to (`/dev/v4l/by-id/*` names link to `/dev/videoN`, and `/proc` shows the
-/// latter). Symbolic links are resolved when the set is built and on [`DeviceSet::refresh`], which the daemon calls
-/// when devices come and go.
+/// The set of device nodes that count as cameras or microphones: link targets matching a pattern, plus the nodes
+/// that symbolic links matching a pattern point to (`/dev/v4l/by-id/*` names link to `/dev/videoN`, and `/proc`
+/// shows the latter). Symbolic links are resolved when the set is built and on [`DeviceSet::refresh`], which the
+/// daemon calls when devices come and go.
 #[derive(Clone, Debug)]
 pub struct DeviceSet {
     patterns: Vec<Pattern>,
+    /// Microphone patterns; empty when microphones are not watched (then they cost nothing).
+    microphones: Vec<Pattern>,
     /// Canonical paths of existing nodes reached through a pattern by way of a symbolic link.
-    resolved: Vec<Vec<u8>>,
+    resolved: Vec<(Vec<u8>, DeviceClass)>,
+    /// Device numbers of the character devices the patterns match now, for holders that reach one of them through
+    /// another root (a chroot or container with `/dev` bind-mounted shows `/somewhere/dev/video0`).
+    numbers: Vec<(u64, DeviceClass)>,
     sysfs_root: CString,
 }
 
@@ -108,42 +158,116 @@ impl DeviceSet {
     pub fn with_sysfs_root(patterns: Vec<Pattern>, sysfs_root: &Path) -> DeviceSet {
         // A root with a NUL cannot be opened; an empty one makes every lookup fail, so nothing is a metadata node.
         let sysfs_root = CString::new(sysfs_root.as_os_str().as_bytes()).unwrap_or_default();
-        let mut set = DeviceSet { patterns, resolved: Vec::new(), sysfs_root };
+        let mut set =
+            DeviceSet { patterns, microphones: Vec::new(), resolved: Vec::new(), numbers: Vec::new(), sysfs_root };
         set.refresh();
         set
     }
 
+    /// The same set, with `microphones` as the microphone patterns.
+    pub fn with_microphones(mut self, microphones: Vec<Pattern>) -> DeviceSet {
+        self.microphones = microphones;
+        self.refresh();
+        self
+    }
+
+    /// The camera patterns.
     pub fn patterns(&self) -> &[Pattern] {
         &self.patterns
     }
 
+    /// The microphone patterns.
+    pub fn microphone_patterns(&self) -> &[Pattern] {
+        &self.microphones
+    }
+
+    /// Every pattern to watch with inotify, cameras and microphones.
+    pub fn watch_patterns(&self) -> Vec<Pattern> {
+        self.patterns.iter().chain(&self.microphones).cloned().collect()
+    }
+
+    fn classes(&self) -> impl Iterator<Item = (&Pattern, DeviceClass)> {
+        let cameras = self.patterns.iter().map(|p| (p, DeviceClass::Camera));
+        cameras.chain(self.microphones.iter().map(|p| (p, DeviceClass::Microphone)))
+    }
+
     /// Re-resolves the symbolic links the patterns lead to.
     pub fn refresh(&mut self) {
-        self.resolved.clear();
-        for pattern in &self.patterns {
+        let mut resolved: Vec<(Vec<u8>, DeviceClass)> = Vec::new();
+        let mut numbers: Vec<(u64, DeviceClass)> = Vec::new();
+        for (pattern, class) in self.classes() {
             for path in pattern.expand() {
+                if let Ok(meta) = std::fs::metadata(&path) {
+                    use std::os::unix::fs::FileTypeExt;
+                    if meta.file_type().is_char_device() && !numbers.iter().any(|&(n, _)| n == meta.rdev()) {
+                        numbers.push((meta.rdev(), class));
+                    }
+                }
                 let Ok(canonical) = std::fs::canonicalize(&path) else { continue };
                 let bytes = canonical.as_os_str().as_bytes();
-                if canonical != path && !self.resolved.iter().any(|r| r == bytes) {
+                if canonical != path && !resolved.iter().any(|(r, _)| r == bytes) {
                     log::debug!("device pattern {pattern}: {} is {}", path.display(), canonical.display());
-                    self.resolved.push(bytes.to_vec());
+                    resolved.push((bytes.to_vec(), class));
                 }
             }
         }
+        self.resolved = resolved;
+        self.numbers = numbers;
+    }
+
+    /// For a link target that matches no pattern: whether its last component is a name some pattern's last
+    /// component matches (`/srv/chroot/dev/video0` for `/dev/video*`), the only targets worth the `stat` that
+    /// [`DeviceSet::class_of_number`] needs. Allocation-free.
+    pub fn names_a_device(&self, target: &[u8]) -> bool {
+        if self.numbers.is_empty() || target.first() != Some(&b'/') || target.ends_with(DELETED_SUFFIX) {
+            return false;
+        }
+        let name = target.rsplit(|&b| b == b'/').next().unwrap_or(target);
+        self.classes().any(|(p, _)| p.components().last().is_some_and(|glob| component_matches(glob, name)))
+    }
+
+    /// Which kind of device the character device number `rdev` is, if a pattern matches a node with that number.
+    pub fn class_of_number(&self, rdev: u64) -> Option<DeviceClass> {
+        self.numbers.iter().find(|&&(n, _)| n == rdev).map(|&(_, class)| class)
+    }
+
+    /// How many distinct device nodes the patterns match now (a node reached by several names counts once; of the
+    /// microphone patterns' nodes, only capture nodes), for the start line. Allocates; not for the scan path.
+    pub fn node_count(&self) -> usize {
+        let mut nodes: Vec<std::path::PathBuf> = Vec::new();
+        for (pattern, class) in self.classes() {
+            for path in pattern.expand() {
+                let node = std::fs::canonicalize(&path).unwrap_or(path);
+                let counts = class == DeviceClass::Camera || is_capture_node(node.as_os_str().as_bytes());
+                if counts && !nodes.contains(&node) {
+                    nodes.push(node);
+                }
+            }
+        }
+        nodes.len()
     }
 
     /// Canonical nodes found behind symbolic links at the last refresh.
     pub fn resolved(&self) -> impl Iterator<Item = &[u8]> {
-        self.resolved.iter().map(Vec::as_slice)
+        self.resolved.iter().map(|(r, _)| r.as_slice())
     }
 
-    /// Whether a `/proc/PID/fd` link target is one of the cameras. Allocation-free; anything that is not an
-    /// absolute path (`socket:[..]`, `anon_inode:..`) or is a removed file never matches.
+    /// Whether a `/proc/PID/fd` link target is one of the cameras or microphones. Allocation-free.
     pub fn matches(&self, target: &[u8]) -> bool {
+        self.class_of(target).is_some()
+    }
+
+    /// Which kind of device a `/proc/PID/fd` link target is, if it is one; a node matched as a camera is a camera.
+    /// Allocation-free; anything that is not an absolute path (`socket:[..]`, `anon_inode:..`) or is a removed
+    /// file never matches.
+    pub fn class_of(&self, target: &[u8]) -> Option<DeviceClass> {
         if target.first() != Some(&b'/') || target.ends_with(DELETED_SUFFIX) {
-            return false;
+            return None;
         }
-        self.patterns.iter().any(|p| p.matches(target)) || self.resolved.iter().any(|r| r == target)
+        if let Some((_, class)) = self.classes().find(|(p, _)| p.matches(target)) {
+            return Some(class);
+        }
+        self.resolved.iter().find(|(r, _)| r == target).map(|&(_, class)| class)
     }
 
     /// Whether `node` (a matched `/dev/videoN`) is a UVC metadata node: its sysfs `index` is not 0. Names that
@@ -188,6 +312,39 @@ mod tests {
         for &(target, want) in cases {
             assert_eq!(s.matches(target), want, "{:?}", String::from_utf8_lossy(target));
         }
+    }
+
+    #[test]
+    fn capture_nodes_table() {
+        let cases: &[(&[u8], bool)] = &[
+            (b"/dev/snd/pcmC0D0c", true),
+            (b"/dev/snd/pcmC12D3c", true),
+            (b"pcmC0D0c", true),
+            (b"/dev/snd/pcmC0D0p", false),
+            (b"/dev/snd/controlC0", false),
+            (b"/dev/snd/timer", false),
+            (b"/dev/snd/seq", false),
+            (b"/dev/snd/hwC0D0", false),
+            (b"/dev/snd/pcmC0D0cc", false),
+            (b"/dev/snd/pcmCD0c", false),
+            (b"/dev/snd/pcmC0Dc", false),
+            (b"/dev/snd/pcmC0D0c/x", false),
+            (b"/dev/snd/pcmc", false),
+        ];
+        for &(node, want) in cases {
+            assert_eq!(is_capture_node(node), want, "{:?}", String::from_utf8_lossy(node));
+        }
+    }
+
+    #[test]
+    fn microphone_patterns_classify_targets() {
+        let s = set(&["/dev/video*"]).with_microphones(vec![Pattern::new("/dev/snd/pcmC*").unwrap()]);
+        assert_eq!(s.class_of(b"/dev/video0"), Some(DeviceClass::Camera));
+        assert_eq!(s.class_of(b"/dev/snd/pcmC0D0c"), Some(DeviceClass::Microphone));
+        assert_eq!(s.class_of(b"/dev/snd/pcmC0D0p"), Some(DeviceClass::Microphone), "judged later: not capture");
+        assert_eq!(s.class_of(b"/dev/snd/controlC0"), None);
+        assert_eq!(s.class_of(b"/dev/snd/pcmC0D0c (deleted)"), None);
+        assert_eq!(set(&["/dev/video*"]).class_of(b"/dev/snd/pcmC0D0c"), None, "off by default");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::{COMM_MAX, DeviceSet, Filter, Verdict};
+use super::{COMM_MAX, DeviceClass, DeviceSet, Filter, Verdict, is_capture_node};
 use crate::sys;
 
 /// Where procfs is mounted unless a test says otherwise.
@@ -34,6 +34,8 @@ pub struct Holder {
     comm: [u8; COMM_MAX + 1],
     comm_len: u8,
     device: Vec<u8>,
+    /// Whether the device is a camera or a microphone.
+    pub class: DeviceClass,
     /// Whether the process maps the device (streams from it); `None` when nobody asked (the process is not in
     /// `require_streaming_for`) or `/proc/PID/maps` could not be read.
     pub streaming: Option<bool>,
@@ -47,6 +49,7 @@ impl Holder {
             comm: [0; COMM_MAX + 1],
             comm_len: 0,
             device: Vec::with_capacity(64),
+            class: DeviceClass::Camera,
             streaming: None,
             verdict: Verdict::Counts,
         }
@@ -83,6 +86,7 @@ impl fmt::Debug for Holder {
             .field("pid", &self.pid)
             .field("comm", &String::from_utf8_lossy(self.comm_bytes()))
             .field("device", &self.device_lossy())
+            .field("class", &self.class)
             .field("streaming", &self.streaming)
             .field("verdict", &self.verdict)
             .finish()
@@ -99,8 +103,58 @@ pub struct ScanStats {
     /// Processes that vanished or whose descriptors could not be read, in full or in part (other users' processes
     /// without privileges, any process from inside a user namespace). Holders among what could be read still count.
     pub skipped: usize,
+    /// Of the skipped, those denied to us that belong to another user (or whose user ids differ from ours in part,
+    /// as a setuid program's do); counted only when [`Scanner::explain_unreadable`] is on.
+    pub other_users: usize,
+    /// Of the skipped, those denied to us although they are our own: they made themselves non-dumpable
+    /// (`prctl(PR_SET_DUMPABLE, 0)`), and reading them takes `CAP_SYS_PTRACE`. Counted, and the first few named
+    /// ([`Scanner::not_dumpable`]), only when [`Scanner::explain_unreadable`] is on.
+    pub not_dumpable: usize,
     pub elapsed: Duration,
 }
+
+/// A process of our own we could not read because it is not dumpable.
+#[derive(Clone, Copy, Debug)]
+pub struct NotDumpable {
+    pub pid: u32,
+    comm: [u8; COMM_MAX],
+    comm_len: u8,
+}
+
+impl NotDumpable {
+    /// Its name from `/proc/PID/comm` (lossy: invalid UTF-8 is cut at the first bad byte).
+    pub fn comm(&self) -> &str {
+        let bytes = &self.comm[..self.comm_len as usize];
+        match std::str::from_utf8(bytes) {
+            Ok(s) => s,
+            Err(e) => std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default(),
+        }
+    }
+}
+
+/// Why processes were skipped, for `scan` and the debug log: `2 of other users, 1 of your own not dumpable:
+/// keepassxc (pid 4242)`; empty when nothing was counted by cause.
+pub fn explain_skipped(stats: &ScanStats, not_dumpable: &[NotDumpable]) -> String {
+    let mut out = String::new();
+    if stats.other_users > 0 {
+        out.push_str(&format!("{} of other users", stats.other_users));
+    }
+    if stats.not_dumpable > 0 {
+        if !out.is_empty() {
+            out.push_str(", ");
+        }
+        let names: Vec<String> = not_dumpable.iter().map(|p| format!("{} (pid {})", p.comm(), p.pid)).collect();
+        let more = stats.not_dumpable - not_dumpable.len();
+        out.push_str(&format!("{} of your own not dumpable: {}", stats.not_dumpable, names.join(", ")));
+        if more > 0 {
+            out.push_str(&format!(" and {more} more"));
+        }
+    }
+    out
+}
+
+/// How many non-dumpable processes a scan names; the rest are only counted.
+const NOT_DUMPABLE_NAMED: usize = 8;
 
 /// Scans `/proc` for holders of the devices in a [`DeviceSet`]. Owns a descriptor on the proc root and every buffer
 /// it needs, and keeps holder slots between scans, so a warmed-up scan allocates nothing.
@@ -123,6 +177,10 @@ struct PidReader {
     holders: Vec<Holder>,
     holder_count: usize,
     recheck_pids: Vec<u32>,
+    /// Whether to find out why a process could not be read (an extra read of `/proc/PID/status` for each).
+    explain: bool,
+    self_uid: u32,
+    not_dumpable: [NotDumpable; NOT_DUMPABLE_NAMED],
 }
 
 impl Scanner {
@@ -153,6 +211,9 @@ impl Scanner {
                 holders: Vec::with_capacity(8),
                 holder_count: 0,
                 recheck_pids: Vec::with_capacity(8),
+                explain: false,
+                self_uid: sys::effective_uid(),
+                not_dumpable: [NotDumpable { pid: 0, comm: [0; COMM_MAX], comm_len: 0 }; NOT_DUMPABLE_NAMED],
             },
         })
     }
@@ -208,14 +269,32 @@ impl Scanner {
         stats
     }
 
+    /// Whether scans find out why processes could not be read ([`ScanStats::other_users`],
+    /// [`ScanStats::not_dumpable`]). Off by default: it costs a read of `/proc/PID/status` per such process, which
+    /// for a user service is every other user's process.
+    pub fn explain_unreadable(&mut self, on: bool) {
+        self.work.explain = on;
+    }
+
+    /// The first of our own non-dumpable processes the last scan could not read (at most 8; `ScanStats` has the
+    /// count).
+    pub fn not_dumpable(&self, stats: &ScanStats) -> &[NotDumpable] {
+        &self.work.not_dumpable[..stats.not_dumpable.min(NOT_DUMPABLE_NAMED)]
+    }
+
     /// One entry per process and device, from the last scan or recheck.
     pub fn holders(&self) -> &[Holder] {
         &self.work.holders[..self.work.holder_count]
     }
 
-    /// Whether some holder counts, i.e. a camera is in use.
+    /// Whether some holder counts, i.e. a camera or a microphone is in use.
     pub fn in_use(&self) -> bool {
         self.holders().iter().any(|h| h.verdict == Verdict::Counts)
+    }
+
+    /// Whether some holder of a device of `class` counts.
+    pub fn in_use_by(&self, class: DeviceClass) -> bool {
+        self.holders().iter().any(|h| h.verdict == Verdict::Counts && h.class == class)
     }
 }
 
@@ -232,6 +311,19 @@ fn parse_pid(name: &[u8]) -> Option<u32> {
         pid = pid.checked_mul(10)?.checked_add(u32::from(b - b'0'))?;
     }
     Some(pid)
+}
+
+/// The four user ids (real, effective, saved, file system) from the `Uid:` line of `/proc/PID/status`.
+fn status_uids(status: &[u8]) -> Option<[u32; 4]> {
+    let start = status.windows(5).position(|w| w == b"\nUid:")? + 5;
+    let line = &status[start..];
+    let line = &line[..line.iter().position(|&b| b == b'\n')?];
+    let mut uids = [0u32; 4];
+    let mut fields = line.split(|&b| b == b'\t' || b == b' ').filter(|f| !f.is_empty());
+    for uid in &mut uids {
+        *uid = parse_pid(fields.next()?)?;
+    }
+    Some(uids)
 }
 
 /// A path like `"1234/task/1240/fd"` relative to the proc root.
@@ -263,7 +355,9 @@ impl PidReader {
             Ok(fd) => fd,
             Err(e) => {
                 stats.skipped += 1;
-                if !sys::is_gone(&e) && !sys::is_denied(&e) {
+                if sys::is_denied(&e) {
+                    self.explain_denied(proc_dir, pid, stats);
+                } else if !sys::is_gone(&e) {
                     log::debug!("cannot open /proc/{pid}/fd: {e}");
                 }
                 return;
@@ -283,12 +377,44 @@ impl PidReader {
         }
         if denied {
             stats.skipped += 1;
+            self.explain_denied(proc_dir, pid, stats);
         } else {
             stats.processes += 1;
         }
         if self.holder_count > first {
             self.judge(proc_dir, pid, thread, first, devices, filter);
         }
+    }
+
+    /// Counts a process we were denied by cause, when asked to: another user's, or our own non-dumpable one
+    /// (its user ids in `/proc/PID/status`, readable by all, are all ours). Allocation-free.
+    fn explain_denied(&mut self, proc_dir: BorrowedFd<'_>, pid: u32, stats: &mut ScanStats) {
+        if !self.explain {
+            return;
+        }
+        let mut status = [0u8; 1024];
+        let mut path = pid_path(pid, b"status");
+        let Some(Ok(fd)) = path.as_cstr().map(|p| sys::open_file_at(Some(proc_dir), p)) else { return };
+        let Ok(n) = sys::read_full(fd.as_fd(), &mut status) else { return };
+        let Some(uids) = status_uids(&status[..n]) else { return };
+        if uids.iter().any(|&uid| uid != self.self_uid) {
+            stats.other_users += 1;
+            return;
+        }
+        if let Some(slot) = self.not_dumpable.get_mut(stats.not_dumpable) {
+            let mut comm = [0u8; 64];
+            let mut path = pid_path(pid, b"comm");
+            let len = match path.as_cstr().map(|p| sys::open_file_at(Some(proc_dir), p)) {
+                Some(Ok(fd)) => sys::read_full(fd.as_fd(), &mut comm).unwrap_or(0),
+                _ => 0,
+            };
+            let comm = comm[..len].strip_suffix(b"\n").unwrap_or(&comm[..len]);
+            let comm = &comm[..comm.len().min(COMM_MAX)];
+            slot.pid = pid;
+            slot.comm[..comm.len()].copy_from_slice(comm);
+            slot.comm_len = comm.len() as u8;
+        }
+        stats.not_dumpable += 1;
     }
 
     /// Reads one fd directory into the holders from `first`; returns how many descriptors it listed and whether
@@ -329,8 +455,17 @@ impl PidReader {
                     continue;
                 }
                 let target = &self.link_buf[..len];
-                if devices.matches(target) {
-                    add_holder(&mut self.holders, &mut self.holder_count, first, pid, target);
+                let class = devices.class_of(target).or_else(|| {
+                    // Another root (a chroot, a container with /dev bind-mounted): the same node by number. Only
+                    // targets named like a device cost the stat.
+                    if !devices.names_a_device(target) {
+                        return None;
+                    }
+                    let rdev = sys::char_device_at(fd_dir, entry.name_cstr()).ok().flatten()?;
+                    devices.class_of_number(rdev)
+                });
+                if let Some(class) = class {
+                    add_holder(&mut self.holders, &mut self.holder_count, first, pid, target, class);
                 }
             }
         }
@@ -402,6 +537,10 @@ impl PidReader {
             holder.streaming = None;
             holder.verdict = if filter.ignores(comm) {
                 Verdict::Ignored
+            } else if holder.class == DeviceClass::Microphone {
+                // Sound servers hold a capture node only while something records (they suspend idle nodes), so
+                // holding one is the evidence; require-streaming-for is about cameras.
+                if is_capture_node(&holder.device) { Verdict::Counts } else { Verdict::NotCapture }
             } else if devices.is_metadata_node(&holder.device) {
                 Verdict::MetadataNode
             } else if filter.requires_streaming(comm) {
@@ -422,7 +561,7 @@ impl PidReader {
 
 /// Records that `pid` holds `target`, reusing a slot and its buffer; a process holding the same device through
 /// several descriptors is one holder.
-fn add_holder(holders: &mut Vec<Holder>, count: &mut usize, first: usize, pid: u32, target: &[u8]) {
+fn add_holder(holders: &mut Vec<Holder>, count: &mut usize, first: usize, pid: u32, target: &[u8], class: DeviceClass) {
     if holders[first..*count].iter().any(|h| h.device == target) {
         return;
     }
@@ -433,6 +572,7 @@ fn add_holder(holders: &mut Vec<Holder>, count: &mut usize, first: usize, pid: u
     slot.pid = pid;
     slot.device.clear();
     slot.device.extend_from_slice(target);
+    slot.class = class;
     slot.comm_len = 0;
     slot.streaming = None;
     slot.verdict = Verdict::Counts;
@@ -497,6 +637,21 @@ mod tests {
         ];
         for &(name, want) in cases {
             assert_eq!(parse_pid(name), want, "{:?}", String::from_utf8_lossy(name));
+        }
+    }
+
+    #[test]
+    fn status_uids_table() {
+        let cases: &[(&[u8], Option<[u32; 4]>)] = &[
+            (b"Name:\tx\nState:\tS\nUid:\t1000\t1000\t1000\t1000\nGid:\t1\t1\t1\t1\n", Some([1000; 4])),
+            (b"Name:\tx\nUid:\t0\t1000\t0\t1000\n", Some([0, 1000, 0, 1000])),
+            (b"Name:\tUid:\t5\t5\t5\t5\n", None),
+            (b"Name:\tx\nUid:\t1000\t1000\n", None),
+            (b"Name:\tx\nUid:\t1000\t1000\t1000\t1000", None),
+            (b"", None),
+        ];
+        for &(status, want) in cases {
+            assert_eq!(status_uids(status), want, "{:?}", String::from_utf8_lossy(status));
         }
     }
 

@@ -1,6 +1,10 @@
 //! Wake-ups from inotify: a camera node was opened or closed, or cameras came or went. Events are only a reason for
 //! the daemon to look at `/proc` again; they are never counted into state, because counts drift (events lost before
 //! the watches exist, watches rebuilt, one close per open file description rather than per process).
+//!
+//! A node the daemon may not watch yet (a replugged camera is created 0600 root and opened up by udev a moment
+//! later) is kept in a list of failed watches and tried again when its directory reports an attribute change of a
+//! matching name (`IN_ATTRIB`: chmod, chown, ACL) and at every full scan.
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -15,8 +19,11 @@ use crate::sys;
 
 /// Events on a camera node itself.
 const NODE_MASK: u32 = sys::IN_OPEN | sys::IN_CLOSE_WRITE | sys::IN_CLOSE_NOWRITE;
-/// Events on a directory where cameras appear and vanish.
-const DIR_MASK: u32 = sys::IN_CREATE | sys::IN_DELETE | sys::IN_MOVED_FROM | sys::IN_MOVED_TO;
+/// Events on a directory that mean cameras appeared or vanished.
+const TOPOLOGY_MASK: u32 = sys::IN_CREATE | sys::IN_DELETE | sys::IN_MOVED_FROM | sys::IN_MOVED_TO;
+/// Events on a directory where cameras appear and vanish: the topology, and attribute changes of its children
+/// (a chmod or an ACL change of a node shows up on its directory too), which may make a failed watch possible.
+const DIR_MASK: u32 = TOPOLOGY_MASK | sys::IN_ATTRIB;
 
 /// What happened since the last read, folded into three flags.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -28,11 +35,13 @@ pub struct Wake {
     /// Nodes matching the patterns may have appeared or vanished, or events were lost: refresh the device set,
     /// [`Watcher::rewatch`], and do a full scan.
     pub topology: bool,
+    /// A node whose watch failed had its permissions changed: [`Watcher::retry_failed`].
+    pub retry: bool,
 }
 
 impl Wake {
     pub fn any(&self) -> bool {
-        self.opened || self.closed || self.topology
+        self.opened || self.closed || self.topology || self.retry
     }
 }
 
@@ -45,6 +54,14 @@ struct Watch {
     child_globs: Vec<Vec<u8>>,
 }
 
+/// A watch the kernel refused because we may not read the path yet.
+#[derive(Debug)]
+struct Failed {
+    path: CString,
+    mask: u32,
+    child_globs: Vec<Vec<u8>>,
+}
+
 /// Watches the nodes matching the device patterns and the directories they live in.
 pub struct Watcher {
     inotify: OwnedFd,
@@ -52,6 +69,9 @@ pub struct Watcher {
     /// queues for it finds nothing and is not taken for a topology change (which would make the daemon rewatch
     /// again, forever).
     watches: Vec<Watch>,
+    /// Paths whose watch was refused (permission denied), tried again by [`Watcher::retry_failed`]; emptied by
+    /// [`Watcher::rewatch`], which tries everything afresh.
+    failed: Vec<Failed>,
     buf: Box<[u8]>,
 }
 
@@ -62,7 +82,8 @@ impl Watcher {
     pub fn new(patterns: &[Pattern]) -> io::Result<Watcher> {
         let inotify =
             sys::inotify_init().map_err(|e| io::Error::new(e.kind(), format!("cannot create inotify: {e}")))?;
-        let mut watcher = Watcher { inotify, watches: Vec::new(), buf: vec![0; EVENT_BUF].into_boxed_slice() };
+        let mut watcher =
+            Watcher { inotify, watches: Vec::new(), failed: Vec::new(), buf: vec![0; EVENT_BUF].into_boxed_slice() };
         watcher.rewatch(patterns)?;
         Ok(watcher)
     }
@@ -77,17 +98,57 @@ impl Watcher {
         self.watches.len()
     }
 
+    /// How many paths could not be watched for lack of permission (waiting for [`Watcher::retry_failed`]).
+    pub fn failed(&self) -> usize {
+        self.failed.len()
+    }
+
+    /// Tries every refused watch again; returns how many are in place now. Each one that is logs one info line.
+    /// Allocation-free unless one succeeds (room for it is reserved when it fails), so that attribute events on a
+    /// busy `/dev` cost no heap while a node stays unreadable.
+    pub fn retry_failed(&mut self) -> usize {
+        let mut watched = 0;
+        let mut i = 0;
+        while i < self.failed.len() {
+            let Ok(wd) = sys::inotify_add_watch(self.inotify.as_fd(), &self.failed[i].path, self.failed[i].mask) else {
+                i += 1;
+                continue;
+            };
+            let failed = self.failed.swap_remove(i);
+            log::info!("watching {} again", String::from_utf8_lossy(failed.path.as_bytes()));
+            match self.watches.iter_mut().find(|w| w.wd == wd) {
+                // The inode is watched under another name already; the kernel just replaced its mask.
+                Some(w) => {
+                    w.child_globs.extend(failed.child_globs);
+                    w.mask |= failed.mask;
+                    let _ = sys::inotify_add_watch(self.inotify.as_fd(), &failed.path, w.mask);
+                }
+                None => self.watches.push(Watch { wd, mask: failed.mask, child_globs: failed.child_globs }),
+            }
+            watched += 1;
+        }
+        watched
+    }
+
     /// Re-expands the patterns and brings the watches in line: new nodes and directories are added, those no
     /// longer matched removed. Reports the first watch the kernel refused for a reason other than the path being
     /// gone or unreadable (e.g. the `max_user_watches` limit); all the others are in place even then.
     pub fn rewatch(&mut self, patterns: &[Pattern]) -> io::Result<()> {
         let mut first_error = None;
         let mut next: Vec<Watch> = Vec::new();
+        self.failed.clear();
         for (path, mask, child_globs) in wanted_watches(patterns) {
             let Ok(cpath) = CString::new(path.as_os_str().as_bytes()) else { continue };
             let wd = match sys::inotify_add_watch(self.inotify.as_fd(), &cpath, mask) {
                 Ok(wd) => wd,
-                Err(e) if sys::is_gone(&e) || sys::is_denied(&e) => {
+                Err(e) if sys::is_denied(&e) => {
+                    // Typically a node just plugged in, before udev opens it up: its directory's IN_ATTRIB, or
+                    // the next full scan, says when to try again.
+                    log::debug!("not watching {} yet: {e}", path.display());
+                    self.failed.push(Failed { path: cpath, mask, child_globs });
+                    continue;
+                }
+                Err(e) if sys::is_gone(&e) => {
                     log::debug!("not watching {}: {e}", path.display());
                     continue;
                 }
@@ -119,6 +180,8 @@ impl Watcher {
                 let _ = sys::inotify_rm_watch(self.inotify.as_fd(), old.wd);
             }
         }
+        // A failed watch that succeeds later joins the list without growing it.
+        next.reserve(self.failed.len());
         self.watches = next;
         first_error.map_or(Ok(()), Err)
     }
@@ -136,14 +199,14 @@ impl Watcher {
                 break;
             }
             for event in sys::inotify_events(&self.buf[..filled]) {
-                classify(&mut self.watches, &event, &mut wake);
+                classify(&mut self.watches, !self.failed.is_empty(), &event, &mut wake);
             }
         }
         Ok(wake)
     }
 }
 
-fn classify(watches: &mut Vec<Watch>, event: &sys::InotifyEvent<'_>, wake: &mut Wake) {
+fn classify(watches: &mut Vec<Watch>, some_failed: bool, event: &sys::InotifyEvent<'_>, wake: &mut Wake) {
     if event.mask & sys::IN_Q_OVERFLOW != 0 {
         log::debug!("inotify queue overflowed");
         wake.topology = true;
@@ -164,9 +227,16 @@ fn classify(watches: &mut Vec<Watch>, event: &sys::InotifyEvent<'_>, wake: &mut 
     if event.mask & (sys::IN_CLOSE_WRITE | sys::IN_CLOSE_NOWRITE) != 0 {
         wake.closed = true;
     }
-    if event.mask & DIR_MASK != 0 && watch.child_globs.iter().any(|g| component_matches(g, event.name)) {
+    if event.mask & TOPOLOGY_MASK != 0 && watch.child_globs.iter().any(|g| component_matches(g, event.name)) {
         log::debug!("{:?} appeared or vanished (mask {:#x})", String::from_utf8_lossy(event.name), event.mask);
         wake.topology = true;
+    }
+    // Only worth a retry while some watch is missing; otherwise chmods and ACL changes in `/dev` cost nothing.
+    if some_failed
+        && event.mask & sys::IN_ATTRIB != 0
+        && watch.child_globs.iter().any(|g| component_matches(g, event.name))
+    {
+        wake.retry = true;
     }
 }
 
