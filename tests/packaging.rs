@@ -334,3 +334,28 @@ fn every_variable_named_in_packaging_is_a_key() {
         }
     }
 }
+
+#[test]
+fn template_units_are_the_plain_units_per_instance() {
+    for (plain, template, config, token) in [
+        (
+            "dist/systemd/mm-status-sync.service",
+            "dist/systemd/mm-status-sync@.service",
+            "Environment=MM_STATUS_SYNC_CONFIG=/etc/mm-status-sync/%i.env",
+            "LoadCredential=token:/etc/mm-status-sync/%i.token",
+        ),
+        (
+            "dist/systemd/user/mm-status-sync.service",
+            "dist/systemd/user/mm-status-sync@.service",
+            "Environment=MM_STATUS_SYNC_CONFIG=%E/mm-status-sync/%i.env",
+            "Environment=MM_STATUS_SYNC_TOKEN_FILE=%E/mm-status-sync/%i.token",
+        ),
+    ] {
+        // Same directives, so the same hardening; only the per-instance paths differ.
+        assert_eq!(service_directives(template), service_directives(plain), "{template} differs from {plain}");
+        let text = read(template);
+        for line in [config, token, "StateDirectory=mm-status-sync/%i"] {
+            assert!(text.lines().any(|l| l == line), "{template} lacks {line}");
+        }
+    }
+}
