@@ -136,10 +136,10 @@ fn example_config_shows_the_binarys_defaults() {
     }
 }
 
-/// Setting names in the NixOS module: each is declared as `NAME = setting TYPE DEFAULT DESCRIPTION`, possibly with
-/// `setting` on the next line (nixfmt's layout).
+/// Setting names in the NixOS and Home Manager modules (both take them from `nixos-module/settings.nix`): each is
+/// declared as `NAME = setting TYPE DESCRIPTION`, possibly with `setting` on the next line (nixfmt's layout).
 fn nixos_module_settings() -> BTreeSet<String> {
-    let text = read("nixos-module/default.nix");
+    let text = read("nixos-module/settings.nix");
     let lines: Vec<&str> = text.lines().map(str::trim).collect();
     let mut names = BTreeSet::new();
     for (index, line) in lines.iter().enumerate() {
@@ -162,7 +162,7 @@ fn nixos_module_offers_every_key_as_a_setting() {
     let mut expected = binary_keys();
     expected.remove("token");
     expected.remove("token-file");
-    assert_same_keys("nixos-module/default.nix settings", &nixos_module_settings(), &expected);
+    assert_same_keys("nixos-module/settings.nix settings", &nixos_module_settings(), &expected);
 }
 
 #[test]
