@@ -37,6 +37,16 @@
         );
       };
 
+      evalCheck =
+        pkgs: file:
+        let
+          failures = (import ./nixos-module/${file} { inherit (pkgs) lib; }).failures;
+        in
+        if failures == [ ] then
+          pkgs.runCommand "mm-status-sync-${lib.removeSuffix ".nix" file}" { } "touch $out"
+        else
+          throw "nixos-module/${file}: ${builtins.concatStringsSep "; " failures}";
+
       package =
         { lib, rustPlatform }:
         rustPlatform.buildRustPackage {
@@ -69,19 +79,22 @@
           services.mm-status-sync.package = lib.mkDefault self.packages.${pkgs.stdenv.hostPlatform.system}.default;
         };
 
+      # Home Manager: the user service, for Nix users on any distribution (see nixos-module/home-manager.nix).
+      homeManagerModules.default =
+        { lib, pkgs, ... }:
+        {
+          imports = [ ./nixos-module/home-manager.nix ];
+          services.mm-status-sync.package = lib.mkDefault self.packages.${pkgs.stdenv.hostPlatform.system}.default;
+        };
+
       checks = forAllSystems (pkgs: {
         package = self.packages.${pkgs.stdenv.hostPlatform.system}.default;
         static = self.packages.${pkgs.stdenv.hostPlatform.system}.static;
         nixos = pkgs.testers.runNixOSTest (import ./nixos-module/test.nix { inherit self; });
-        # The units the module yields in both modes, checked without a VM (see nixos-module/eval-test.nix).
-        module-eval =
-          let
-            failures = (import ./nixos-module/eval-test.nix { inherit (pkgs) lib; }).failures;
-          in
-          if failures == [ ] then
-            pkgs.runCommand "mm-status-sync-module-eval" { } "touch $out"
-          else
-            throw "nixos-module/eval-test.nix: ${builtins.concatStringsSep "; " failures}";
+        # The units the modules yield, checked without a VM (nixos-module/eval-test.nix and
+        # home-manager-eval-test.nix, which also run offline with only nixpkgs' lib: .ci/packaging-checks).
+        module-eval = evalCheck pkgs "eval-test.nix";
+        home-manager-eval = evalCheck pkgs "home-manager-eval-test.nix";
       });
 
       formatter = forAllSystems (pkgs: pkgs.nixfmt-tree);
