@@ -547,11 +547,12 @@ fn a_camera_held_by_a_thread_after_the_main_thread_exited_is_found() {
             cmd.arg("map");
         }
         let kid = Kid(cmd.spawn().unwrap());
-        // Wait for the state under test: the main thread gone, so the process's own fd directory is empty.
-        let fd_dir = format!("/proc/{}/fd", kid.pid());
+        // Wait for the state under test: the main thread gone (a zombie leader), so the process's own fd
+        // directory is empty to root and unreadable (EACCES) to its unprivileged owner.
+        let status = format!("/proc/{}/status", kid.pid());
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::fs::read_dir(&fd_dir).map(|d| d.count()).unwrap_or(1) != 0 {
-            assert!(Instant::now() < deadline, "{fd_dir} never emptied");
+        while !std::fs::read_to_string(&status).unwrap_or_default().contains("\nState:\tZ") {
+            assert!(Instant::now() < deadline, "the main thread of {status} never exited");
             std::thread::sleep(Duration::from_millis(2));
         }
         kid
