@@ -52,9 +52,14 @@ impl Env {
     }
 
     fn wait_log(&self, needle: &str) {
+        self.wait_log_count(needle, 1);
+    }
+
+    /// Waits for the `n`-th occurrence: an earlier cycle's line must not end the wait.
+    fn wait_log_count(&self, needle: &str, n: usize) {
         let deadline = Instant::now() + WAIT;
-        while !self.log().contains(needle) {
-            assert!(Instant::now() < deadline, "no {needle:?} in the log:\n{}", self.log());
+        while self.log().matches(needle).count() < n {
+            assert!(Instant::now() < deadline, "{needle:?} not {n} times in the log:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -113,7 +118,7 @@ fn full_cycles_restore_byte_for_byte() {
     let env = Env::new("cycle");
     let before = user_setup(&env);
     let d = env.daemon(&[]);
-    for _ in 0..3 {
+    for cycle in 1..=3 {
         let cam = env.open_camera();
         let s = env.wait_state("meeting set", in_meeting);
         assert_eq!(s.custom_status.unwrap().text, "Lunch with \"the team\" ü [In a meeting]");
@@ -122,7 +127,7 @@ fn full_cycles_restore_byte_for_byte() {
         assert!(env.backup_exists());
         drop(cam);
         env.wait_state("restored", |s| s.status == "away" && !in_meeting(s));
-        env.wait_log("RESTORE: Status restored (Avail: away) and backup deleted.");
+        env.wait_log_count("RESTORE: Status restored (Avail: away) and backup deleted.", cycle);
         assert_restored(&before, &env.fake.state());
         assert!(!env.backup_exists());
     }
