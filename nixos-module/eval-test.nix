@@ -1,5 +1,6 @@
 # Evaluates the NixOS module with nixpkgs' lib alone (no nixpkgs, no VM) in both modes and checks the units it
-# yields: ExecStart, ExecReload, the token credential, the capabilities, reload triggers and the assertions.
+# yields: ExecStart, ExecReload, the token credential, the capabilities, reload triggers, the assertions, the
+# config file (only the keys that are set) and `instances.<name>` (one service, file, token and state dir each).
 # The NixOS options the module writes to are declared here as plain stubs, so this runs anywhere `lib` does:
 #   nix-instantiate --eval --strict --json nixos-module/eval-test.nix --arg lib 'import <nixpkgs.lib checkout>/lib'
 # The flake runs it as `checks.<system>.module-eval`. The result is { failures = [ ... ]; units = { ... }; }.
@@ -86,6 +87,31 @@ let
     }
   );
   inStore = evaluate (base // { tokenFile = "/nix/store/22222222222222222222222222222222-token"; });
+  envInStore = evaluate (base // { environmentFile = "/nix/store/33333333333333333333333333333333-env"; });
+  noUrl = evaluate (base // { settings = { }; });
+  quoting = evaluate (base // { settings.meeting-message = " it's \"a \\ call\""; });
+
+  instances = {
+    work = {
+      tokenFile = "/run/secrets/mm-work";
+      settings.url = "https://work.example.com";
+    };
+    community = {
+      tokenFile = "/run/secrets/mm-community";
+      environmentFile = "/run/secrets/mm-community.env";
+      settings.url = "https://community.example.org";
+      settings.meeting-status = "away";
+    };
+  };
+  # The single instance and two more, in both modes; and instances alone.
+  several = evaluate (base // { inherit instances; });
+  severalUser = evaluate (base // { mode = "user"; inherit instances; });
+  onlyInstances = evaluate { inherit package instances; };
+  badName = evaluate { inherit package; instances."../x" = instances.work; };
+  instanceInStore = evaluate {
+    inherit package;
+    instances.work = instances.work // { tokenFile = "/nix/store/44444444444444444444444444444444-token"; };
+  };
 
   failedAssertions = config: map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);
   asList = value: if lib.isList value then value else [ value ];
@@ -96,6 +122,9 @@ let
   usr = user.systemd.user.services.mm-status-sync.serviceConfig;
   usrUnit = user.systemd.user.services.mm-status-sync;
   configText = builtins.readFile system.environment.etc."mm-status-sync/config.env".source;
+  fileOf = config: name: builtins.readFile config.environment.etc."mm-status-sync/${name}".source;
+  work = several.systemd.services.mm-status-sync-work;
+  community = several.systemd.services.mm-status-sync-community;
   namespacing = [
     "PrivateUsers"
     "PrivateTmp"
@@ -130,10 +159,11 @@ in
       sys.StateDirectory == "mm-status-sync" && sys ? WatchdogSec && sys.Restart == "on-failure"
     )
     ++ expect "system: a settings change reloads" (sysUnit.reloadTriggers != [ ] && sysUnit.restartTriggers == [ ])
-    ++ expect "system: settings rendered to the config file" (
-      lib.hasInfix "MM_STATUS_SYNC_URL='https://mattermost.example.com'\n" configText
-      && lib.hasInfix "MM_STATUS_SYNC_END_DELAY='60'\n" configText
-      && !(lib.hasInfix "TOKEN" configText)
+    ++ expect "system: exactly the settings that are set, in the config file" (
+      configText == "MM_STATUS_SYNC_END_DELAY=\"60\"\nMM_STATUS_SYNC_URL=\"https://mattermost.example.com\"\n"
+    )
+    ++ expect "quotes and backslashes escaped as the daemon reads them" (
+      lib.hasInfix ''MM_STATUS_SYNC_MEETING_MESSAGE=" it's \"a \\ call\""'' (fileOf quoting "config.env")
     )
     ++ expect "system: no user service" (!(system.systemd.user.services ? mm-status-sync))
     ++ expect "user: module assertions hold" (failedAssertions user == [ ])
@@ -145,10 +175,59 @@ in
     )
     ++ expect "user: the token file is read by the daemon" (usrUnit.environment ? MM_STATUS_SYNC_TOKEN_FILE)
     ++ expect "user: no system service" (!(user.systemd.services ? mm-status-sync))
-    ++ expect "a tokenFile in the Nix store is refused" (failedAssertions inStore != [ ]);
+    ++ expect "a tokenFile in the Nix store is refused" (failedAssertions inStore != [ ])
+    ++ expect "an environmentFile in the Nix store is refused" (failedAssertions envInStore != [ ])
+    ++ expect "a url is required" (failedAssertions noUrl != [ ])
+    ++ expect "instances: module assertions hold" (failedAssertions several == [ ])
+    ++ expect "instances: the single instance keeps its service" (
+      several.systemd.services.mm-status-sync.serviceConfig.StateDirectory == "mm-status-sync"
+    )
+    ++ expect "instances: a service each, with its own config file" (
+      work.environment.MM_STATUS_SYNC_CONFIG == "/etc/mm-status-sync/work.env"
+      && community.environment.MM_STATUS_SYNC_CONFIG == "/etc/mm-status-sync/community.env"
+      && fileOf several "work.env" == "MM_STATUS_SYNC_URL=\"https://work.example.com\"\n"
+      && lib.hasInfix "MM_STATUS_SYNC_MEETING_STATUS=\"away\"" (fileOf several "community.env")
+    )
+    ++ expect "instances: their own token credential and state directory" (
+      asList work.serviceConfig.LoadCredential == [ "token:/run/secrets/mm-work" ]
+      && asList community.serviceConfig.LoadCredential == [ "token:/run/secrets/mm-community" ]
+      && work.serviceConfig.StateDirectory == "mm-status-sync/work"
+      && community.serviceConfig.StateDirectory == "mm-status-sync/community"
+      && asList community.serviceConfig.EnvironmentFile == [ "/run/secrets/mm-community.env" ]
+      && asList work.serviceConfig.EnvironmentFile == [ ]
+    )
+    ++ expect "instances: as hardened as the single service" (
+      removeAttrs work.serviceConfig [ "StateDirectory" "LoadCredential" "EnvironmentFile" ]
+      == removeAttrs sys [ "StateDirectory" "LoadCredential" "EnvironmentFile" ]
+    )
+    ++ expect "instances: a settings change reloads that instance" (
+      work.reloadTriggers != [ ] && work.reloadTriggers != community.reloadTriggers
+    )
+    ++ expect "instances in user mode: user services, the daemon reads its token file" (
+      lib.attrNames severalUser.systemd.user.services == [
+        "mm-status-sync"
+        "mm-status-sync-community"
+        "mm-status-sync-work"
+      ]
+      && severalUser.systemd.services == { }
+      && severalUser.systemd.user.services.mm-status-sync-work.environment.MM_STATUS_SYNC_TOKEN_FILE
+        == "/run/secrets/mm-work"
+      && severalUser.systemd.user.services.mm-status-sync-work.serviceConfig.StateDirectory == "mm-status-sync/work"
+    )
+    ++ expect "instances without enable: only the instances" (
+      failedAssertions onlyInstances == [ ]
+      && lib.attrNames onlyInstances.systemd.services == [ "mm-status-sync-community" "mm-status-sync-work" ]
+      && lib.attrNames onlyInstances.environment.etc == [ "mm-status-sync/community.env" "mm-status-sync/work.env" ]
+    )
+    ++ expect "an instance name that is no file name is refused" (failedAssertions badName != [ ])
+    ++ expect "an instance's tokenFile in the Nix store is refused" (failedAssertions instanceInStore != [ ])
+    ++ expect "nothing enabled, nothing written" (
+      (evaluate { inherit package; }).systemd.services == { }
+    );
 
   units = {
     system = sysUnit;
     user = usrUnit;
+    inherit work community;
   };
 }

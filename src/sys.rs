@@ -149,6 +149,19 @@ pub fn char_device_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Option<u64
     Ok((st.st_mode & libc::S_IFMT == libc::S_IFCHR).then_some(st.st_rdev))
 }
 
+/// The user owning `name` in `dir` (not following a symbolic link). For `/proc/PID` that is the process's
+/// effective uid, or root while the process is not dumpable.
+pub fn owner_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<u32> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `name` is NUL-terminated, `st` is writable memory of the right size for the kernel to fill, and `dir`
+    // stays open for the call.
+    let ret = unsafe { libc::fstatat(dir.as_raw_fd(), name.as_ptr(), st.as_mut_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
+    check(ret as libc::c_long)?;
+    // SAFETY: fstatat succeeded, so it filled in the whole struct.
+    let st = unsafe { st.assume_init() };
+    Ok(st.st_uid)
+}
+
 /// Reads from `fd` into `buf`, retrying on `EINTR`. Returns 0 at end of file. A non-blocking descriptor with nothing
 /// to read gives an error of kind [`io::ErrorKind::WouldBlock`].
 pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {

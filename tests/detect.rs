@@ -547,11 +547,12 @@ fn a_camera_held_by_a_thread_after_the_main_thread_exited_is_found() {
             cmd.arg("map");
         }
         let kid = Kid(cmd.spawn().unwrap());
-        // Wait for the state under test: the main thread gone, so the process's own fd directory is empty.
-        let fd_dir = format!("/proc/{}/fd", kid.pid());
+        // Wait for the state under test: the main thread gone (a zombie leader), so the process's own fd
+        // directory is empty to root and unreadable (EACCES) to its unprivileged owner.
+        let status = format!("/proc/{}/status", kid.pid());
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::fs::read_dir(&fd_dir).map(|d| d.count()).unwrap_or(1) != 0 {
-            assert!(Instant::now() < deadline, "{fd_dir} never emptied");
+        while !std::fs::read_to_string(&status).unwrap_or_default().contains("\nState:\tZ") {
+            assert!(Instant::now() < deadline, "the main thread of {status} never exited");
             std::thread::sleep(Duration::from_millis(2));
         }
         kid
@@ -579,6 +580,48 @@ fn a_camera_held_by_a_thread_after_the_main_thread_exited_is_found() {
 /// A process of the scanner's own user that made itself non-dumpable (`prctl(PR_SET_DUMPABLE, 0)`, as hardened apps
 /// do) cannot be read without CAP_SYS_PTRACE. An unprivileged `scan` and the daemon's debug line count it apart from
 /// other users' processes and name it, so the user knows to run the system service. Needs root to drop to uid 65534.
+#[test]
+fn an_unprivileged_scanner_finds_its_own_camera_held_by_a_thread_after_the_main_thread_exited() {
+    if !is_root() {
+        eprintln!("SKIPPED: not root: cannot run a scanner and a holder as another uid (setpriv)");
+        return;
+    }
+    let dir = TempDir::new("thread-unprivileged");
+    std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let camera = dir.file("video0");
+    let source = dir.0.join("holder.c");
+    std::fs::write(
+        &source,
+        "#include <fcntl.h>\n#include <pthread.h>\n#include <unistd.h>\n\
+         static void *hold(void *arg) { (void)arg; sleep(60); return 0; }\n\
+         int main(int argc, char **argv) { if (argc < 2 || open(argv[1], O_RDONLY) < 0) return 1;\n\
+         pthread_t t; pthread_create(&t, 0, hold, 0); pthread_exit(0); }\n",
+    )
+    .unwrap();
+    let program = dir.0.join("holder");
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let built = Command::new(&cc).arg("-o").arg(&program).arg(&source).arg("-pthread").status().unwrap();
+    assert!(built.success(), "{cc} could not build the holder");
+    let nobody = ["--reuid=65534", "--regid=65534", "--clear-groups"];
+    let holder =
+        Kid(Command::new("setpriv").args(nobody).arg(&program).arg(&camera).stdin(Stdio::null()).spawn().unwrap());
+    // The state under test: the main thread gone, so to its unprivileged owner /proc/PID/fd is denied (EACCES).
+    let status = format!("/proc/{}/status", holder.pid());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&status).unwrap_or_default().contains("\nState:\tZ") {
+        assert!(Instant::now() < deadline, "the main thread of {status} never exited");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let bin = env!("CARGO_BIN_EXE_mm-status-sync");
+    let pattern = dir.pattern("video*");
+    let out = Command::new("setpriv").args(nobody).args([bin, "scan", "--device", pattern.as_str()]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "the user's own holder counts: {stdout}{stderr}");
+    assert!(stdout.contains(&format!("{}", holder.pid())), "{stdout}");
+    assert!(!stderr.contains("non-dumpable"), "a process whose main thread exited is not a non-dumpable one: {stderr}");
+}
+
 #[test]
 fn own_non_dumpable_processes_are_named_apart_from_other_users() {
     if !std::fs::read_to_string("/proc/self/status").unwrap().contains("\nUid:\t0\t") {

@@ -18,7 +18,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_mm-status-sync");
 const LONGEST_LINK: usize = 4095;
 /// Linux's PATH_MAX, with its NUL.
 const PATH_MAX: usize = 4096;
-/// A directory name as long as most file systems allow (NAME_MAX is 255).
+/// Linux's longest file name.
+const NAME_MAX: usize = 255;
+/// A directory name nearly as long as most file systems allow.
 const LONG_NAME: usize = 250;
 
 /// A fresh canonical directory under the system temp dir, removed on drop (deep trees included).
@@ -77,8 +79,11 @@ fn hold_all(root: &Path, depth: usize, paths: &[&Path]) -> Kid {
 /// path is exactly [`LONGEST_LINK`] bytes.
 fn longest_device_path(root: &Path) -> PathBuf {
     let mut dir = root.to_path_buf();
-    while dir.as_os_str().len() + 1 + LONG_NAME + 1 + "video".len() + 10 < LONGEST_LINK {
-        dir.push("e".repeat(LONG_NAME));
+    // Until what is left after a `/` fits one file name; the last component shortened if need be so that the
+    // file name keeps at least `video` and ten digits, whatever the length of `root` (TMPDIR).
+    while LONGEST_LINK - dir.as_os_str().len() - 1 > NAME_MAX {
+        let left = LONGEST_LINK - dir.as_os_str().len() - 1;
+        dir.push("e".repeat(LONG_NAME.min(left - 1 - "video".len() - 10)));
     }
     std::fs::create_dir_all(&dir).unwrap();
     let pad = LONGEST_LINK - dir.as_os_str().len() - 1 - "video".len();

@@ -136,10 +136,10 @@ fn example_config_shows_the_binarys_defaults() {
     }
 }
 
-/// Setting names in the NixOS module: each is declared as `NAME = setting TYPE DEFAULT DESCRIPTION`, possibly with
-/// `setting` on the next line (nixfmt's layout).
+/// Setting names in the NixOS and Home Manager modules (both take them from `nixos-module/settings.nix`): each is
+/// declared as `NAME = setting TYPE DESCRIPTION`, possibly with `setting` on the next line (nixfmt's layout).
 fn nixos_module_settings() -> BTreeSet<String> {
-    let text = read("nixos-module/default.nix");
+    let text = read("nixos-module/settings.nix");
     let lines: Vec<&str> = text.lines().map(str::trim).collect();
     let mut names = BTreeSet::new();
     for (index, line) in lines.iter().enumerate() {
@@ -162,7 +162,7 @@ fn nixos_module_offers_every_key_as_a_setting() {
     let mut expected = binary_keys();
     expected.remove("token");
     expected.remove("token-file");
-    assert_same_keys("nixos-module/default.nix settings", &nixos_module_settings(), &expected);
+    assert_same_keys("nixos-module/settings.nix settings", &nixos_module_settings(), &expected);
 }
 
 #[test]
@@ -331,6 +331,31 @@ fn every_variable_named_in_packaging_is_a_key() {
                 continue;
             }
             assert!(keys.contains(&key), "{} names {name}, which is no key", file.display());
+        }
+    }
+}
+
+#[test]
+fn template_units_are_the_plain_units_per_instance() {
+    for (plain, template, config, token) in [
+        (
+            "dist/systemd/mm-status-sync.service",
+            "dist/systemd/mm-status-sync@.service",
+            "Environment=MM_STATUS_SYNC_CONFIG=/etc/mm-status-sync/%i.env",
+            "LoadCredential=token:/etc/mm-status-sync/%i.token",
+        ),
+        (
+            "dist/systemd/user/mm-status-sync.service",
+            "dist/systemd/user/mm-status-sync@.service",
+            "Environment=MM_STATUS_SYNC_CONFIG=%E/mm-status-sync/%i.env",
+            "Environment=MM_STATUS_SYNC_TOKEN_FILE=%E/mm-status-sync/%i.token",
+        ),
+    ] {
+        // Same directives, so the same hardening; only the per-instance paths differ.
+        assert_eq!(service_directives(template), service_directives(plain), "{template} differs from {plain}");
+        let text = read(template);
+        for line in [config, token, "StateDirectory=mm-status-sync/%i"] {
+            assert!(text.lines().any(|l| l == line), "{template} lacks {line}");
         }
     }
 }

@@ -353,6 +353,22 @@ impl PidReader {
         let Some(path) = path.as_cstr() else { return };
         let fd_dir = match sys::open_dir_at(Some(proc_dir), path) {
             Ok(fd) => fd,
+            Err(e) if sys::is_denied(&e) && self.owns_leaderless(proc_dir, pid) => {
+                // Our own process whose main thread has exited: its /proc/PID/fd is denied even to us (the leader
+                // has no memory map left to judge access by), while each remaining thread's fd directory opens.
+                let first = self.holder_count;
+                let thread = self.read_thread_fds(proc_dir, pid, first, devices, stats);
+                if let Some((_, true)) = thread {
+                    stats.skipped += 1;
+                    self.explain_denied(proc_dir, pid, stats);
+                } else {
+                    stats.processes += 1;
+                }
+                if self.holder_count > first {
+                    self.judge(proc_dir, pid, thread.map(|(tid, _)| tid), first, devices, filter);
+                }
+                return;
+            }
             Err(e) => {
                 stats.skipped += 1;
                 if sys::is_denied(&e) {
@@ -384,6 +400,15 @@ impl PidReader {
         if self.holder_count > first {
             self.judge(proc_dir, pid, thread, first, devices, filter);
         }
+    }
+
+    /// Whether `/proc/PID`, whose fd directory we were denied, belongs to us: the kernel gives a process's `/proc`
+    /// entry to root while it is not dumpable, so ours means a process of ours whose main thread has exited (other
+    /// users' processes, and our non-dumpable ones, are not). One `stat`, only for denied processes.
+    fn owns_leaderless(&self, proc_dir: BorrowedFd<'_>, pid: u32) -> bool {
+        let mut path = sys::StackPath::<16>::new();
+        path.push_u32(pid);
+        path.as_cstr().is_some_and(|p| sys::owner_at(proc_dir, p).is_ok_and(|uid| uid == self.self_uid))
     }
 
     /// Counts a process we were denied by cause, when asked to: another user's, or our own non-dumpable one

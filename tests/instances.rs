@@ -1,0 +1,144 @@
+//! Several servers, one daemon each: two instances of the real binary, set up the way the template units
+//! `mm-status-sync@NAME` set them up (their own config file named by `MM_STATUS_SYNC_CONFIG`, their own token file,
+//! their own `STATE_DIRECTORY`), watch one camera and mark the user on two fake servers. Both servers get the
+//! meeting status, both get exactly their own status back, and neither backup lands in the other's state dir.
+
+mod support;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use support::FakeMattermost;
+use support::daemon_run::{BIN, Daemon, Scene, differences, in_meeting, wait_for};
+use support::go_time::GoTime;
+
+/// One instance: `NAME.env` and `NAME.token` in the scene's `etc/`, its state in `state/mm-status-sync/NAME`.
+struct Instance<'a> {
+    name: &'static str,
+    fake: &'a FakeMattermost,
+    config: PathBuf,
+    state_dir: PathBuf,
+}
+
+impl<'a> Instance<'a> {
+    fn new(scene: &Scene, name: &'static str, fake: &'a FakeMattermost) -> Instance<'a> {
+        let etc = scene.dir.join("etc");
+        fs::create_dir_all(&etc).unwrap();
+        let config = etc.join(format!("{name}.env"));
+        let camera = format!("{}/video*", scene.dir.display());
+        fs::write(
+            &config,
+            format!(
+                "MM_STATUS_SYNC_URL={}\nMM_STATUS_SYNC_DEVICES={camera}\nMM_STATUS_SYNC_START_DELAY=0\n\
+                 MM_STATUS_SYNC_END_DELAY=0\nMM_STATUS_SYNC_INTERVAL=3600\nMM_STATUS_SYNC_LOG=stderr\n",
+                fake.url()
+            ),
+        )
+        .unwrap();
+        let token = etc.join(format!("{name}.token"));
+        fs::write(&token, format!("{}\n", fake.token())).unwrap();
+        fs::set_permissions(&token, fs::Permissions::from_mode(0o600)).unwrap();
+        // systemd creates StateDirectory=mm-status-sync/%i before the start.
+        let state_dir = scene.dir.join("state/mm-status-sync").join(name);
+        fs::create_dir_all(&state_dir).unwrap();
+        Instance { name, fake, config, state_dir }
+    }
+
+    fn start(&self, scene: &Scene) -> Daemon {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("run")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("MM_STATUS_SYNC_CONFIG", &self.config)
+            .env("MM_STATUS_SYNC_TOKEN_FILE", self.config.with_extension("token"))
+            .env("STATE_DIRECTORY", &self.state_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        scene.spawn(cmd).unwrap_or_else(|e| panic!("instance {}: {e}", self.name))
+    }
+
+    /// The names in the state dir, sorted.
+    fn state_files(&self) -> Vec<String> {
+        let mut names: Vec<String> =
+            fs::read_dir(&self.state_dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+        names.sort();
+        names
+    }
+
+    fn backup(&self) -> String {
+        fs::read_to_string(self.state_dir.join("state.json")).unwrap_or_default()
+    }
+}
+
+fn rfc3339_in(fake: &FakeMattermost, secs: i64) -> String {
+    GoTime::from_unix_nanos(i128::from(fake.now_unix() + secs) * 1_000_000_000).to_rfc3339_nano()
+}
+
+fn wait_both(what: &str, fakes: [&FakeMattermost; 2], check: impl Fn(&support::UserState) -> bool) {
+    wait_for(what, || fakes.iter().all(|f| check(&f.state())))
+        .unwrap_or_else(|e| panic!("{e}; work {:?}; community {:?}", fakes[0].state(), fakes[1].state()));
+}
+
+fn holds_only(path: &Path, names: &[&str]) -> bool {
+    let mut found: Vec<String> =
+        fs::read_dir(path).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+    found.sort();
+    found == names
+}
+
+#[test]
+fn two_instances_mark_and_restore_two_servers_from_one_camera() {
+    let scene = Scene::new("instances");
+    let work_server = &scene.fake;
+    let community_server = FakeMattermost::start();
+    assert_ne!(work_server.user_id(), community_server.user_id(), "the fakes should have different users");
+
+    // Different own states on the two servers: a manual away with an expiring custom status, and an automatic
+    // online with none.
+    work_server.set_status("away", true, 0);
+    work_server.set_custom_status("sandwich", "Lunch", "date_and_time", &rfc3339_in(work_server, 7200));
+    community_server.set_status("online", false, 0);
+    let before = [work_server.state(), community_server.state()];
+
+    let work = Instance::new(&scene, "work", work_server);
+    let community = Instance::new(&scene, "community", &community_server);
+    let work_daemon = work.start(&scene);
+    let community_daemon = community.start(&scene);
+
+    let camera = scene.open_camera();
+    wait_both("both servers show the meeting", [work_server, &community_server], in_meeting);
+    // The loop handles one event at a time: once a reload is logged, the meeting's calls and their records are done.
+    work_daemon.settle().unwrap();
+    community_daemon.settle().unwrap();
+    for (instance, other) in [(&work, &community), (&community, &work)] {
+        assert_eq!(instance.state_files(), ["state.json"], "{}: state dir holds more than its backup", instance.name);
+        let backup = instance.backup();
+        assert!(backup.contains(&instance.fake.user_id()), "{}: backup is not for its server: {backup}", instance.name);
+        assert!(
+            !backup.contains(&other.fake.user_id()),
+            "{}: backup names the other server's user: {backup}",
+            instance.name
+        );
+    }
+    assert!(work.backup().contains("Lunch"), "work backup lacks the user's own custom status: {}", work.backup());
+    assert!(!community.backup().contains("Lunch"), "community backup holds work's custom status");
+
+    drop(camera);
+    wait_both("both servers restored", [work_server, &community_server], |s| !in_meeting(s));
+    for (instance, daemon) in [(&work, &work_daemon), (&community, &community_daemon)] {
+        daemon.wait_log("backup deleted").unwrap_or_else(|e| panic!("{}: {e}", instance.name));
+        assert_eq!(instance.state_files(), Vec::<String>::new(), "{}: state dir not empty", instance.name);
+    }
+    for (name, before, after) in
+        [("work", &before[0], work_server.state()), ("community", &before[1], community_server.state())]
+    {
+        let changed = differences(before, &after);
+        assert!(changed.is_empty(), "{name}: not restored exactly: {changed:?}");
+    }
+    assert!(holds_only(&scene.dir.join("state/mm-status-sync"), &["community", "work"]));
+
+    assert_eq!(work_daemon.stop(), Some(0));
+    assert_eq!(community_daemon.stop(), Some(0));
+}
