@@ -589,7 +589,8 @@ fn a_server_that_never_answers_times_out_at_the_read_timeout() {
     let started = Instant::now();
     let error = client.get_me().unwrap_err();
     let elapsed = started.elapsed();
-    assert!(elapsed >= Duration::from_millis(250) && elapsed < Duration::from_secs(2), "{elapsed:?}");
+    // The read timeout (0.3 s), not the total deadline (5 s), ended it: the error names the one that fired.
+    assert!(elapsed >= Duration::from_millis(250), "{elapsed:?}");
     assert!(matches!(error.kind(), ApiErrorKind::Transport(_)), "{error:?}");
     assert!(error.to_string().contains("timed out after 0."), "{error}");
     assert!(error.is_retryable());
@@ -607,7 +608,9 @@ fn a_server_that_trickles_is_cut_off_at_the_total_deadline() {
     let started = Instant::now();
     let error = client.get_me().unwrap_err();
     let elapsed = started.elapsed();
-    assert!(elapsed >= Duration::from_millis(650) && elapsed < Duration::from_millis(1500), "{elapsed:?}");
+    // Without the total deadline the trickle (20 ms a byte, every read in time) would go on for 80 s: ending far
+    // sooner is the deadline's doing, however slow the machine.
+    assert!(elapsed >= Duration::from_millis(650) && elapsed < Duration::from_secs(40), "{elapsed:?}");
     assert!(error.to_string().contains("timed out after"), "{error}");
     assert!(error.is_retryable());
     server.requests();
@@ -862,7 +865,8 @@ fn a_tls_server_that_never_handshakes_is_cut_off_at_the_deadline() {
     let started = Instant::now();
     let error = client.get_me().unwrap_err();
     let elapsed = started.elapsed();
-    assert!(elapsed >= Duration::from_millis(750) && elapsed < Duration::from_millis(1500), "{elapsed:?}");
+    // The silent peer gives up after 10 s: ending before that is the client's deadline.
+    assert!(elapsed >= Duration::from_millis(750) && elapsed < Duration::from_secs(10), "{elapsed:?}");
     assert!(error.to_string().contains("timed out after"), "{error}");
     assert!(error.is_retryable());
     silent.join().unwrap();
