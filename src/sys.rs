@@ -150,7 +150,7 @@ pub fn char_device_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Option<u64
 }
 
 /// The user owning `name` in `dir` (not following a symbolic link). For `/proc/PID` that is the process's
-/// effective uid, or root while the process is not dumpable.
+/// effective uid.
 pub fn owner_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<u32> {
     let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
     // SAFETY: `name` is NUL-terminated, `st` is writable memory of the right size for the kernel to fill, and `dir`

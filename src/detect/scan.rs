@@ -356,13 +356,14 @@ impl PidReader {
             Err(e) if sys::is_denied(&e) && self.owns_leaderless(proc_dir, pid) => {
                 // Our own process whose main thread has exited: its /proc/PID/fd is denied even to us (the leader
                 // has no memory map left to judge access by), while each remaining thread's fd directory opens.
+                // Our non-dumpable processes are denied there too, and are counted as such below.
                 let first = self.holder_count;
                 let thread = self.read_thread_fds(proc_dir, pid, first, devices, stats);
-                if let Some((_, true)) = thread {
+                if let Some((_, false)) = thread {
+                    stats.processes += 1;
+                } else {
                     stats.skipped += 1;
                     self.explain_denied(proc_dir, pid, stats);
-                } else {
-                    stats.processes += 1;
                 }
                 if self.holder_count > first {
                     self.judge(proc_dir, pid, thread.map(|(tid, _)| tid), first, devices, filter);
@@ -402,9 +403,10 @@ impl PidReader {
         }
     }
 
-    /// Whether `/proc/PID`, whose fd directory we were denied, belongs to us: the kernel gives a process's `/proc`
-    /// entry to root while it is not dumpable, so ours means a process of ours whose main thread has exited (other
-    /// users' processes, and our non-dumpable ones, are not). One `stat`, only for denied processes.
+    /// Whether `/proc/PID`, whose fd directory we were denied, belongs to us (the kernel keeps the process's user
+    /// on it even while the process is not dumpable). Then the process is either ours and non-dumpable, or ours
+    /// with its main thread gone: only the latter's threads' fd directories open. One `stat`, only for denied
+    /// processes, so other users' processes cost no more than that.
     fn owns_leaderless(&self, proc_dir: BorrowedFd<'_>, pid: u32) -> bool {
         let mut path = sys::StackPath::<16>::new();
         path.push_u32(pid);
