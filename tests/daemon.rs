@@ -570,8 +570,11 @@ fn microphones_start_and_end_meetings_with_cameras_or_alone() {
     // Recording: a microphone alone starts the meeting, and its end ends it.
     let opened = Instant::now();
     let recorder = Holder::open(&capture);
-    let line = format!("microphone in use by sleep (pid {}) on {}", recorder.0.id(), capture.display());
+    // Named by pid, not by name: the scan can run while the holder is still the shell that opened the node,
+    // before it became `sleep`.
+    let line = format!("(pid {}) on {}", recorder.0.id(), capture.display());
     d.wait_for(&line, Duration::from_secs(10));
+    assert!(d.seen.last().unwrap().contains("microphone in use by "), "{:#?}", d.seen);
     let started = d.wait_for("meeting started", Duration::from_secs(10));
     assert!(d.seen.last().unwrap().contains("pcmC0D0c") && !d.seen.last().unwrap().contains("pcmC0D0p"));
     d.wait_for("would set availability dnd", Duration::from_secs(10));
@@ -587,10 +590,12 @@ fn microphones_start_and_end_meetings_with_cameras_or_alone() {
 
     // Camera, then microphone, camera off, microphone off: one meeting.
     let camera = Holder::open(&fx.device());
-    d.wait_for("camera in use by sleep", Duration::from_secs(10));
+    d.wait_for(&format!("(pid {}) on {}", camera.0.id(), fx.device().display()), Duration::from_secs(10));
+    assert!(d.seen.last().unwrap().contains("camera in use by "), "{:#?}", d.seen);
     d.wait_for_nth("meeting started", 2, Duration::from_secs(10));
     let recorder = Holder::open(&capture);
-    d.wait_for_nth("microphone in use by sleep", 2, Duration::from_secs(10));
+    d.wait_for(&format!("(pid {}) on {}", recorder.0.id(), capture.display()), Duration::from_secs(10));
+    assert!(d.seen.last().unwrap().contains("microphone in use by "), "{:#?}", d.seen);
     drop(camera);
     d.wait_for("camera free", Duration::from_secs(10));
     assert_eq!(d.count("meeting ended"), 1, "the microphone keeps the meeting going: {:#?}", d.seen);
@@ -685,7 +690,8 @@ fn a_holder_that_does_not_count_hides_no_one() {
     d.wait_for("full scan (Startup", Duration::from_secs(10));
 
     let first = Holder::open(&fx.device());
-    d.wait_for(&format!("camera in use by sleep (pid {})", first.0.id()), Duration::from_secs(20));
+    d.wait_for(&format!("(pid {}) on {}", first.0.id(), fx.device().display()), Duration::from_secs(20));
+    assert!(d.seen.last().unwrap().contains("camera in use by "), "{:#?}", d.seen);
     d.wait_for("meeting started", Duration::from_secs(10));
     // A second app joins, then the first leaves: still in the meeting, and the second is the one in use.
     let second = Holder::open(&fx.device());
