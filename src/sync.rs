@@ -469,17 +469,20 @@ struct TokenFile {
 }
 
 /// A token file's token, read as the configuration reads it: at most 4096 bytes of UTF-8, trimmed, one token
-/// without spaces or control characters. The error never holds the file's content.
+/// of printable ASCII (what the client can send). The error never holds the file's content.
 fn read_token_file(path: &std::path::Path) -> Result<crate::mattermost::Secret, String> {
     use std::io::Read;
     let mut bytes = Vec::new();
-    std::fs::File::open(path)
+    // stat first: opening a FIFO put where the file was would block the daemon's one loop until a writer came.
+    std::fs::metadata(path)
+        .and_then(|m| if m.is_file() { Ok(()) } else { Err(std::io::Error::other("not a regular file")) })
+        .and_then(|()| std::fs::File::open(path))
         .and_then(|f| f.take(4097).read_to_end(&mut bytes))
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let token = std::str::from_utf8(&bytes)
         .ok()
         .map(str::trim)
-        .filter(|t| bytes.len() <= 4096 && !t.is_empty() && !t.bytes().any(|b| b.is_ascii_control() || b == b' '));
+        .filter(|t| bytes.len() <= 4096 && !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()));
     token
         .map(crate::mattermost::Secret::new)
         .ok_or_else(|| format!("{}: not a file holding one token of at most 4096 bytes", path.display()))

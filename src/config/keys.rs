@@ -260,7 +260,9 @@ impl Spec {
                 None => String::new(),
             },
             Kind::Text { max_chars } => format!("text of at most {max_chars} characters"),
-            Kind::Emoji => "an emoji name such as calendar".to_owned(),
+            Kind::Emoji => {
+                "an emoji name such as calendar (letters, digits, _ + -; not :calendar: or the glyph)".to_owned()
+            }
             Kind::Patterns { at_least_one, example } => format!(
                 "comma-separated absolute path patterns such as {example}; `*` matches any run of characters \
                  except `/`{}",

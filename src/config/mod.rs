@@ -390,10 +390,13 @@ impl Inputs {
                 return Err(missing);
             }
         };
-        if token.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        // The client's own rule (a header value of printable ASCII): a token that loads is one that can be sent.
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(match from_file {
-                Some(_) => v.invalid("token-file", "a file holding one token, without spaces or control characters"),
-                None => v.invalid("token", "a token without spaces or control characters"),
+                Some(_) => {
+                    v.invalid("token-file", "a file holding one token, without spaces, control or non-ASCII characters")
+                }
+                None => v.invalid("token", "a token without spaces, control or non-ASCII characters"),
             });
         }
         Ok(Some(ServerSettings { url, token: Secret::new(token), user_id, ca_file, token_file: from_file }))
@@ -524,7 +527,13 @@ impl Validator<'_> {
             Kind::Choice(_) => return Err(refused()),
             Kind::Text { max_chars } if s.chars().count() <= max_chars => Parsed::Text(s.to_owned()),
             Kind::Text { .. } => return Err(refused()),
-            Kind::Emoji if !trimmed.is_empty() && trimmed.len() <= 64 && !trimmed.contains(char::is_whitespace) => {
+            // A name, as the server takes it (docs/mattermost-semantics.md, section 6): the glyph or `:name:` is
+            // refused at every meeting.
+            Kind::Emoji
+                if !trimmed.is_empty()
+                    && trimmed.len() <= 64
+                    && trimmed.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+-".contains(&b)) =>
+            {
                 Parsed::Text(trimmed.to_owned())
             }
             Kind::Emoji => return Err(refused()),
@@ -556,7 +565,7 @@ impl Validator<'_> {
                 None => Parsed::Url(None),
                 Some(url) => Parsed::Url(Some(BaseUrl::parse(&url).map_err(|why| {
                     // A refused url may carry a password or a token (user:pass@, ?access_token=): not repeated then.
-                    let mut error = self.invalid(key, &why);
+                    let mut error = self.invalid(key, &format!("{} ({why})", spec.allowed()));
                     if url.contains(['@', '?', '#']) {
                         if let ConfigError::Invalid { value, .. } = &mut error {
                             *value = "(value not shown: it may hold a password or token)".to_owned();

@@ -474,3 +474,25 @@ fn allowed_texts_follow_the_kinds() {
     assert_eq!(keys::spec("dry-run").allowed(), "true/false/yes/no/1/0");
     assert_eq!(keys::spec("meeting-message").allowed(), "text of at most 100 characters");
 }
+
+/// What loads is what the daemon can use: a token the client could not send, an emoji the server always refuses
+/// and a url error without the rule were all accepted, or half-explained, before.
+#[test]
+fn values_that_load_are_values_the_daemon_can_use() {
+    let url = ("url", "https://mattermost.example.com");
+    let load = |flags: &[(&'static str, &str)], env: &[(&str, &str)]| inputs(flags, env, None).0.load();
+    // A zero-width space pasted with the token survives trimming; the client would refuse it at start (exit 1).
+    let error = load(&[url], &[("MM_STATUS_SYNC_TOKEN", "abc\u{200b}def")]).unwrap_err().to_string();
+    assert!(error.contains("token") && error.contains("non-ASCII"), "{error}");
+    assert!(!error.contains("abc"), "the token is never repeated: {error}");
+    for emoji in [":calendar:", "📅", "two words", "calendar!"] {
+        let error = load(&[url, ("meeting-emoji", emoji)], &[("MM_STATUS_SYNC_TOKEN", "t0ken")]).unwrap_err();
+        assert!(error.to_string().contains("meeting-emoji"), "{emoji}: {error}");
+    }
+    for emoji in ["calendar", "+1", "thumbs_up", "my-Emoji_2"] {
+        let config = load(&[url, ("meeting-emoji", emoji)], &[("MM_STATUS_SYNC_TOKEN", "t0ken")]).unwrap();
+        assert_eq!(config.meeting.emoji, emoji);
+    }
+    let error = load(&[("url", "https://")], &[("MM_STATUS_SYNC_TOKEN", "t0ken")]).unwrap_err().to_string();
+    assert!(error.contains("expected https://host"), "the rule, then the reason: {error}");
+}
