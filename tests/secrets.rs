@@ -782,7 +782,7 @@ fn plain_http_is_refused_unless_the_address_is_loopback() {
             let (code, out) = env.run(env.command_url(TokenVia::File, url, ""), &[command]);
             assert_eq!(code, Some(2), "{command} {url}: {out}");
             assert_eq!(out.lines().count(), 1, "{command} {url}: {out}");
-            let line = format!("mm-status-sync: invalid url {url:?} (from flag): expected url must use https://");
+            let line = format!("mm-status-sync: invalid url {url:?} (from flag): expected https://host[:port][/path]");
             assert!(out.starts_with(&line) && out.contains(why), "{command} {url}: {out}");
             assert_no_token(&env.token, "the refusal", &out);
         }
