@@ -1,7 +1,7 @@
 """A tiny stand-in for a Mattermost server, for the NixOS VM test (nixos-module/test.nix).
 
 It keeps one user, answers the endpoints mm-status-sync uses the way the real server does (see
-shared/reference/mattermost-api.md, "Fake-server checklist"), and appends every request to a JSON-lines log
+docs/mattermost-semantics.md; tests/support/fake_mattermost.rs is the complete fake), and appends every request to a JSON-lines log
 so the test can see what the daemon did. Usage: fake-mattermost.py PORT TOKEN LOG_FILE
 """
 

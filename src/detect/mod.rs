@@ -1,7 +1,8 @@
 //! Who holds a camera or a microphone right now: the ground truth read from `/proc/*/fd` ([`scan`]), the device
-//! patterns that say what a camera or a microphone is ([`pattern`], [`DeviceSet`]), the user's process filters ([`Filter`]), and inotify wake-ups that
-//! tell the daemon when to look again ([`watch`]). Events are never trusted as state, only as a reason to re-read
-//! `/proc` (see `shared/reference/detection.md`, pitfall 6).
+//! patterns that say what a camera or a microphone is ([`pattern`], [`DeviceSet`]), the user's process filters
+//! ([`Filter`]), and inotify wake-ups that tell the daemon when to look again ([`watch`]). Events are never trusted
+//! as state, only as a reason to re-read `/proc`: inotify coalesces and drops events (`IN_Q_OVERFLOW`), says nothing
+//! of processes that inherit or pass a descriptor, and nothing at all when a stream starts on an open node.
 
 pub mod pattern;
 pub mod scan;
