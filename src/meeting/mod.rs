@@ -278,7 +278,9 @@ pub fn begin(view: &ServerView, settings: &MeetingSettings, user_id: &str, now: 
     let previous_custom = view.custom.clone().filter(|cs| !cs.is_expired(now));
     let mut notes = Vec::new();
     let status = settings.status.as_api().and_then(|target| {
-        if matches!(view.status.status, Availability::Dnd | Availability::Ooo) {
+        // The user's own DND and out of office are theirs; an availability we do not know (a newer server's) is
+        // left alone too, since we could not put it back.
+        if matches!(view.status.status, Availability::Dnd | Availability::Ooo | Availability::Other(_)) {
             notes.push(Note::StatusLeftAlone(view.status.status.clone()));
             None
         } else {
@@ -347,10 +349,13 @@ pub fn during(backup: &Backup, view: &ServerView, settings: &MeetingSettings, no
 
     if let Some(our_status) = ours.status.clone().filter(|_| ours.status_progress != Progress::Released) {
         let current = &view.status.status;
+        // The server's expiry job puts the previous availability back as automatic; by the time we look, activity
+        // may have moved an automatic one on (online <-> away), which is no sign of the user either.
         let lapsed = our_status == Availability::Dnd
             && ours.dnd_end_time > 0
             && now >= ours.dnd_end_time
-            && *current == next.previous.status;
+            && (*current == next.previous.status
+                || (!next.previous.manual && !view.status.manual && *current != Availability::Dnd));
         let seen_end = view.status.dnd_end_time;
         if *current == our_status
             && our_status == Availability::Dnd
@@ -359,7 +364,11 @@ pub fn during(backup: &Backup, view: &ServerView, settings: &MeetingSettings, no
         {
             ours.status_progress = Progress::Released;
             notes.push(Note::DndSetByUser(seen_end));
-        } else if *current == our_status {
+        } else if *current == our_status
+            // Pending and equal but automatic (meeting-status away over an automatic away) is not ours: activity
+            // would move it on. Only what our PUT would leave (manual, except online) counts as in place.
+            && (ours.status_progress != Progress::Pending || view.status.manual == (our_status != Availability::Online))
+        {
             // Already in place, also after a crash between the call and recording it: then the end time the server
             // stored is taken from what it shows, unless it shows none (an old server's GET after a cache miss,
             // docs/mattermost-semantics.md section 3): the one planned stays, and the lapse check looks each minute

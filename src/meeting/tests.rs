@@ -856,3 +856,44 @@ fn a_restore_without_the_deleted_emoji_is_recognised_on_the_retry() {
     let retry = finish(&b, &v, &settings(), NOW + 600);
     assert_eq!((retry.calls, retry.notes), (vec![], vec![]));
 }
+
+/// The server ended our DND at the lease and put the previous automatic availability back; activity moved it on
+/// (online -> away) before we looked. That is the lapse, not the user: DND is set again.
+#[test]
+fn a_lapse_is_seen_after_an_automatic_availability_moved_on() {
+    let s = settings();
+    let a = applied(&view(status("online", false), None), &s);
+    let later = a.ours.dnd_end_time + 30;
+    for (current, manual, relapse) in [("away", false, true), ("online", false, true), ("away", true, false)] {
+        let v = view(status(current, manual), a.ours.custom.clone());
+        let p = during(&a, &v, &s, later);
+        let sets_dnd = p.calls.iter().any(|c| matches!(c, Call::PutStatus { status: Availability::Dnd, .. }));
+        assert_eq!(sets_dnd, relapse, "{current} manual {manual}: {:?} {:?}", p.calls, p.notes);
+        assert_eq!(p.notes.contains(&Note::StatusChangedByUser(Availability::Away)), !relapse, "{:?}", p.notes);
+    }
+}
+
+/// An availability the daemon does not know (a newer server's) is left alone, as DND and out of office are.
+#[test]
+fn an_unknown_availability_is_left_alone() {
+    let p = started(&view(status("busy", true), None), &settings());
+    assert!(p.backup.ours.status.is_none(), "{:?}", p.calls);
+    assert!(!p.calls.iter().any(|c| matches!(c, Call::PutStatus { .. })), "{:?}", p.calls);
+}
+
+/// meeting-status away over an automatic away: the server's away is not ours (activity would turn it online, and
+/// the meeting would then look changed by the user), so it is put, making it manual.
+#[test]
+fn a_meeting_status_equal_to_an_automatic_one_is_still_put() {
+    for (meeting, current, manual, put) in [
+        (MeetingStatus::Away, "away", false, true),
+        (MeetingStatus::Away, "away", true, false),
+        (MeetingStatus::Offline, "offline", false, true),
+        (MeetingStatus::Online, "online", false, false),
+    ] {
+        let s = MeetingSettings { status: meeting, ignore_if_offline: false, ..settings() };
+        let p = started(&view(status(current, manual), None), &s);
+        let puts = p.calls.iter().any(|c| matches!(c, Call::PutStatus { .. }));
+        assert_eq!(puts, put, "{meeting:?} over {current} manual {manual}: {:?}", p.calls);
+    }
+}
