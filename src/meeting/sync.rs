@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::meeting::MeetingSettings;
 use crate::mattermost::ApiError;
+use crate::meeting::MeetingSettings;
 use crate::meeting::{self, Backup, Begin, Call, Plan, Purpose, ServerView};
 use crate::model::{CustomStatus, UserStatus};
 use crate::state::{StateError, Store};
