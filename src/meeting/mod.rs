@@ -6,6 +6,7 @@
 //! [`Backup::record`]. Any failure stops the plan; the next attempt reads the server again and plans afresh, so
 //! every rule must be safe to apply twice.
 
+pub mod peers;
 pub mod sync;
 
 use std::fmt;
@@ -186,16 +187,28 @@ pub enum Begin {
     Start(Box<Plan>),
 }
 
-/// A meeting starts: what to save and what to set.
+/// A meeting starts: what to save and what to set, taking what the server shows as the user's own.
 pub fn begin(view: &ServerView, settings: &MeetingSettings, user_id: &str, now: i64) -> Begin {
+    let previous = Previous {
+        status: view.status.status.clone(),
+        manual: view.status.manual,
+        custom: view.custom.clone().filter(|cs| !cs.is_expired(now)),
+    };
+    begin_from(previous, view, settings, user_id, now)
+}
+
+/// A meeting starts with `previous` as the user's own state, which may differ from what the server shows: another
+/// device of the user may have its meeting status up already (see `peers`). The meeting status is composed from
+/// `previous`, so a marker already on the server is not appended to again; and availability is left alone when
+/// the user's own, not what is shown, is DND or out of office.
+pub fn begin_from(previous: Previous, view: &ServerView, settings: &MeetingSettings, user_id: &str, now: i64) -> Begin {
     if view.status.status == "offline" && settings.ignore_if_offline {
         return Begin::Wait(Note::Offline);
     }
-    let previous_custom = view.custom.clone().filter(|cs| !cs.is_expired(now));
     let mut notes = Vec::new();
     let status = settings.status.as_api().and_then(|target| {
-        if matches!(view.status.status.as_str(), "dnd" | "ooo") {
-            notes.push(Note::StatusLeftAlone(view.status.status.clone()));
+        if matches!(previous.status.as_str(), "dnd" | "ooo") {
+            notes.push(Note::StatusLeftAlone(previous.status.clone()));
             None
         } else {
             Some(target.to_owned())
@@ -203,12 +216,12 @@ pub fn begin(view: &ServerView, settings: &MeetingSettings, user_id: &str, now: 
     });
     let custom = view
         .custom_supported
-        .then(|| meeting_custom_status(previous_custom.as_ref().map_or("", |c| c.text.as_str()), settings, now));
+        .then(|| meeting_custom_status(previous.custom.as_ref().map_or("", |c| c.text.as_str()), settings, now));
     let backup = Backup {
         version: BACKUP_VERSION,
         user_id: user_id.to_owned(),
         started_at: now,
-        previous: Previous { status: view.status.status.clone(), manual: view.status.manual, custom: previous_custom },
+        previous,
         ours: Ours {
             custom,
             custom_applied: false,
