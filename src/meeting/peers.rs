@@ -131,9 +131,9 @@ fn is_marker_like(cs: &CustomStatus, settings: &MeetingSettings) -> bool {
 pub struct Start {
     /// The user's own state, never a marker.
     pub previous: Previous,
-    /// What to put in the shared place, after the backup is saved and before the meeting status is set: this
-    /// device's entry, and the original when none was seen.
-    pub write: Vec<Preference>,
+    /// The original to put in the shared place beside this device's entry ([`own_entry`]), after the backup is
+    /// saved and before the meeting status is set: when none was seen.
+    pub original: Option<Preference>,
     /// Notes for the log.
     pub joined: Option<String>,
     /// A marker was on the server with no original to tell what was under it: the text before the marker was
@@ -143,7 +143,7 @@ pub struct Start {
 
 /// What to take as the user's own state at a meeting's start, and what to write. `shared` is `None` when the shared
 /// place was not read (the server showed nothing a meeting could have set, see [`may_show_marker`]).
-pub fn start(me: &str, shared: Option<&Shared>, view: &ServerView, settings: &MeetingSettings, now: i64) -> Start {
+pub fn start(shared: Option<&Shared>, view: &ServerView, settings: &MeetingSettings, now: i64) -> Start {
     let original = shared.and_then(|s| s.original.as_ref());
     let live = shared.is_some_and(Shared::others_live);
     let mut marker_without_original = false;
@@ -193,12 +193,9 @@ pub fn start(me: &str, shared: Option<&Shared>, view: &ServerView, settings: &Me
     };
     let previous = Previous { status, manual, custom };
 
-    let mut write = vec![own_entry(me, settings, now)];
-    if original.is_none() {
-        write.push(original_entry(&previous));
-    }
+    let original = original.is_none().then(|| original_entry(&previous));
     let joined = shared.filter(|s| s.others_live()).map(Shared::live_names);
-    Start { previous, write, joined, marker_without_original }
+    Start { previous, original, joined, marker_without_original }
 }
 
 /// How a meeting ends on this device.

@@ -5,8 +5,9 @@ use std::time::{Duration, Instant};
 
 use crate::mattermost::ApiError;
 use crate::meeting::MeetingSettings;
+use crate::meeting::peers::{self, CATEGORY, End};
 use crate::meeting::{self, Backup, Begin, Call, Plan, Purpose, ServerView};
-use crate::model::{CustomStatus, UserStatus};
+use crate::model::{CustomStatus, Preference, UserStatus};
 use crate::state::{StateError, Store};
 
 /// The server as the shell sees it: the real client, or a simulation for dry runs.
@@ -15,6 +16,10 @@ pub trait Backend {
     fn user_id(&mut self) -> Result<String, ApiError>;
     fn view(&mut self, user_id: &str) -> Result<(UserStatus, Option<CustomStatus>), ApiError>;
     fn call(&mut self, user_id: &str, call: &Call) -> Result<(), ApiError>;
+    /// The entries of a preference category (empty when it holds none): where the user's devices meet.
+    fn get_preferences(&mut self, user_id: &str, category: &str) -> Result<Vec<Preference>, ApiError>;
+    fn put_preferences(&mut self, user_id: &str, entries: &[Preference]) -> Result<(), ApiError>;
+    fn delete_preferences(&mut self, user_id: &str, entries: &[Preference]) -> Result<(), ApiError>;
     /// Put before each call in the log: empty for the real server.
     fn log_prefix(&self) -> &'static str {
         ""
@@ -63,6 +68,11 @@ pub struct Sync<B, S> {
     due: Option<Instant>,
     last_want: Option<Want>,
     last_note: Option<String>,
+    /// This device's name in the shared place, read from (or made in) the state directory on first use.
+    instance: Option<String>,
+    /// This device's entry (and the original) must be written again: after a restart mid-meeting, since the crash
+    /// may have come between saving the backup and writing them.
+    announce: bool,
 }
 
 impl<B: Backend, S: Store> Sync<B, S> {
@@ -81,6 +91,7 @@ impl<B: Backend, S: Store> Sync<B, S> {
                 crate::time::format_rfc3339(b.started_at)
             );
         }
+        let announce = backup.is_some();
         Sync {
             backend,
             store,
@@ -93,6 +104,8 @@ impl<B: Backend, S: Store> Sync<B, S> {
             due: None,
             last_want: None,
             last_note: None,
+            instance: None,
+            announce,
         }
     }
 
@@ -182,6 +195,16 @@ impl<B: Backend, S: Store> Sync<B, S> {
         }
     }
 
+    /// This device's instance id, from the state directory.
+    fn instance(&mut self) -> Result<String, Failure> {
+        if let Some(id) = &self.instance {
+            return Ok(id.clone());
+        }
+        let id = self.store.instance_id().map_err(Failure::State)?;
+        self.instance = Some(id.clone());
+        Ok(id)
+    }
+
     /// One pass: read the server, plan, save, call. Returns how long until the next look while nothing changes.
     fn attempt(&mut self, want: Want) -> Result<Option<Duration>, Failure> {
         if want == Want::NoMeeting && self.backup.is_none() {
@@ -200,26 +223,100 @@ impl<B: Backend, S: Store> Sync<B, S> {
             // Each meeting asks again: an admin may have turned custom statuses back on since the last 501.
             self.custom_supported = true;
         }
+        // At the end, the shared place first: while another device is still in a meeting, the status is left to
+        // it and the server's view is not needed.
+        let mut shared = None;
+        if let (Want::NoMeeting, Some(_)) = (want, &self.backup) {
+            let me = self.instance()?;
+            self.instance = Some(me.clone());
+            let found = self.read_shared(&user_id, &me)?;
+            if let End::Leave { delete, others } = peers::end(&me, &found) {
+                self.backend.delete_preferences(&user_id, &delete).map_err(Failure::Api)?;
+                let again = self.read_shared(&user_id, &me)?;
+                if peers::end_after_leaving(&again) {
+                    self.store.remove().map_err(Failure::State)?;
+                    self.backup = None;
+                    log::info!(
+                        "RESTORE LEFT TO ANOTHER DEVICE: still in a meeting on {}; backup deleted.",
+                        again.live_names()
+                    );
+                    return Ok(None);
+                }
+                log::info!("the other device ({others}) left meanwhile; restoring here");
+                shared = Some(again);
+            } else {
+                shared = Some(found);
+            }
+        }
         let (status, custom) = self.backend.view(&user_id).map_err(Failure::Api)?;
         let view = ServerView { status, custom, custom_supported: self.custom_supported };
         let now = crate::time::now_unix();
+        // What to write to the shared place once the backup is saved: this device's entry (when `announce_own`),
+        // then these.
+        let mut announce_own = false;
+        let mut put_before = Vec::new();
+        let mut delete_after = Vec::new();
         let plan = match (want, &self.backup) {
-            (Want::Meeting, None) => match meeting::begin(&view, &self.settings, &user_id, now) {
-                Begin::Wait(note) => {
-                    self.note(note.to_string());
+            (Want::Meeting, None) => {
+                if view.status.status == "offline" && self.settings.ignore_if_offline {
+                    self.note(meeting::Note::Offline.to_string());
                     return Ok(Some(OFFLINE_RECHECK));
                 }
-                Begin::Start(plan) => *plan,
-            },
-            (Want::Meeting, Some(b)) => meeting::during(b, &view, &self.settings, now),
-            (Want::NoMeeting, Some(b)) => meeting::finish(b, &view, &self.settings, now),
+                // Read first, then the shared place, then write there, then set the marker: a device that does
+                // not see another's entry cannot have seen its marker either.
+                let found = if peers::may_show_marker(&view, &self.settings) {
+                    let me = self.instance()?;
+                    Some(self.read_shared(&user_id, &me)?)
+                } else {
+                    None
+                };
+                let start = peers::start(found.as_ref(), &view, &self.settings, now);
+                if let Some(others) = &start.joined {
+                    log::info!("another device is in a meeting ({others}); joining its meeting status");
+                }
+                if start.marker_without_original {
+                    log::warn!(
+                        "the custom status already ends with the meeting message and no device recorded what was \
+                         under it; keeping the text before it as the user's"
+                    );
+                }
+                announce_own = true;
+                put_before.extend(start.original);
+                match meeting::begin_from(start.previous, &view, &self.settings, &user_id, now) {
+                    Begin::Wait(note) => {
+                        self.note(note.to_string());
+                        return Ok(Some(OFFLINE_RECHECK));
+                    }
+                    Begin::Start(plan) => *plan,
+                }
+            }
+            (Want::Meeting, Some(b)) => {
+                let plan = meeting::during(b, &view, &self.settings, now);
+                let renewing = plan.calls.iter().any(|c| {
+                    matches!(c, Call::PutCustom(_, Purpose::Renew) | Call::PutStatus { purpose: Purpose::Renew, .. })
+                });
+                announce_own = self.announce || renewing;
+                if self.announce {
+                    put_before.push(peers::original_entry(&b.previous));
+                }
+                plan
+            }
+            (Want::NoMeeting, Some(b)) => {
+                let me = self.instance.as_deref().expect("read above");
+                delete_after = peers::cleanup(me, shared.as_ref().expect("read above"));
+                meeting::finish(b, &view, &self.settings, now)
+            }
             (Want::NoMeeting, None) => return Ok(None),
         };
         self.last_note = None;
         let starting = self.backup.is_none();
         // Also when the start was cut short by a failure after the backup was saved.
         let was_set = self.backup.as_ref().is_some_and(Backup::is_set);
-        self.run(plan, want, &user_id, starting)?;
+        let shared_writes = SharedWrites { announce_own, put_before, delete_after };
+        self.run(plan, want, &user_id, starting, &shared_writes)?;
+        if announce_own {
+            self.announce = false;
+        }
         if want == Want::Meeting && !was_set {
             log::info!("meeting status set");
         }
@@ -232,7 +329,21 @@ impl<B: Backend, S: Store> Sync<B, S> {
         }
     }
 
-    fn run(&mut self, plan: Plan, want: Want, user_id: &str, starting: bool) -> Result<(), Failure> {
+    fn read_shared(&mut self, user_id: &str, me: &str) -> Result<peers::Shared, Failure> {
+        let entries = self.backend.get_preferences(user_id, CATEGORY).map_err(Failure::Api)?;
+        Ok(peers::read(&entries, me, crate::time::now_unix()))
+    }
+
+    /// Saves the plan's backup, writes to the shared place, makes the calls, and at the end removes entries from
+    /// the shared place before the backup.
+    fn run(
+        &mut self,
+        plan: Plan,
+        want: Want,
+        user_id: &str,
+        starting: bool,
+        shared: &SharedWrites,
+    ) -> Result<(), Failure> {
         for note in &plan.notes {
             log::info!("{note}");
         }
@@ -242,6 +353,14 @@ impl<B: Backend, S: Store> Sync<B, S> {
         self.save_progress(&backup, want)?;
         if starting && unsaved {
             log::info!("BACKUP: Saved original status ({})", describe_previous(&backup));
+        }
+        if shared.announce_own || !shared.put_before.is_empty() {
+            // After the backup, so that the state directory has shown it can be written before the id is made.
+            let me = self.instance()?;
+            let now = crate::time::now_unix();
+            let own = shared.announce_own.then(|| peers::own_entry(&me, &self.settings, now));
+            let entries: Vec<Preference> = own.into_iter().chain(shared.put_before.iter().cloned()).collect();
+            self.backend.put_preferences(user_id, &entries).map_err(Failure::Api)?;
         }
         let mut restored = Vec::new();
         let mut custom_refused = None;
@@ -280,6 +399,9 @@ impl<B: Backend, S: Store> Sync<B, S> {
             return Err(Failure::Api(e));
         }
         if want == Want::NoMeeting {
+            if !shared.delete_after.is_empty() {
+                self.backend.delete_preferences(user_id, &shared.delete_after).map_err(Failure::Api)?;
+            }
             self.store.remove().map_err(Failure::State)?;
             self.backup = None;
             let what = if restored.is_empty() { String::new() } else { format!(" ({})", restored.join(", ")) };
@@ -304,6 +426,16 @@ impl<B: Backend, S: Store> Sync<B, S> {
     }
 }
 
+/// What a pass writes to the shared place of the user's devices.
+struct SharedWrites {
+    /// This device's entry, for one lease from now.
+    announce_own: bool,
+    /// Written with it (the original).
+    put_before: Vec<Preference>,
+    /// Removed at the end, after the restore calls and before the backup.
+    delete_after: Vec<Preference>,
+}
+
 fn describe_previous(b: &Backup) -> String {
     let manual = if b.previous.manual { " manual" } else { "" };
     match &b.previous.custom {
@@ -317,11 +449,16 @@ fn describe_previous(b: &Backup) -> String {
 pub struct DryRun {
     status: UserStatus,
     custom: Option<CustomStatus>,
+    preferences: Vec<Preference>,
 }
 
 impl Default for DryRun {
     fn default() -> DryRun {
-        DryRun { status: UserStatus { status: "online".into(), manual: false, dnd_end_time: 0 }, custom: None }
+        DryRun {
+            status: UserStatus { status: "online".into(), manual: false, dnd_end_time: 0 },
+            custom: None,
+            preferences: Vec::new(),
+        }
     }
 }
 
@@ -350,6 +487,25 @@ impl Backend for DryRun {
                 }
             }
         }
+        Ok(())
+    }
+
+    fn get_preferences(&mut self, _: &str, category: &str) -> Result<Vec<Preference>, ApiError> {
+        Ok(self.preferences.iter().filter(|p| p.category == category).cloned().collect())
+    }
+
+    fn put_preferences(&mut self, _: &str, entries: &[Preference]) -> Result<(), ApiError> {
+        for e in entries {
+            self.preferences.retain(|p| (&p.category, &p.name) != (&e.category, &e.name));
+            self.preferences.push(e.clone());
+        }
+        log::info!("dry-run: would tell the user's other devices: in a meeting here");
+        Ok(())
+    }
+
+    fn delete_preferences(&mut self, _: &str, entries: &[Preference]) -> Result<(), ApiError> {
+        self.preferences.retain(|p| !entries.iter().any(|e| (&p.category, &p.name) == (&e.category, &e.name)));
+        log::info!("dry-run: would tell the user's other devices: the meeting here is over");
         Ok(())
     }
 }
@@ -393,6 +549,18 @@ impl Backend for Server {
             }
         }
     }
+
+    fn get_preferences(&mut self, user_id: &str, category: &str) -> Result<Vec<Preference>, ApiError> {
+        self.client.get_preferences(user_id, category)
+    }
+
+    fn put_preferences(&mut self, user_id: &str, entries: &[Preference]) -> Result<(), ApiError> {
+        self.client.put_preferences(user_id, entries)
+    }
+
+    fn delete_preferences(&mut self, user_id: &str, entries: &[Preference]) -> Result<(), ApiError> {
+        self.client.delete_preferences(user_id, entries)
+    }
 }
 
 impl<T: Backend + ?Sized> Backend for Box<T> {
@@ -404,6 +572,15 @@ impl<T: Backend + ?Sized> Backend for Box<T> {
     }
     fn call(&mut self, user_id: &str, call: &Call) -> Result<(), ApiError> {
         (**self).call(user_id, call)
+    }
+    fn get_preferences(&mut self, user_id: &str, category: &str) -> Result<Vec<Preference>, ApiError> {
+        (**self).get_preferences(user_id, category)
+    }
+    fn put_preferences(&mut self, user_id: &str, entries: &[Preference]) -> Result<(), ApiError> {
+        (**self).put_preferences(user_id, entries)
+    }
+    fn delete_preferences(&mut self, user_id: &str, entries: &[Preference]) -> Result<(), ApiError> {
+        (**self).delete_preferences(user_id, entries)
     }
     fn log_prefix(&self) -> &'static str {
         (**self).log_prefix()

@@ -207,13 +207,9 @@ fn what_a_start_takes_as_the_users_own() {
         ),
     ];
     for (what, shared, v, expected, writes_original, orphan) in rows {
-        let got = start(A, shared.as_ref(), &v, &s, NOW);
+        let got = start(shared.as_ref(), &v, &s, NOW);
         assert_eq!(got.previous, expected, "{what}");
-        let mut write = vec![own_entry(A, &s, NOW)];
-        if writes_original {
-            write.push(original_entry(&expected));
-        }
-        assert_eq!(got.write, write, "{what}");
+        assert_eq!(got.original, writes_original.then(|| original_entry(&expected)), "{what}");
         assert_eq!(got.marker_without_original, orphan, "{what}");
         assert_eq!(got.joined.is_some(), shared.as_ref().is_some_and(Shared::others_live), "{what}");
     }
@@ -228,7 +224,7 @@ fn a_device_joining_another_devices_meeting_neither_stacks_nor_calls() {
         UserStatus { status: "dnd".into(), manual: true, dnd_end_time: NOW + 3000 },
         Some(marker("Focusing [In a meeting]", NOW - 600)),
     );
-    let got = start(A, Some(&shared), &shown, &s, NOW);
+    let got = start(Some(&shared), &shown, &s, NOW);
     let Begin::Start(plan) = begin_from(got.previous, &shown, &s, UID, NOW) else { panic!("a start") };
     assert_eq!(plan.calls, []);
     assert_eq!(plan.backup.ours.custom.as_ref().unwrap().text, "Focusing [In a meeting]");
@@ -336,16 +332,11 @@ impl Dev {
         *self = match std::mem::replace(self, Dev::Idle) {
             Dev::StartView => {
                 let v = server.view();
-                if may_show_marker(&v, &s) {
-                    Dev::StartRead(v)
-                } else {
-                    let st = start(me, None, &v, &s, NOW);
-                    plan_start(st, &v)
-                }
+                if may_show_marker(&v, &s) { Dev::StartRead(v) } else { plan_start(me, start(None, &v, &s, NOW), &v) }
             }
             Dev::StartRead(v) => {
                 let shared = read(&server.entries(), me, NOW);
-                plan_start(start(me, Some(&shared), &v, &s, NOW), &v)
+                plan_start(me, start(Some(&shared), &v, &s, NOW), &v)
             }
             Dev::StartWrite(backup, write, calls) => {
                 for p in write {
@@ -397,9 +388,10 @@ impl Dev {
     }
 }
 
-fn plan_start(st: Start, v: &ServerView) -> Dev {
+fn plan_start(me: &str, st: Start, v: &ServerView) -> Dev {
+    let write = std::iter::once(own_entry(me, &settings(), NOW)).chain(st.original).collect();
     let Begin::Start(plan) = begin_from(st.previous, v, &settings(), UID, NOW) else { panic!("offline") };
-    Dev::StartWrite(plan.backup, st.write, plan.calls)
+    Dev::StartWrite(plan.backup, write, plan.calls)
 }
 
 /// Every interleaving of the two devices' steps from `world` until neither is busy.
