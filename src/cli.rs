@@ -367,7 +367,7 @@ fn cmd_restore(config: &Config) -> i32 {
         }
     };
     let store: Box<dyn crate::state::Store> = Box::new(crate::state::StateFile::new(&config.state_dir));
-    let mut sync = crate::meeting::sync::Sync::new(backend, store, config.meeting.clone());
+    let mut sync = crate::sync::Sync::new(backend, store, config.meeting.clone());
     if !sync.has_backup() {
         println!("no backup: nothing to restore");
         return 0;

@@ -15,9 +15,9 @@ use crate::detect::scan::Scanner;
 use crate::detect::watch::{Wake, Watcher};
 use crate::detect::{DeviceSet, Filter};
 use crate::hooks::Hooks;
-use crate::meeting::sync::{Backend, DryRun, Server, Sync, Want};
 use crate::notify::Notifier;
 use crate::state::{MemoryStore, StateFile, Store};
+use crate::sync::{Backend, DryRun, Server, Sync, Want};
 
 /// How long SIGTERM may spend putting the user's status back before exiting.
 const RESTORE_ON_EXIT: Duration = Duration::from_secs(20);

@@ -3,7 +3,8 @@
 //!
 //! Reading order: `config` (what the user asked for), `detect` (who holds a camera), `meeting` (the pure rules
 //! that decide which Mattermost calls to make), `mattermost` (the only code that opens sockets), `state` (the
-//! backup on disk), `daemon` (the one loop that ties them together). See ARCHITECTURE.md.
+//! backup on disk), `sync` (the shell that ties the rules to the server and the disk), `daemon` (the one loop).
+//! See ARCHITECTURE.md.
 
 pub mod cli;
 pub mod config;
@@ -17,5 +18,6 @@ pub mod meeting;
 pub mod model;
 pub mod notify;
 pub mod state;
+pub mod sync;
 pub mod sys;
 pub mod time;

@@ -1,6 +1,11 @@
 //! The Mattermost facts the meeting logic reasons about, in the server's own shapes, shared by the client, the
 //! meeting logic and the state file so that nothing is translated twice.
 
+use std::borrow::Cow;
+use std::fmt;
+
+use miniserde::de::Visitor;
+use miniserde::ser::Fragment;
 use miniserde::{Deserialize, Serialize};
 
 /// Most characters (Unicode scalar values, Go runes) the server keeps of a custom status text; it silently cuts
@@ -49,11 +54,84 @@ impl CustomStatus {
     }
 }
 
+/// A user's availability (`model.Status.Status`). The server knows these five; a value it may add later is kept as
+/// [`Availability::Other`] and treated as something the daemon must not touch, rather than refused.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Availability {
+    Online,
+    Away,
+    /// Do Not Disturb.
+    Dnd,
+    Offline,
+    /// Out of office, set by the auto-responder; a PUT cannot set it, and any PUT turns the auto-responder off.
+    Ooo,
+    /// A value this daemon does not know.
+    Other(String),
+}
+
+impl Availability {
+    /// Reads the server's value; the comparison is exact (the server itself is case-sensitive).
+    pub fn parse(s: &str) -> Availability {
+        match s {
+            "online" => Availability::Online,
+            "away" => Availability::Away,
+            "dnd" => Availability::Dnd,
+            "offline" => Availability::Offline,
+            "ooo" => Availability::Ooo,
+            other => Availability::Other(other.to_owned()),
+        }
+    }
+
+    /// The server's value.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Availability::Online => "online",
+            Availability::Away => "away",
+            Availability::Dnd => "dnd",
+            Availability::Offline => "offline",
+            Availability::Ooo => "ooo",
+            Availability::Other(s) => s,
+        }
+    }
+}
+
+impl fmt::Display for Availability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<&str> for Availability {
+    fn from(s: &str) -> Availability {
+        Availability::parse(s)
+    }
+}
+
+/// In JSON (the state file) an availability is the server's string.
+impl Serialize for Availability {
+    fn begin(&self) -> Fragment<'_> {
+        Fragment::Str(Cow::Borrowed(self.as_str()))
+    }
+}
+
+/// Reading a string in place: the slot starts as a placeholder and any other JSON type fails the whole value.
+impl Visitor for Availability {
+    fn string(&mut self, s: &str) -> miniserde::Result<()> {
+        *self = Availability::parse(s);
+        Ok(())
+    }
+}
+
+impl Deserialize for Availability {
+    fn begin(out: &mut Option<Self>) -> &mut dyn Visitor {
+        out.insert(Availability::Other(String::new()))
+    }
+}
+
 /// Presence as `GET /users/{id}/status` reports it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserStatus {
-    /// `online`, `away`, `offline`, `dnd` or `ooo`.
-    pub status: String,
+    pub status: Availability,
     /// True when the user (or an API call) set it; automatic transitions leave a manual status alone.
     pub manual: bool,
     /// Seconds since the epoch when a timed DND ends; 0 for none. Not reliable on every server (see the reference).
@@ -83,5 +161,13 @@ pub fn truncate_runes(s: &str, max: usize) -> &str {
     match s.char_indices().nth(max) {
         Some((i, _)) => &s[..i],
         None => s,
+    }
+}
+
+/// Lets the rules' table tests compare with the server's words.
+#[cfg(test)]
+impl PartialEq<&str> for Availability {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
     }
 }

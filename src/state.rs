@@ -6,7 +6,10 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::meeting::{BACKUP_VERSION, Backup};
+use miniserde::Deserialize;
+
+use crate::meeting::{BACKUP_VERSION, Backup, Ours, Previous, Progress};
+use crate::model::{Availability, CustomStatus};
 
 /// Where the backup lives, and the rules for touching it.
 pub trait Store {
@@ -130,16 +133,76 @@ struct Header {
     version: Option<u32>,
 }
 
-/// Parses a backup file's bytes; the error says why it is unusable.
+/// The backup as release 0.1.0 wrote it (version 1): availability as text, two flags per part. A meeting that was
+/// on when that release stopped must still be restored by this one.
+#[derive(Deserialize)]
+struct BackupV1 {
+    user_id: String,
+    started_at: i64,
+    previous: PreviousV1,
+    ours: OursV1,
+}
+
+#[derive(Deserialize)]
+struct PreviousV1 {
+    status: String,
+    manual: bool,
+    custom: Option<CustomStatus>,
+}
+
+#[derive(Deserialize)]
+struct OursV1 {
+    custom: Option<CustomStatus>,
+    custom_applied: bool,
+    custom_released: bool,
+    status: Option<String>,
+    dnd_end_time: i64,
+    status_applied: bool,
+    status_released: bool,
+}
+
+/// Version 1's two flags: released wins (the user took the part over, whatever was applied before).
+fn progress_v1(applied: bool, released: bool) -> Progress {
+    match (applied, released) {
+        (_, true) => Progress::Released,
+        (true, false) => Progress::Applied,
+        (false, false) => Progress::Pending,
+    }
+}
+
+impl From<BackupV1> for Backup {
+    fn from(old: BackupV1) -> Backup {
+        Backup {
+            version: BACKUP_VERSION,
+            user_id: old.user_id,
+            started_at: old.started_at,
+            previous: Previous {
+                status: Availability::parse(&old.previous.status),
+                manual: old.previous.manual,
+                custom: old.previous.custom,
+            },
+            ours: Ours {
+                custom: old.ours.custom,
+                custom_progress: progress_v1(old.ours.custom_applied, old.ours.custom_released),
+                status: old.ours.status.as_deref().map(Availability::parse),
+                dnd_end_time: old.ours.dnd_end_time,
+                status_progress: progress_v1(old.ours.status_applied, old.ours.status_released),
+            },
+        }
+    }
+}
+
+/// Parses a backup file's bytes, of this version or version 1; the error says why it is unusable.
 pub fn parse(bytes: &[u8]) -> Result<Backup, String> {
     let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_owned())?;
     let header: Header = miniserde::json::from_str(text).map_err(|_| "not a backup file".to_owned())?;
+    let damaged = |_| "damaged backup".to_owned();
     match header.version {
-        Some(BACKUP_VERSION) => {}
-        Some(v) => return Err(format!("unknown version {v}")),
-        None => return Err("no version".to_owned()),
+        Some(BACKUP_VERSION) => miniserde::json::from_str(text).map_err(damaged),
+        Some(1) => miniserde::json::from_str::<BackupV1>(text).map(Backup::from).map_err(damaged),
+        Some(v) => Err(format!("unknown version {v}")),
+        None => Err("no version".to_owned()),
     }
-    miniserde::json::from_str(text).map_err(|_| "damaged backup".to_owned())
 }
 
 impl Store for StateFile {
@@ -230,8 +293,6 @@ impl<T: Store + ?Sized> Store for Box<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meeting::{Ours, Previous};
-    use crate::model::CustomStatus;
     use std::os::unix::fs::PermissionsExt;
 
     fn backup() -> Backup {
@@ -240,7 +301,7 @@ mod tests {
             user_id: "abcdefghijklmnopqrstuvwxyz".into(),
             started_at: 1_800_000_000,
             previous: Previous {
-                status: "away".into(),
+                status: Availability::Away,
                 manual: true,
                 custom: Some(CustomStatus {
                     emoji: "sandwich".into(),
@@ -251,12 +312,10 @@ mod tests {
             },
             ours: Ours {
                 custom: None,
-                custom_applied: false,
-                custom_released: false,
-                status: Some("dnd".into()),
+                custom_progress: Progress::Pending,
+                status: Some(Availability::Dnd),
                 dnd_end_time: 1_800_014_400,
-                status_applied: true,
-                status_released: false,
+                status_progress: Progress::Applied,
             },
         }
     }
@@ -296,6 +355,8 @@ mod tests {
             ("truncated", b"{\"version\":1,\"user_id\":\"abc"),
             ("garbage", b"\xff\xfe\x00garbage"),
             ("future", b"{\"version\":99,\"anything\":true}"),
+            ("badprogress", b"{\"version\":2,\"user_id\":\"x\",\"started_at\":1,\"previous\":{\"status\":\"away\",\"manual\":true,\"custom\":null},\"ours\":{\"custom\":null,\"custom_progress\":\"maybe\",\"status\":null,\"dnd_end_time\":0,\"status_progress\":\"pending\"}}"),
+            ("v1withv2fields", b"{\"version\":1,\"user_id\":\"x\",\"started_at\":1,\"previous\":{\"status\":\"away\",\"manual\":true,\"custom\":null},\"ours\":{\"custom\":null,\"custom_progress\":\"pending\",\"status\":null,\"dnd_end_time\":0,\"status_progress\":\"pending\"}}"),
             ("noversion", b"{\"user_id\":\"x\"}"),
             ("wrongtype", b"{\"version\":1,\"user_id\":5}"),
         ];
@@ -361,7 +422,7 @@ mod tests {
         // Something in the way of the temporary file (as good as a full disk for this purpose: the write fails).
         fs::create_dir(d.join(format!("state.json.tmp-{}", std::process::id()))).unwrap();
         let mut other = backup();
-        other.previous.status = "online".into();
+        other.previous.status = Availability::Online;
         assert!(s.save(&other).is_err());
         assert_eq!(s.load().unwrap(), Some(backup()));
         // A state directory that cannot be created at all.
@@ -370,5 +431,78 @@ mod tests {
         let err = StateFile::new(&file.join("sub")).save(&backup()).unwrap_err().to_string();
         assert!(err.starts_with("cannot create "), "{err}");
         fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// A backup written by release 0.1.0 (version 1) in the middle of a meeting is read, and the rules restore
+    /// the user's state from it; saved again, it is written in this version.
+    #[test]
+    fn a_version_1_backup_is_restored() {
+        use crate::meeting::{MeetingSettings, MeetingStatus, Purpose, ServerView, finish};
+        use crate::model::UserStatus;
+        let bytes = include_bytes!("../tests/fixtures/state-v1.json");
+        let b = parse(bytes).unwrap();
+        assert_eq!(b.version, BACKUP_VERSION);
+        assert_eq!(b.user_id, "u1xq5rj8bbyzmg3ifsr3j4c6ya");
+        let lunch = CustomStatus {
+            emoji: "sandwich".into(),
+            text: "Lunch".into(),
+            duration: "".into(),
+            expires_at: "0001-01-01T00:00:00Z".into(),
+        };
+        assert_eq!(b.previous, Previous { status: Availability::Away, manual: true, custom: Some(lunch.clone()) });
+        assert_eq!(b.ours.status, Some(Availability::Dnd));
+        assert_eq!((b.ours.custom_progress, b.ours.status_progress), (Progress::Applied, Progress::Applied));
+        assert_eq!(b.ours.dnd_end_time, 1_795_014_400);
+
+        let settings = MeetingSettings {
+            message: " [In a meeting]".into(),
+            emoji: "calendar".into(),
+            status: MeetingStatus::Dnd,
+            ignore_if_offline: true,
+            lease: 14_400,
+        };
+        let view = ServerView {
+            status: UserStatus { status: Availability::Dnd, manual: true, dnd_end_time: 1_795_014_360 },
+            custom: b.ours.custom.clone(),
+            custom_supported: true,
+        };
+        let plan = finish(&b, &view, &settings, 1_795_003_600);
+        assert_eq!(
+            plan.calls,
+            vec![
+                crate::meeting::Call::PutCustom(lunch, Purpose::Restore),
+                crate::meeting::Call::PutStatus {
+                    status: Availability::Away,
+                    dnd_end_time: None,
+                    purpose: Purpose::Restore
+                },
+            ]
+        );
+
+        let d = dir("v1");
+        let mut s = StateFile::new(&d);
+        fs::create_dir_all(&d).unwrap();
+        fs::write(s.path(), bytes).unwrap();
+        assert_eq!(s.load().unwrap(), Some(b.clone()));
+        s.save(&b).unwrap();
+        let written = fs::read_to_string(s.path()).unwrap();
+        assert!(written.starts_with("{\"version\":2,"), "{written}");
+        assert!(written.contains("\"custom_progress\":\"applied\""), "{written}");
+        assert_eq!(s.load().unwrap(), Some(b));
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// Version 1's pairs of flags map onto the three states; a part the user took over stays theirs.
+    #[test]
+    fn version_1_flags_become_progress() {
+        let rows = [
+            (false, false, Progress::Pending),
+            (true, false, Progress::Applied),
+            (false, true, Progress::Released),
+            (true, true, Progress::Released),
+        ];
+        for (applied, released, want) in rows {
+            assert_eq!(progress_v1(applied, released), want, "applied={applied} released={released}");
+        }
     }
 }

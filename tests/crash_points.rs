@@ -621,7 +621,7 @@ fn disk_full_after_the_backup_was_saved_loses_nothing_and_the_meeting_ends_exact
 // ---------------------------------------------------------------------------------------------------------------
 // Damaged backups at startup: moved aside, never deleted nor followed, and the daemon works.
 
-/// A backup as the daemon writes it (version 1): DND was set over an automatic online.
+/// A backup as release 0.1.0 writes it (version 1, still read): DND was set over an automatic online.
 fn valid_backup(user_id: &str) -> String {
     format!(
         "{{\"version\":1,\"user_id\":\"{user_id}\",\"started_at\":1800000000,\"previous\":{{\"status\":\"online\",\
@@ -660,8 +660,8 @@ fn damaged_backups_are_moved_aside_and_the_daemon_works() {
             ("garbage", Planted::Bytes(b"\xff\xfe\x00garbage\x1b[2J\n".to_vec()), "(not UTF-8)"),
             (
                 "unknown version",
-                Planted::Bytes(valid_backup(&id).replace("\"version\":1", "\"version\":2").into_bytes()),
-                "(unknown version 2)",
+                Planted::Bytes(valid_backup(&id).replace("\"version\":1", "\"version\":3").into_bytes()),
+                "(unknown version 3)",
             ),
             ("symlink", Planted::SymlinkToValid, "(a symbolic link)"),
         ]

@@ -8,7 +8,7 @@ use miniserde::de::{Map, Seq, Visitor};
 use miniserde::{Deserialize, Serialize, json};
 
 use super::error::{ApiError, ApiErrorKind};
-use crate::model::{CustomStatus, Preference, User, UserStatus, ZERO_TIME};
+use crate::model::{Availability, CustomStatus, Preference, User, UserStatus, ZERO_TIME};
 
 /// A value kept when it has the expected JSON type and dropped (as if absent) when it does not.
 ///
@@ -251,7 +251,11 @@ pub(super) fn parse_custom_status(raw: &str) -> Option<CustomStatus> {
 pub(super) fn decode_status(body: &str) -> Result<UserStatus, String> {
     let wire: WireStatus = json::from_str(body).map_err(|_| shape_error(body, "a status"))?;
     let status = wire.status.filter(|s| !s.is_empty()).ok_or("the status object has no status")?;
-    Ok(UserStatus { status, manual: wire.manual.unwrap_or(false), dnd_end_time: wire.dnd_end_time.unwrap_or(0) })
+    Ok(UserStatus {
+        status: Availability::parse(&status),
+        manual: wire.manual.unwrap_or(false),
+        dnd_end_time: wire.dnd_end_time.unwrap_or(0),
+    })
 }
 
 /// The id and message of an AppError body; both `None` when the body is something else.
@@ -372,14 +376,17 @@ mod tests {
     #[test]
     fn status_parsing() {
         let get = "{\"user_id\":\"u1\",\"status\":\"dnd\",\"manual\":true,\"last_activity_at\":1700000000000,\"dnd_end_time\":1700003600,\"active_channel\":\"c\"}\n";
-        assert_eq!(decode_status(get), Ok(UserStatus { status: "dnd".into(), manual: true, dnd_end_time: 1700003600 }));
+        assert_eq!(
+            decode_status(get),
+            Ok(UserStatus { status: Availability::Dnd, manual: true, dnd_end_time: 1700003600 })
+        );
         assert_eq!(
             decode_status(r#"{"status":"away"}"#),
-            Ok(UserStatus { status: "away".into(), manual: false, dnd_end_time: 0 })
+            Ok(UserStatus { status: Availability::Away, manual: false, dnd_end_time: 0 })
         );
         assert_eq!(
             decode_status(r#"{"status":"online","dnd_end_time":-60,"manual":null}"#),
-            Ok(UserStatus { status: "online".into(), manual: false, dnd_end_time: -60 })
+            Ok(UserStatus { status: Availability::Online, manual: false, dnd_end_time: -60 })
         );
         assert!(decode_status(r#"{"manual":true}"#).unwrap_err().contains("no status"));
         assert!(decode_status(r#"{"status":5}"#).unwrap_err().contains("wrong type"));

@@ -1,19 +1,18 @@
 //! The meeting rules, with no IO: from the saved backup, what the camera is doing and what the server says, decide
 //! which Mattermost calls to make. Every rule here has a row in the tables of `tests.rs`.
 //!
-//! The shell (`sync.rs`) reads the server, asks [`begin`], [`during`] or [`finish`] for a [`Plan`], saves the
+//! The shell (`crate::sync`) reads the server, asks [`begin`], [`during`] or [`finish`] for a [`Plan`], saves the
 //! plan's backup before making any call, makes the calls in order, and records each success with
 //! [`Backup::record`]. Any failure stops the plan; the next attempt reads the server again and plans afresh, so
 //! every rule must be safe to apply twice.
 
 pub mod peers;
-pub mod sync;
 
 use std::fmt;
 
 use miniserde::{Deserialize, Serialize};
 
-use crate::model::{CUSTOM_STATUS_TEXT_MAX, CustomStatus, UserStatus, ZERO_TIME, truncate_runes};
+use crate::model::{Availability, CUSTOM_STATUS_TEXT_MAX, CustomStatus, UserStatus, ZERO_TIME, truncate_runes};
 use crate::time::format_rfc3339;
 
 /// Availability during a meeting.
@@ -28,13 +27,13 @@ pub enum MeetingStatus {
 }
 
 impl MeetingStatus {
-    /// The value `PUT /users/{id}/status` takes, or `None` for keep.
-    pub fn as_api(self) -> Option<&'static str> {
+    /// The availability `PUT /users/{id}/status` is asked to set, or `None` for keep.
+    pub fn as_api(self) -> Option<Availability> {
         match self {
-            MeetingStatus::Dnd => Some("dnd"),
-            MeetingStatus::Away => Some("away"),
-            MeetingStatus::Online => Some("online"),
-            MeetingStatus::Offline => Some("offline"),
+            MeetingStatus::Dnd => Some(Availability::Dnd),
+            MeetingStatus::Away => Some(Availability::Away),
+            MeetingStatus::Online => Some(Availability::Online),
+            MeetingStatus::Offline => Some(Availability::Offline),
             MeetingStatus::Keep => None,
         }
     }
@@ -51,8 +50,9 @@ pub struct MeetingSettings {
     pub lease: u64,
 }
 
-/// Version of the backup format; a file with another version is moved aside, not guessed at.
-pub const BACKUP_VERSION: u32 = 1;
+/// Version of the backup format. Version 1 (two flags per part, availability as text) is still read, see
+/// `state.rs`; a file with any other version is moved aside, not guessed at.
+pub const BACKUP_VERSION: u32 = 2;
 
 /// What was there before the meeting and what the daemon set, saved durably before the first change.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,25 +68,70 @@ pub struct Backup {
 /// The user's own state before the meeting.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Previous {
-    pub status: String,
+    pub status: Availability,
     pub manual: bool,
     /// `None` when there was none, or it had already expired.
     pub custom: Option<CustomStatus>,
 }
 
-/// What the daemon sets, and how far it got. A `released` part was changed by the user during the meeting: it is
-/// theirs now, and neither maintained nor restored.
+/// What the daemon sets, and how far it got with each part.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ours {
     pub custom: Option<CustomStatus>,
-    pub custom_applied: bool,
-    pub custom_released: bool,
+    pub custom_progress: Progress,
     /// The availability set during the meeting; `None` when it is left alone.
-    pub status: Option<String>,
+    pub status: Option<Availability>,
     /// Unix seconds when the server ends the DND we set; 0 for never.
     pub dnd_end_time: i64,
-    pub status_applied: bool,
-    pub status_released: bool,
+    pub status_progress: Progress,
+}
+
+/// How far one part of the meeting status (the custom status, the availability) has got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Not on the server: not set yet, or put back already.
+    Pending,
+    /// On the server, as far as the daemon knows.
+    Applied,
+    /// The user changed it during the meeting: it is theirs now, neither maintained nor restored.
+    Released,
+}
+
+impl Progress {
+    fn as_str(self) -> &'static str {
+        match self {
+            Progress::Pending => "pending",
+            Progress::Applied => "applied",
+            Progress::Released => "released",
+        }
+    }
+}
+
+/// In the state file a progress is a word.
+impl Serialize for Progress {
+    fn begin(&self) -> miniserde::ser::Fragment<'_> {
+        miniserde::ser::Fragment::Str(self.as_str().into())
+    }
+}
+
+impl Deserialize for Progress {
+    fn begin(out: &mut Option<Self>) -> &mut dyn miniserde::de::Visitor {
+        // A placeholder that the string then overwrites; any other JSON type fails the whole backup.
+        out.insert(Progress::Pending)
+    }
+}
+
+/// A word this version does not know fails the whole backup (moved aside, never guessed at).
+impl miniserde::de::Visitor for Progress {
+    fn string(&mut self, s: &str) -> miniserde::Result<()> {
+        *self = match s {
+            "pending" => Progress::Pending,
+            "applied" => Progress::Applied,
+            "released" => Progress::Released,
+            _ => return Err(miniserde::Error),
+        };
+        Ok(())
+    }
 }
 
 /// What the server says now.
@@ -103,7 +148,7 @@ pub struct ServerView {
 pub enum Call {
     PutCustom(CustomStatus, Purpose),
     DeleteCustom,
-    PutStatus { status: String, dnd_end_time: Option<i64>, purpose: Purpose },
+    PutStatus { status: Availability, dnd_end_time: Option<i64>, purpose: Purpose },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,13 +188,13 @@ pub enum Note {
     /// The user changed their custom status during the meeting; it stays as they set it.
     CustomChangedByUser,
     /// The user changed their availability during the meeting (to this); it stays.
-    StatusChangedByUser(String),
+    StatusChangedByUser(Availability),
     /// The user is offline at the end of the meeting; availability is left alone.
     OfflineAtEnd,
     /// The server ended our timed DND while the meeting goes on; it is set again.
     DndLapsed,
     /// Availability is left alone because the user is in their own DND or out of office.
-    StatusLeftAlone(String),
+    StatusLeftAlone(Availability),
 }
 
 impl fmt::Display for Note {
@@ -202,16 +247,16 @@ pub fn begin(view: &ServerView, settings: &MeetingSettings, user_id: &str, now: 
 /// `previous`, so a marker already on the server is not appended to again; and availability is left alone when
 /// the user's own, not what is shown, is DND or out of office.
 pub fn begin_from(previous: Previous, view: &ServerView, settings: &MeetingSettings, user_id: &str, now: i64) -> Begin {
-    if view.status.status == "offline" && settings.ignore_if_offline {
+    if view.status.status == Availability::Offline && settings.ignore_if_offline {
         return Begin::Wait(Note::Offline);
     }
     let mut notes = Vec::new();
     let status = settings.status.as_api().and_then(|target| {
-        if matches!(previous.status.as_str(), "dnd" | "ooo") {
+        if matches!(previous.status, Availability::Dnd | Availability::Ooo) {
             notes.push(Note::StatusLeftAlone(previous.status.clone()));
             None
         } else {
-            Some(target.to_owned())
+            Some(target)
         }
     });
     let custom = view
@@ -224,12 +269,10 @@ pub fn begin_from(previous: Previous, view: &ServerView, settings: &MeetingSetti
         previous,
         ours: Ours {
             custom,
-            custom_applied: false,
-            custom_released: false,
-            dnd_end_time: dnd_end_time(status.as_deref(), settings, now),
+            custom_progress: Progress::Pending,
+            dnd_end_time: dnd_end_time(status.as_ref(), settings, now),
             status,
-            status_applied: false,
-            status_released: false,
+            status_progress: Progress::Pending,
         },
     };
     let mut plan = during(&backup, view, settings, now);
@@ -245,17 +288,18 @@ pub fn during(backup: &Backup, view: &ServerView, settings: &MeetingSettings, no
     let mut notes = Vec::new();
     let ours = &mut next.ours;
 
-    if let Some(our_custom) = ours.custom.clone().filter(|_| !ours.custom_released && view.custom_supported) {
+    let custom_kept = ours.custom_progress != Progress::Released && view.custom_supported;
+    if let Some(our_custom) = ours.custom.clone().filter(|_| custom_kept) {
         let on_server = view.custom.as_ref().is_some_and(|cs| cs.looks_like(&our_custom));
         // The backup takes a new expiry only from `Backup::record`, once the server has accepted it: saved ahead of
         // a call that then fails, it would hide that the renewal is still due.
         if on_server {
-            ours.custom_applied = true;
+            ours.custom_progress = Progress::Applied;
             if needs_renewal(&our_custom, settings, now) {
                 let renewed = meeting_custom_status_with_text(&our_custom.text, settings, now);
                 calls.push(Call::PutCustom(renewed, Purpose::Renew));
             }
-        } else if !ours.custom_applied {
+        } else if ours.custom_progress == Progress::Pending {
             // Set again after a partial restore or a failed start, perhaps hours later: an expiry in the past is
             // refused by the server (400), so a due one is renewed on the way.
             let fresh = if needs_renewal(&our_custom, settings, now) {
@@ -265,14 +309,14 @@ pub fn during(backup: &Backup, view: &ServerView, settings: &MeetingSettings, no
             };
             calls.push(Call::PutCustom(fresh, Purpose::Apply));
         } else {
-            ours.custom_released = true;
+            ours.custom_progress = Progress::Released;
             notes.push(Note::CustomChangedByUser);
         }
     }
 
-    if let Some(our_status) = ours.status.clone().filter(|_| !ours.status_released) {
+    if let Some(our_status) = ours.status.clone().filter(|_| ours.status_progress != Progress::Released) {
         let current = &view.status.status;
-        let lapsed = our_status == "dnd"
+        let lapsed = our_status == Availability::Dnd
             && ours.dnd_end_time > 0
             && now >= ours.dnd_end_time
             && *current == next.previous.status;
@@ -280,8 +324,8 @@ pub fn during(backup: &Backup, view: &ServerView, settings: &MeetingSettings, no
             // Already in place, also after a crash between the call and recording it. GET's dnd_end_time is not
             // to be relied on (the reference, section 1), so an end time not recorded stays the old one: the lapse
             // check then looks each minute and sets DND again only once the server has really ended it.
-            ours.status_applied = true;
-        } else if !ours.status_applied || lapsed {
+            ours.status_progress = Progress::Applied;
+        } else if ours.status_progress == Progress::Pending || lapsed {
             if lapsed {
                 notes.push(Note::DndLapsed);
             }
@@ -291,7 +335,7 @@ pub fn during(backup: &Backup, view: &ServerView, settings: &MeetingSettings, no
             let purpose = if lapsed { Purpose::Renew } else { Purpose::Apply };
             calls.push(Call::PutStatus { dnd_end_time: (end > 0).then_some(end), status: our_status, purpose });
         } else {
-            ours.status_released = true;
+            ours.status_progress = Progress::Released;
             notes.push(Note::StatusChangedByUser(current.clone()));
         }
     }
@@ -305,7 +349,8 @@ pub fn finish(backup: &Backup, view: &ServerView, settings: &MeetingSettings, no
     let mut notes = Vec::new();
     let ours = &backup.ours;
 
-    if let Some(our_custom) = ours.custom.as_ref().filter(|_| !ours.custom_released && view.custom_supported) {
+    let custom_kept = ours.custom_progress != Progress::Released && view.custom_supported;
+    if let Some(our_custom) = ours.custom.as_ref().filter(|_| custom_kept) {
         let on_server = view.custom.as_ref().is_some_and(|cs| cs.looks_like(our_custom));
         let previous = backup.previous.custom.as_ref().filter(|cs| !cs.is_expired(now));
         if on_server {
@@ -315,15 +360,15 @@ pub fn finish(backup: &Backup, view: &ServerView, settings: &MeetingSettings, no
             }
         } else if view.custom.as_ref() == previous {
             // Already back: a restore whose answer was lost, or the user put back their own.
-        } else if ours.custom_applied {
+        } else if ours.custom_progress == Progress::Applied {
             notes.push(Note::CustomChangedByUser);
         }
     }
 
-    if let Some(our_status) = ours.status.as_ref().filter(|_| !ours.status_released) {
+    if let Some(our_status) = ours.status.as_ref().filter(|_| ours.status_progress != Progress::Released) {
         let current = &view.status;
         let previous = &backup.previous;
-        let lapsed = *our_status == "dnd" && ours.dnd_end_time > 0 && now >= ours.dnd_end_time;
+        let lapsed = *our_status == Availability::Dnd && ours.dnd_end_time > 0 && now >= ours.dnd_end_time;
         if current.status == *our_status {
             calls.push(restore_status_call(previous));
         } else if is_restored(previous, current) {
@@ -331,12 +376,15 @@ pub fn finish(backup: &Backup, view: &ServerView, settings: &MeetingSettings, no
         } else if lapsed && current.status == previous.status {
             // The server put the previous status back itself, but always as automatic: a manual away or offline
             // must be set again to be exact.
-            if previous.manual && !current.manual && matches!(previous.status.as_str(), "away" | "offline") {
+            if previous.manual
+                && !current.manual
+                && matches!(previous.status, Availability::Away | Availability::Offline)
+            {
                 calls.push(restore_status_call(previous));
             }
-        } else if current.status == "offline" && settings.ignore_if_offline {
+        } else if current.status == Availability::Offline && settings.ignore_if_offline {
             notes.push(Note::OfflineAtEnd);
-        } else if ours.status_applied {
+        } else if ours.status_progress == Progress::Applied {
             notes.push(Note::StatusChangedByUser(current.status.clone()));
         }
     }
@@ -349,13 +397,14 @@ pub fn next_check(backup: &Backup, settings: &MeetingSettings, now: i64) -> Opti
     let renew = ours
         .custom
         .as_ref()
-        .filter(|_| !ours.custom_released && settings.lease > 0)
+        .filter(|_| ours.custom_progress != Progress::Released && settings.lease > 0)
         .and_then(CustomStatus::expires_at_unix)
         .map(|end| end - renewal_margin(settings));
     // The server's DND expiry job runs every 1 to 5 minutes; look shortly after our end time, then each minute
     // until it has run, to set DND again.
-    let lapse = (ours.status.as_deref() == Some("dnd") && !ours.status_released && ours.dnd_end_time > 0)
-        .then(|| (ours.dnd_end_time + 30).max(now + 60));
+    let lapse =
+        (ours.status == Some(Availability::Dnd) && ours.status_progress != Progress::Released && ours.dnd_end_time > 0)
+            .then(|| (ours.dnd_end_time + 30).max(now + 60));
     match (renew, lapse) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -368,36 +417,58 @@ impl Backup {
         match call {
             Call::PutCustom(cs, Purpose::Apply | Purpose::Renew) => {
                 self.ours.custom = Some(cs.clone());
-                self.ours.custom_applied = true;
+                self.ours.custom_progress = Progress::Applied;
             }
             Call::PutStatus { purpose: Purpose::Apply | Purpose::Renew, dnd_end_time, .. } => {
-                self.ours.status_applied = true;
+                self.ours.status_progress = Progress::Applied;
                 self.ours.dnd_end_time = dnd_end_time.unwrap_or(0);
             }
             // Put back, so ours is no longer on the server: a retried restore finds that part already back, and a
             // meeting that starts again before the rest is put back sets it again.
-            Call::PutCustom(_, Purpose::Restore) | Call::DeleteCustom => self.ours.custom_applied = false,
-            Call::PutStatus { purpose: Purpose::Restore, .. } => self.ours.status_applied = false,
+            Call::PutCustom(_, Purpose::Restore) | Call::DeleteCustom => self.ours.custom_progress = Progress::Pending,
+            Call::PutStatus { purpose: Purpose::Restore, .. } => self.ours.status_progress = Progress::Pending,
         }
     }
 
     /// Whether every part of the meeting status is on the server, or was let go.
     pub fn is_set(&self) -> bool {
         let ours = &self.ours;
-        (ours.custom.is_none() || ours.custom_applied || ours.custom_released)
-            && (ours.status.is_none() || ours.status_applied || ours.status_released)
+        (ours.custom.is_none() || ours.custom_progress != Progress::Pending)
+            && (ours.status.is_none() || ours.status_progress != Progress::Pending)
     }
 
-    /// Forgets the custom status part: the server has custom statuses turned off.
-    pub fn drop_custom(&mut self) {
-        self.ours.custom = None;
+    /// The server answered 501 to the custom status `call`: custom statuses are turned off there. Decides what the
+    /// backup makes of it.
+    pub fn custom_statuses_off(&mut self, call: &Call) -> CustomOff {
+        let restoring = matches!(call, Call::PutCustom(_, Purpose::Restore) | Call::DeleteCustom);
+        if self.ours.custom_progress == Progress::Applied || restoring {
+            // Our custom status is on the server (a restore call is planned only when it is) and cannot be changed
+            // while custom statuses are off, and it would show again once they are back on: keep it, to retry.
+            CustomOff::KeepForRetry
+        } else {
+            // Nothing of ours is on the server: the meeting goes on with availability alone.
+            self.ours.custom = None;
+            CustomOff::Dropped
+        }
     }
+}
+
+/// What [`Backup::custom_statuses_off`] decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CustomOff {
+    /// Ours is (or may be) on the server: the backup keeps it and the call is retried later; the rest of the plan
+    /// goes on now.
+    KeepForRetry,
+    /// The backup forgot the custom status part; work with availability alone.
+    Dropped,
 }
 
 /// Whether `current` is what [`restore_status_call`] makes of `previous`.
 fn is_restored(previous: &Previous, current: &UserStatus) -> bool {
     match restore_status_call(previous) {
-        Call::PutStatus { status, .. } => current.status == status && current.manual == (status != "online"),
+        Call::PutStatus { status, .. } => {
+            current.status == status && current.manual == (status != Availability::Online)
+        }
         _ => false,
     }
 }
@@ -405,15 +476,15 @@ fn is_restored(previous: &Previous, current: &UserStatus) -> bool {
 /// The availability call that puts `previous` back. Online is how the server's automatic mode comes back, so an
 /// automatic away or offline becomes online and the server derives it again.
 fn restore_status_call(previous: &Previous) -> Call {
-    let status = match previous.status.as_str() {
-        s @ ("away" | "offline") if previous.manual => s,
-        _ => "online",
+    let status = match &previous.status {
+        s @ (Availability::Away | Availability::Offline) if previous.manual => s.clone(),
+        _ => Availability::Online,
     };
-    Call::PutStatus { status: status.to_owned(), dnd_end_time: None, purpose: Purpose::Restore }
+    Call::PutStatus { status, dnd_end_time: None, purpose: Purpose::Restore }
 }
 
-fn dnd_end_time(status: Option<&str>, settings: &MeetingSettings, now: i64) -> i64 {
-    if status == Some("dnd") && settings.lease > 0 { now + settings.lease as i64 } else { 0 }
+fn dnd_end_time(status: Option<&Availability>, settings: &MeetingSettings, now: i64) -> i64 {
+    if status == Some(&Availability::Dnd) && settings.lease > 0 { now + settings.lease as i64 } else { 0 }
 }
 
 /// Renew once less than half of the lease is left, so a renewal that fails has time for retries.
@@ -448,4 +519,4 @@ pub fn meeting_text(previous: &str, message: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -21,7 +21,7 @@
 use miniserde::{Deserialize, Serialize, json};
 
 use super::{MeetingSettings, Previous, ServerView, meeting_custom_status};
-use crate::model::{CustomStatus, Preference};
+use crate::model::{Availability, CustomStatus, Preference};
 
 /// The preference category of our own. Lower case with underscores: the server reads back (`GET`) only categories
 /// matching `^[a-z0-9]+([a-z\-\_0-9]+|(__)?)[a-z0-9]+$` in `[A-Za-z0-9_]+`.
@@ -38,7 +38,7 @@ struct DeviceValue {
 /// The `original` entry: the user's availability and custom status from before the meeting.
 #[derive(Serialize, Deserialize)]
 struct OriginalValue {
-    status: String,
+    status: Availability,
     manual: bool,
     custom: Option<CustomStatus>,
 }
@@ -176,12 +176,12 @@ pub fn start(shared: Option<&Shared>, view: &ServerView, settings: &MeetingSetti
     let target = settings.status.as_api();
     let (status, manual) = match original {
         // Another device's meeting availability.
-        Some(o) if live && target == Some(shown.status.as_str()) => (o.status.clone(), o.manual),
+        Some(o) if live && target.as_ref() == Some(&shown.status) => (o.status.clone(), o.manual),
         // A dead device's DND the server has not ended yet although its end time has passed (the expiry job runs
         // every minute or five).
         Some(o)
-            if target == Some("dnd")
-                && shown.status == "dnd"
+            if target == Some(Availability::Dnd)
+                && shown.status == Availability::Dnd
                 && shown.dnd_end_time > 0
                 && shown.dnd_end_time <= now =>
         {

@@ -4,11 +4,11 @@
 
 use super::*;
 
-const NOW: i64 = 1_800_000_000;
-const LEASE: i64 = 14_400;
-const UID: &str = "abcdefghijklmnopqrstuvwxyz";
+pub(crate) const NOW: i64 = 1_800_000_000;
+pub(crate) const LEASE: i64 = 14_400;
+pub(crate) const UID: &str = "abcdefghijklmnopqrstuvwxyz";
 
-fn settings() -> MeetingSettings {
+pub(crate) fn settings() -> MeetingSettings {
     MeetingSettings {
         message: " [In a meeting]".into(),
         emoji: "calendar".into(),
@@ -18,35 +18,35 @@ fn settings() -> MeetingSettings {
     }
 }
 
-fn cs(emoji: &str, text: &str, duration: &str, expires_at: &str) -> CustomStatus {
+pub(crate) fn cs(emoji: &str, text: &str, duration: &str, expires_at: &str) -> CustomStatus {
     CustomStatus { emoji: emoji.into(), text: text.into(), duration: duration.into(), expires_at: expires_at.into() }
 }
 
-fn never(emoji: &str, text: &str) -> CustomStatus {
+pub(crate) fn never(emoji: &str, text: &str) -> CustomStatus {
     cs(emoji, text, "", ZERO_TIME)
 }
 
-fn status(s: &str, manual: bool) -> UserStatus {
-    UserStatus { status: s.into(), manual, dnd_end_time: 0 }
+pub(crate) fn status(s: &str, manual: bool) -> UserStatus {
+    UserStatus { status: Availability::parse(s), manual, dnd_end_time: 0 }
 }
 
-fn view(s: UserStatus, custom: Option<CustomStatus>) -> ServerView {
+pub(crate) fn view(s: UserStatus, custom: Option<CustomStatus>) -> ServerView {
     ServerView { status: s, custom, custom_supported: true }
 }
 
-fn ours_custom(text: &str, at: i64) -> CustomStatus {
+pub(crate) fn ours_custom(text: &str, at: i64) -> CustomStatus {
     cs("calendar", text, "date_and_time", &format_rfc3339(at + LEASE))
 }
 
-fn put_custom(c: CustomStatus, p: Purpose) -> Call {
+pub(crate) fn put_custom(c: CustomStatus, p: Purpose) -> Call {
     Call::PutCustom(c, p)
 }
 
-fn put_status(s: &str, end: Option<i64>, purpose: Purpose) -> Call {
-    Call::PutStatus { status: s.into(), dnd_end_time: end, purpose }
+pub(crate) fn put_status(s: &str, end: Option<i64>, purpose: Purpose) -> Call {
+    Call::PutStatus { status: Availability::parse(s), dnd_end_time: end, purpose }
 }
 
-fn started(v: &ServerView, s: &MeetingSettings) -> Plan {
+pub(crate) fn started(v: &ServerView, s: &MeetingSettings) -> Plan {
     match begin(v, s, UID, NOW) {
         Begin::Start(plan) => *plan,
         other => panic!("expected a start, got {other:?}"),
@@ -54,7 +54,7 @@ fn started(v: &ServerView, s: &MeetingSettings) -> Plan {
 }
 
 /// A backup as it is after a successful start.
-fn applied(v: &ServerView, s: &MeetingSettings) -> Backup {
+pub(crate) fn applied(v: &ServerView, s: &MeetingSettings) -> Backup {
     let plan = started(v, s);
     let mut b = plan.backup;
     for c in &plan.calls {
@@ -173,7 +173,7 @@ fn end_restores_availability_per_previous_availability() {
     for (prev, want) in rows {
         let s = MeetingSettings { ignore_if_offline: false, ..settings() };
         let b = applied(&view(prev.clone(), None), &s);
-        let now_status = b.ours.status.clone().map_or(prev.clone(), |st| status(&st, true));
+        let now_status = b.ours.status.clone().map_or(prev.clone(), |st| status(st.as_str(), true));
         let ours = b.ours.custom.clone();
         let plan = finish(&b, &view(now_status, ours), &s, NOW + 600);
         let mut want_calls = vec![Call::DeleteCustom];
@@ -212,7 +212,10 @@ fn what_the_user_changes_during_the_meeting_is_theirs() {
     let plan = during(&b, &changed, &settings(), NOW + 60);
     assert_eq!(plan.calls, vec![]);
     assert_eq!(plan.notes, vec![Note::CustomChangedByUser, Note::StatusChangedByUser("online".into())]);
-    assert!(plan.backup.ours.custom_released && plan.backup.ours.status_released);
+    assert!(
+        plan.backup.ours.custom_progress == Progress::Released
+            && plan.backup.ours.status_progress == Progress::Released
+    );
     // Later the user sets DND again by hand: still theirs, nothing maintained, nothing restored.
     let later = view(status("dnd", true), Some(never("coffee", "Break")));
     assert_eq!(during(&plan.backup, &later, &settings(), NOW + 120).calls, vec![]);
@@ -275,12 +278,15 @@ fn a_crash_mid_start_resumes_without_duplicating_or_losing_anything() {
     let half = view(status("online", false), plan.backup.ours.custom.clone());
     let resumed = during(&plan.backup, &half, &settings(), NOW + 5);
     assert_eq!(resumed.calls, vec![put_status("dnd", Some(NOW + 5 + LEASE), Purpose::Apply)]);
-    assert!(resumed.backup.ours.custom_applied);
+    assert_eq!(resumed.backup.ours.custom_progress, Progress::Applied);
     // Crash after both calls: nothing to do, both recorded.
     let all = view(status("dnd", true), plan.backup.ours.custom.clone());
     let resumed = during(&plan.backup, &all, &settings(), NOW + 5);
     assert_eq!(resumed.calls, vec![]);
-    assert!(resumed.backup.ours.custom_applied && resumed.backup.ours.status_applied);
+    assert_eq!(
+        (resumed.backup.ours.custom_progress, resumed.backup.ours.status_progress),
+        (Progress::Applied, Progress::Applied)
+    );
     // Crash with the backup saved but nothing applied, then the camera went off: nothing of ours is on the server.
     assert_eq!(finish(&plan.backup, &v, &settings(), NOW + 5).calls, vec![]);
 }
@@ -307,14 +313,14 @@ fn meeting_text_keeps_the_marker_whole_within_100_characters() {
 
 /// The server as the reference describes it, for the calls the daemon makes.
 #[derive(Clone, Debug, PartialEq)]
-struct ModelServer {
-    status: UserStatus,
-    prev: String,
-    custom: Option<CustomStatus>,
+pub(crate) struct ModelServer {
+    pub(crate) status: UserStatus,
+    pub(crate) prev: Availability,
+    pub(crate) custom: Option<CustomStatus>,
 }
 
 impl ModelServer {
-    fn apply(&mut self, call: &Call, now: i64) {
+    pub(crate) fn apply(&mut self, call: &Call, now: i64) {
         match call {
             Call::PutCustom(c, _) => {
                 assert!(!c.emoji.is_empty() || !c.text.is_empty(), "server rejects an empty custom status");
@@ -347,7 +353,7 @@ impl ModelServer {
         }
     }
 
-    fn view(&self) -> ServerView {
+    pub(crate) fn view(&self) -> ServerView {
         view(self.status.clone(), self.custom.clone())
     }
 }
@@ -383,8 +389,7 @@ fn every_combination_round_trips_through_a_model_server() {
                 for ignore in [true, false] {
                     for length in [600, 3600 * 30] {
                         let s = MeetingSettings { status: meeting_status, ignore_if_offline: ignore, ..settings() };
-                        let mut server =
-                            ModelServer { status: prev.clone(), prev: String::new(), custom: custom.clone() };
+                        let mut server = ModelServer { status: prev.clone(), prev: "".into(), custom: custom.clone() };
                         let before = server.clone();
                         let label = format!("{prev:?} {custom:?} {meeting_status:?} ignore={ignore} length={length}");
                         let mut backup = match begin(&server.view(), &s, UID, NOW) {
@@ -437,11 +442,15 @@ fn every_combination_round_trips_through_a_model_server() {
                         let want_custom = before.custom.clone().filter(|c| !c.is_expired(t));
                         assert_eq!(server.custom, want_custom, "{label}");
                         let want_status = match (before.status.status.as_str(), before.status.manual) {
-                            ("away" | "offline", false) if backup.ours.status_applied => "online",
+                            ("away" | "offline", false) if (backup.ours.status_progress == Progress::Applied) => {
+                                "online"
+                            }
                             (s, _) => s,
                         };
                         assert_eq!(server.status.status, want_status, "{label}");
-                        if matches!(want_status, "away" | "offline") && backup.ours.status_applied {
+                        if matches!(want_status, "away" | "offline")
+                            && (backup.ours.status_progress == Progress::Applied)
+                        {
                             assert_eq!(server.status.manual, before.status.manual, "{label}");
                         }
                         cases += 1;
@@ -451,133 +460,6 @@ fn every_combination_round_trips_through_a_model_server() {
         }
     }
     assert!(cases > 700, "{cases}");
-}
-
-/// The shell against a model server whose custom statuses can be switched off (501), as an administrator can.
-struct SwitchableServer {
-    server: std::rc::Rc<std::cell::RefCell<(ModelServer, bool, Vec<Call>)>>,
-    /// The shared place of the user's devices (one device here).
-    preferences: Vec<crate::model::Preference>,
-}
-
-impl sync::Backend for SwitchableServer {
-    fn user_id(&mut self) -> Result<String, crate::mattermost::ApiError> {
-        Ok(UID.into())
-    }
-
-    fn view(&mut self, _: &str) -> Result<(UserStatus, Option<CustomStatus>), crate::mattermost::ApiError> {
-        let s = self.server.borrow();
-        Ok((s.0.status.clone(), s.0.custom.clone()))
-    }
-
-    fn call(&mut self, _: &str, call: &Call) -> Result<(), crate::mattermost::ApiError> {
-        let mut s = self.server.borrow_mut();
-        s.2.push(call.clone());
-        if !s.1 && matches!(call, Call::PutCustom(..) | Call::DeleteCustom) {
-            let path = format!("/api/v4/users/{UID}/status/custom");
-            return Err(crate::mattermost::ApiError::answered("PUT", &path, 501, "api.custom_status.disabled"));
-        }
-        s.0.apply(call, crate::time::now_unix());
-        Ok(())
-    }
-
-    fn get_preferences(
-        &mut self,
-        _: &str,
-        _: &str,
-    ) -> Result<Vec<crate::model::Preference>, crate::mattermost::ApiError> {
-        Ok(self.preferences.clone())
-    }
-
-    fn put_preferences(
-        &mut self,
-        _: &str,
-        entries: &[crate::model::Preference],
-    ) -> Result<(), crate::mattermost::ApiError> {
-        self.preferences.retain(|p| !entries.iter().any(|e| e.name == p.name));
-        self.preferences.extend_from_slice(entries);
-        Ok(())
-    }
-
-    fn delete_preferences(
-        &mut self,
-        _: &str,
-        entries: &[crate::model::Preference],
-    ) -> Result<(), crate::mattermost::ApiError> {
-        self.preferences.retain(|p| !entries.iter().any(|e| e.name == p.name));
-        Ok(())
-    }
-}
-
-/// Found by the fault table (tests/faults.rs): custom statuses turned off while our meeting custom status was on
-/// the server made the restore drop it and delete the backup, so it showed again once they were back on.
-#[test]
-fn custom_statuses_off_at_the_end_keep_ours_in_the_backup_until_it_can_be_put_back() {
-    use std::time::Instant;
-    let lunch = never("sandwich", "Lunch");
-    let model = ModelServer { status: status("away", true), prev: String::new(), custom: Some(lunch.clone()) };
-    let server = std::rc::Rc::new(std::cell::RefCell::new((model, true, Vec::new())));
-    let backend = SwitchableServer { server: server.clone(), preferences: Vec::new() };
-    let mut sync = sync::Sync::new(backend, crate::state::MemoryStore::default(), settings());
-
-    assert_eq!(sync.step(sync::Want::Meeting, Instant::now()).map(|_| ()), Some(()), "renewal is scheduled");
-    assert_eq!(server.borrow().0.status.status, "dnd");
-    assert_eq!(server.borrow().0.custom.as_ref().unwrap().text, "Lunch [In a meeting]");
-
-    server.borrow_mut().1 = false;
-    let retry = sync.step(sync::Want::NoMeeting, Instant::now());
-    assert!(retry.is_some(), "the custom status is retried later");
-    assert!(sync.has_backup(), "the backup is kept while ours cannot be put back");
-    let availability = |s: &UserStatus| (s.status.clone(), s.manual);
-    assert_eq!(availability(&server.borrow().0.status), ("away".into(), true), "availability is put back at once");
-    assert_eq!(server.borrow().0.custom.as_ref().unwrap().text, "Lunch [In a meeting]");
-    assert!(!sync.backup().unwrap().ours.status_applied, "the restored availability is recorded");
-
-    // Still off when the next meeting starts: it gets DND again, and ends with the same previous state.
-    let again = sync.step(sync::Want::Meeting, retry.unwrap());
-    assert!(again.is_some() && sync.has_backup());
-    assert_eq!(server.borrow().0.status.status, "dnd", "the next meeting is not left without DND");
-    let retry = sync.step(sync::Want::NoMeeting, again.unwrap());
-    assert!(retry.is_some() && sync.has_backup());
-    assert_eq!(availability(&server.borrow().0.status), ("away".into(), true));
-
-    server.borrow_mut().1 = true;
-    server.borrow_mut().2.clear();
-    assert_eq!(sync.step(sync::Want::NoMeeting, retry.unwrap()), None);
-    assert!(!sync.has_backup());
-    let s = server.borrow();
-    assert_eq!(s.0.custom, Some(lunch));
-    assert_eq!(availability(&s.0.status), ("away".into(), true));
-    assert_eq!(s.2, vec![put_custom(never("sandwich", "Lunch"), Purpose::Restore)], "only what was left is redone");
-}
-
-/// Custom statuses already off when the meeting starts: nothing of ours is on the server, so the meeting goes on
-/// with availability alone and the backup forgets the custom part.
-#[test]
-fn custom_statuses_off_at_the_start_work_with_availability_alone() {
-    use std::time::Instant;
-    let model = ModelServer { status: status("online", false), prev: String::new(), custom: None };
-    let server = std::rc::Rc::new(std::cell::RefCell::new((model, false, Vec::new())));
-    let backend = SwitchableServer { server: server.clone(), preferences: Vec::new() };
-    let mut sync = sync::Sync::new(backend, crate::state::MemoryStore::default(), settings());
-    sync.step(sync::Want::Meeting, Instant::now());
-    assert_eq!(server.borrow().0.status.status, "dnd");
-    let backup = sync.backup().unwrap();
-    assert_eq!(backup.ours.custom, None);
-    assert!(!backup.ours.custom_applied, "a refused call is not recorded as applied");
-    assert_eq!(sync.step(sync::Want::NoMeeting, Instant::now()), None);
-    assert!(!sync.has_backup());
-    {
-        let now = &server.borrow().0.status;
-        assert_eq!((now.status.as_str(), now.manual), ("online", false));
-    }
-    // The admin turns custom statuses back on: the next meeting asks again, without a reload.
-    server.borrow_mut().1 = true;
-    sync.step(sync::Want::Meeting, Instant::now());
-    assert_eq!(server.borrow().0.custom.as_ref().map(|c| c.text.as_str()), Some("[In a meeting]"));
-    sync.step(sync::Want::NoMeeting, Instant::now());
-    assert_eq!(server.borrow().0.custom, None);
-    assert_eq!(server.borrow().0.status.status, "online");
 }
 
 /// Found by the fault table (tests/faults.rs): a start cut short after the backup was saved never logged "meeting
@@ -595,7 +477,7 @@ fn a_backup_is_set_only_once_every_part_is_on_the_server() {
     assert!(b.is_set());
     let mut released = plan.backup.clone();
     released.record(&plan.calls[0]);
-    released.ours.status_released = true;
+    released.ours.status_progress = Progress::Released;
     assert!(released.is_set(), "a part the user took over counts as done");
     let keep = MeetingSettings { status: MeetingStatus::Keep, ..settings() };
     let custom_only = started(&v, &keep);
@@ -619,8 +501,7 @@ fn a_restore_whose_answer_was_lost_is_not_taken_for_a_change_by_the_user() {
         let s = MeetingSettings { ignore_if_offline: false, ..settings() };
         let v = view(prev.clone(), custom.clone());
         let b = applied(&v, &s);
-        let mut server =
-            ModelServer { status: status("dnd", true), prev: String::new(), custom: b.ours.custom.clone() };
+        let mut server = ModelServer { status: status("dnd", true), prev: "".into(), custom: b.ours.custom.clone() };
         let plan = finish(&b, &server.view(), &s, NOW + 600);
         // Only the first call's answer gets through; the second is carried out and its answer lost.
         for call in &plan.calls {
@@ -662,7 +543,7 @@ fn a_failed_renewal_is_still_due_on_the_retry() {
     let retry = during(&plan.backup, &lapsed, &s, t + 2);
     assert!(retry.calls.contains(&put_status("dnd", Some(t + 2 + LEASE), Purpose::Renew)), "{:?}", retry.calls);
     assert_eq!(retry.notes, vec![Note::DndLapsed]);
-    assert!(!retry.backup.ours.status_released);
+    assert_ne!(retry.backup.ours.status_progress, Progress::Released);
     // Once a call succeeds, its record carries the new end time.
     let mut done = plan.backup.clone();
     for c in &plan.calls {
@@ -702,62 +583,36 @@ fn ours_set_again_hours_later_carries_a_fresh_expiry() {
     }
 }
 
-/// A store whose disk is full: every save fails, removing works (it needs no room).
-#[derive(Default)]
-struct FullDisk {
-    backup: Option<Backup>,
-}
-
-impl crate::state::Store for FullDisk {
-    fn load(&mut self) -> Result<Option<Backup>, crate::state::StateError> {
-        Ok(self.backup.clone())
-    }
-    fn save(&mut self, _: &Backup) -> Result<(), crate::state::StateError> {
-        let source = std::io::Error::from_raw_os_error(libc::ENOSPC);
-        Err(crate::state::StateError::Io { path: "/state/state.json".into(), op: "write", source })
-    }
-    fn remove(&mut self) -> Result<(), crate::state::StateError> {
-        self.backup = None;
-        Ok(())
-    }
-    /// Made before the disk filled up.
-    fn instance_id(&mut self) -> Result<String, crate::state::StateError> {
-        Ok("fulldiskaaaaaaaaaaaaaaaaaa".into())
-    }
-}
-
-/// Found in review: with the disk full at the end of a meeting, the restore stopped after its first call (the
-/// progress could not be recorded) and logged that nothing was changed; it now finishes in one pass, and a start
-/// still changes nothing without a saved backup.
+/// A 501 (custom statuses turned off) to a custom status call: the backup keeps our custom status, to retry, when
+/// it is or may be on the server (applied, or a restore was planned, which happens only when it is), and forgets it
+/// when nothing of ours got there.
 #[test]
-fn a_full_disk_finishes_a_restore_and_blocks_a_start() {
-    use std::time::Instant;
-    let lunch = never("sandwich", "Lunch");
-    let model = ModelServer { status: status("away", true), prev: String::new(), custom: Some(lunch.clone()) };
-    let server = std::rc::Rc::new(std::cell::RefCell::new((model, true, Vec::new())));
-    let mut first = sync::Sync::new(
-        SwitchableServer { server: server.clone(), preferences: Vec::new() },
-        crate::state::MemoryStore::default(),
-        settings(),
-    );
-    first.step(sync::Want::Meeting, Instant::now());
-    assert_eq!(server.borrow().0.status.status, "dnd");
-
-    let full = FullDisk { backup: first.backup().cloned() };
-    let mut sync =
-        sync::Sync::new(SwitchableServer { server: server.clone(), preferences: Vec::new() }, full, settings());
-    assert_eq!(sync.step(sync::Want::NoMeeting, Instant::now()), None, "done in one pass, nothing to retry");
-    assert!(!sync.has_backup());
-    let now = &server.borrow().0;
-    assert_eq!((now.status.status.as_str(), now.status.manual, now.custom.clone()), ("away", true, Some(lunch)));
-
-    let calls_before = server.borrow().2.len();
-    let mut fresh = sync::Sync::new(
-        SwitchableServer { server: server.clone(), preferences: Vec::new() },
-        FullDisk::default(),
-        settings(),
-    );
-    assert!(fresh.step(sync::Want::Meeting, Instant::now()).is_some(), "retried later");
-    assert_eq!(server.borrow().2.len(), calls_before, "no change without a saved backup");
-    assert!(!fresh.has_backup());
+fn a_501_keeps_ours_for_retry_only_when_it_may_be_on_the_server() {
+    let ours = ours_custom("[In a meeting]", NOW);
+    let apply = put_custom(ours.clone(), Purpose::Apply);
+    let renew = put_custom(ours.clone(), Purpose::Renew);
+    let restore = put_custom(never("sandwich", "Lunch"), Purpose::Restore);
+    // (progress of our custom status, refused call, decision)
+    let rows = [
+        (Progress::Pending, &apply, CustomOff::Dropped),
+        (Progress::Applied, &renew, CustomOff::KeepForRetry),
+        (Progress::Applied, &apply, CustomOff::KeepForRetry),
+        (Progress::Applied, &restore, CustomOff::KeepForRetry),
+        (Progress::Applied, &Call::DeleteCustom, CustomOff::KeepForRetry),
+        (Progress::Pending, &restore, CustomOff::KeepForRetry),
+        (Progress::Pending, &Call::DeleteCustom, CustomOff::KeepForRetry),
+    ];
+    for (progress, call, want) in rows {
+        let mut b = started(&view(status("online", false), None), &settings()).backup;
+        b.ours.custom_progress = progress;
+        let before = b.clone();
+        assert_eq!(b.custom_statuses_off(call), want, "{progress:?} {call}");
+        match want {
+            CustomOff::KeepForRetry => assert_eq!(b, before, "{progress:?} {call}: the backup is unchanged"),
+            CustomOff::Dropped => {
+                assert_eq!(b.ours.custom, None);
+                assert_eq!(b.ours.status, before.ours.status, "the availability part goes on");
+            }
+        }
+    }
 }

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::meeting::{Backup, Begin, Call, MeetingStatus, Plan, begin_from, finish};
-use crate::model::{UserStatus, ZERO_TIME};
+use crate::model::{Availability, UserStatus, ZERO_TIME};
 use crate::time::format_rfc3339;
 
 const NOW: i64 = 1_800_000_000;
@@ -291,7 +291,7 @@ impl Server {
             Call::PutStatus { status, dnd_end_time, .. } => {
                 self.status = UserStatus {
                     status: status.clone(),
-                    manual: status != "online",
+                    manual: *status != Availability::Online,
                     dnd_end_time: dnd_end_time.unwrap_or(0) / 60 * 60,
                 }
             }
@@ -426,7 +426,7 @@ fn users() -> Vec<Server> {
 }
 
 fn availability(server: &Server) -> (String, bool) {
-    (server.status.status.clone(), server.status.manual)
+    (server.status.status.to_string(), server.status.manual)
 }
 
 /// The user's availability as a restore puts it back: an automatic away or offline comes back as online, from

@@ -4,10 +4,9 @@
 use std::time::{Duration, Instant};
 
 use crate::mattermost::ApiError;
-use crate::meeting::MeetingSettings;
 use crate::meeting::peers::{self, CATEGORY, End};
-use crate::meeting::{self, Backup, Begin, Call, Plan, Purpose, ServerView};
-use crate::model::{CustomStatus, Preference, UserStatus};
+use crate::meeting::{self, Backup, Begin, Call, CustomOff, MeetingSettings, Plan, Purpose, ServerView};
+use crate::model::{Availability, CustomStatus, Preference, UserStatus};
 use crate::state::{StateError, Store};
 
 /// The server as the shell sees it: the real client, or a simulation for dry runs.
@@ -258,7 +257,7 @@ impl<B: Backend, S: Store> Sync<B, S> {
         let mut delete_after = Vec::new();
         let plan = match (want, &self.backup) {
             (Want::Meeting, None) => {
-                if view.status.status == "offline" && self.settings.ignore_if_offline {
+                if view.status.status == Availability::Offline && self.settings.ignore_if_offline {
                     self.note(meeting::Note::Offline.to_string());
                     return Ok(Some(OFFLINE_RECHECK));
                 }
@@ -373,17 +372,15 @@ impl<B: Backend, S: Store> Sync<B, S> {
                     }
                 }
                 Err(e) if e.is_not_implemented() && matches!(call, Call::PutCustom(..) | Call::DeleteCustom) => {
-                    let restoring = matches!(call, Call::PutCustom(_, Purpose::Restore) | Call::DeleteCustom);
-                    if backup.ours.custom_applied || restoring {
-                        // Our custom status is on the server (a restore call is planned only when it is) and
-                        // cannot be changed while custom statuses are off (it would show again once they are on):
-                        // it stays in the backup and is tried again later; the availability goes on now.
-                        custom_refused = Some(e);
-                    } else {
-                        log::warn!("custom statuses are turned off on this server; working with availability alone");
-                        self.custom_supported = false;
-                        backup.drop_custom();
-                        self.save_progress(&backup, want)?;
+                    match backup.custom_statuses_off(call) {
+                        CustomOff::KeepForRetry => custom_refused = Some(e),
+                        CustomOff::Dropped => {
+                            log::warn!(
+                                "custom statuses are turned off on this server; working with availability alone"
+                            );
+                            self.custom_supported = false;
+                            self.save_progress(&backup, want)?;
+                        }
                     }
                     continue;
                 }
@@ -455,7 +452,7 @@ pub struct DryRun {
 impl Default for DryRun {
     fn default() -> DryRun {
         DryRun {
-            status: UserStatus { status: "online".into(), manual: false, dnd_end_time: 0 },
+            status: UserStatus { status: Availability::Online, manual: false, dnd_end_time: 0 },
             custom: None,
             preferences: Vec::new(),
         }
@@ -482,7 +479,7 @@ impl Backend for DryRun {
             Call::PutStatus { status, dnd_end_time, .. } => {
                 self.status = UserStatus {
                     status: status.clone(),
-                    manual: status != "online",
+                    manual: *status != Availability::Online,
                     dnd_end_time: dnd_end_time.unwrap_or(0),
                 }
             }
@@ -545,7 +542,7 @@ impl Backend for Server {
             Call::PutCustom(cs, _) => self.client.put_custom_status(user_id, cs),
             Call::DeleteCustom => self.client.delete_custom_status(user_id),
             Call::PutStatus { status, dnd_end_time, .. } => {
-                self.client.put_status(user_id, status, *dnd_end_time).map(|_| ())
+                self.client.put_status(user_id, status.as_str(), *dnd_end_time).map(|_| ())
             }
         }
     }
@@ -586,3 +583,6 @@ impl<T: Backend + ?Sized> Backend for Box<T> {
         (**self).log_prefix()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,192 @@
+//! The shell against model servers: what it does with the rules' plans when the server refuses (501) or the
+//! disk is full.
+
+use std::time::Instant;
+
+use super::{Backend, Sync, Want};
+use crate::meeting::tests::*;
+use crate::meeting::*;
+use crate::model::{CustomStatus, UserStatus};
+
+/// The shell against a model server whose custom statuses can be switched off (501), as an administrator can.
+struct SwitchableServer {
+    server: std::rc::Rc<std::cell::RefCell<(ModelServer, bool, Vec<Call>)>>,
+    /// The shared place of the user's devices (one device here).
+    preferences: Vec<crate::model::Preference>,
+}
+
+impl Backend for SwitchableServer {
+    fn user_id(&mut self) -> Result<String, crate::mattermost::ApiError> {
+        Ok(UID.into())
+    }
+
+    fn view(&mut self, _: &str) -> Result<(UserStatus, Option<CustomStatus>), crate::mattermost::ApiError> {
+        let s = self.server.borrow();
+        Ok((s.0.status.clone(), s.0.custom.clone()))
+    }
+
+    fn call(&mut self, _: &str, call: &Call) -> Result<(), crate::mattermost::ApiError> {
+        let mut s = self.server.borrow_mut();
+        s.2.push(call.clone());
+        if !s.1 && matches!(call, Call::PutCustom(..) | Call::DeleteCustom) {
+            let path = format!("/api/v4/users/{UID}/status/custom");
+            return Err(crate::mattermost::ApiError::answered("PUT", &path, 501, "api.custom_status.disabled"));
+        }
+        s.0.apply(call, crate::time::now_unix());
+        Ok(())
+    }
+
+    fn get_preferences(
+        &mut self,
+        _: &str,
+        _: &str,
+    ) -> Result<Vec<crate::model::Preference>, crate::mattermost::ApiError> {
+        Ok(self.preferences.clone())
+    }
+
+    fn put_preferences(
+        &mut self,
+        _: &str,
+        entries: &[crate::model::Preference],
+    ) -> Result<(), crate::mattermost::ApiError> {
+        self.preferences.retain(|p| !entries.iter().any(|e| e.name == p.name));
+        self.preferences.extend_from_slice(entries);
+        Ok(())
+    }
+
+    fn delete_preferences(
+        &mut self,
+        _: &str,
+        entries: &[crate::model::Preference],
+    ) -> Result<(), crate::mattermost::ApiError> {
+        self.preferences.retain(|p| !entries.iter().any(|e| e.name == p.name));
+        Ok(())
+    }
+}
+
+/// Found by the fault table (tests/faults.rs): custom statuses turned off while our meeting custom status was on
+/// the server made the restore drop it and delete the backup, so it showed again once they were back on.
+#[test]
+fn custom_statuses_off_at_the_end_keep_ours_in_the_backup_until_it_can_be_put_back() {
+    let lunch = never("sandwich", "Lunch");
+    let model = ModelServer { status: status("away", true), prev: "".into(), custom: Some(lunch.clone()) };
+    let server = std::rc::Rc::new(std::cell::RefCell::new((model, true, Vec::new())));
+    let backend = SwitchableServer { server: server.clone(), preferences: Vec::new() };
+    let mut sync = Sync::new(backend, crate::state::MemoryStore::default(), settings());
+
+    assert_eq!(sync.step(Want::Meeting, Instant::now()).map(|_| ()), Some(()), "renewal is scheduled");
+    assert_eq!(server.borrow().0.status.status, "dnd");
+    assert_eq!(server.borrow().0.custom.as_ref().unwrap().text, "Lunch [In a meeting]");
+
+    server.borrow_mut().1 = false;
+    let retry = sync.step(Want::NoMeeting, Instant::now());
+    assert!(retry.is_some(), "the custom status is retried later");
+    assert!(sync.has_backup(), "the backup is kept while ours cannot be put back");
+    let availability = |s: &UserStatus| (s.status.clone(), s.manual);
+    assert_eq!(availability(&server.borrow().0.status), ("away".into(), true), "availability is put back at once");
+    assert_eq!(server.borrow().0.custom.as_ref().unwrap().text, "Lunch [In a meeting]");
+    assert_eq!(sync.backup().unwrap().ours.status_progress, Progress::Pending, "the restored availability is recorded");
+
+    // Still off when the next meeting starts: it gets DND again, and ends with the same previous state.
+    let again = sync.step(Want::Meeting, retry.unwrap());
+    assert!(again.is_some() && sync.has_backup());
+    assert_eq!(server.borrow().0.status.status, "dnd", "the next meeting is not left without DND");
+    let retry = sync.step(Want::NoMeeting, again.unwrap());
+    assert!(retry.is_some() && sync.has_backup());
+    assert_eq!(availability(&server.borrow().0.status), ("away".into(), true));
+
+    server.borrow_mut().1 = true;
+    server.borrow_mut().2.clear();
+    assert_eq!(sync.step(Want::NoMeeting, retry.unwrap()), None);
+    assert!(!sync.has_backup());
+    let s = server.borrow();
+    assert_eq!(s.0.custom, Some(lunch));
+    assert_eq!(availability(&s.0.status), ("away".into(), true));
+    assert_eq!(s.2, vec![put_custom(never("sandwich", "Lunch"), Purpose::Restore)], "only what was left is redone");
+}
+
+/// Custom statuses already off when the meeting starts: nothing of ours is on the server, so the meeting goes on
+/// with availability alone and the backup forgets the custom part.
+#[test]
+fn custom_statuses_off_at_the_start_work_with_availability_alone() {
+    let model = ModelServer { status: status("online", false), prev: "".into(), custom: None };
+    let server = std::rc::Rc::new(std::cell::RefCell::new((model, false, Vec::new())));
+    let backend = SwitchableServer { server: server.clone(), preferences: Vec::new() };
+    let mut sync = Sync::new(backend, crate::state::MemoryStore::default(), settings());
+    sync.step(Want::Meeting, Instant::now());
+    assert_eq!(server.borrow().0.status.status, "dnd");
+    let backup = sync.backup().unwrap();
+    assert_eq!(backup.ours.custom, None);
+    assert_ne!(backup.ours.custom_progress, Progress::Applied, "a refused call is not recorded as applied");
+    assert_eq!(sync.step(Want::NoMeeting, Instant::now()), None);
+    assert!(!sync.has_backup());
+    {
+        let now = &server.borrow().0.status;
+        assert_eq!((now.status.as_str(), now.manual), ("online", false));
+    }
+    // The admin turns custom statuses back on: the next meeting asks again, without a reload.
+    server.borrow_mut().1 = true;
+    sync.step(Want::Meeting, Instant::now());
+    assert_eq!(server.borrow().0.custom.as_ref().map(|c| c.text.as_str()), Some("[In a meeting]"));
+    sync.step(Want::NoMeeting, Instant::now());
+    assert_eq!(server.borrow().0.custom, None);
+    assert_eq!(server.borrow().0.status.status, "online");
+}
+
+/// A store whose disk is full: every save fails, removing works (it needs no room).
+#[derive(Default)]
+struct FullDisk {
+    backup: Option<Backup>,
+}
+
+impl crate::state::Store for FullDisk {
+    fn load(&mut self) -> Result<Option<Backup>, crate::state::StateError> {
+        Ok(self.backup.clone())
+    }
+    fn save(&mut self, _: &Backup) -> Result<(), crate::state::StateError> {
+        let source = std::io::Error::from_raw_os_error(libc::ENOSPC);
+        Err(crate::state::StateError::Io { path: "/state/state.json".into(), op: "write", source })
+    }
+    fn remove(&mut self) -> Result<(), crate::state::StateError> {
+        self.backup = None;
+        Ok(())
+    }
+    /// Made before the disk filled up.
+    fn instance_id(&mut self) -> Result<String, crate::state::StateError> {
+        Ok("fulldiskaaaaaaaaaaaaaaaaaa".into())
+    }
+}
+
+/// Found in review: with the disk full at the end of a meeting, the restore stopped after its first call (the
+/// progress could not be recorded) and logged that nothing was changed; it now finishes in one pass, and a start
+/// still changes nothing without a saved backup.
+#[test]
+fn a_full_disk_finishes_a_restore_and_blocks_a_start() {
+    let lunch = never("sandwich", "Lunch");
+    let model = ModelServer { status: status("away", true), prev: "".into(), custom: Some(lunch.clone()) };
+    let server = std::rc::Rc::new(std::cell::RefCell::new((model, true, Vec::new())));
+    let mut first = Sync::new(
+        SwitchableServer { server: server.clone(), preferences: Vec::new() },
+        crate::state::MemoryStore::default(),
+        settings(),
+    );
+    first.step(Want::Meeting, Instant::now());
+    assert_eq!(server.borrow().0.status.status, "dnd");
+
+    let full = FullDisk { backup: first.backup().cloned() };
+    let mut sync = Sync::new(SwitchableServer { server: server.clone(), preferences: Vec::new() }, full, settings());
+    assert_eq!(sync.step(Want::NoMeeting, Instant::now()), None, "done in one pass, nothing to retry");
+    assert!(!sync.has_backup());
+    let now = &server.borrow().0;
+    assert_eq!((now.status.status.as_str(), now.status.manual, now.custom.clone()), ("away", true, Some(lunch)));
+
+    let calls_before = server.borrow().2.len();
+    let mut fresh = Sync::new(
+        SwitchableServer { server: server.clone(), preferences: Vec::new() },
+        FullDisk::default(),
+        settings(),
+    );
+    assert!(fresh.step(Want::Meeting, Instant::now()).is_some(), "retried later");
+    assert_eq!(server.borrow().2.len(), calls_before, "no change without a saved backup");
+    assert!(!fresh.has_backup());
+}
