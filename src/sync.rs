@@ -50,6 +50,8 @@ impl std::fmt::Display for Failure {
 /// Retries after a failure: 2 s doubling to 5 min; a token problem waits 5 min, a 429 at least its Retry-After.
 const RETRY_FIRST: Duration = Duration::from_secs(2);
 const RETRY_MAX: Duration = Duration::from_secs(300);
+/// How soon a device that joined another's meeting status looks whether that one restored meanwhile.
+const JOIN_CONFIRM: Duration = Duration::from_secs(10);
 /// How often to look again while the camera is on but the user is offline.
 const OFFLINE_RECHECK: Duration = Duration::from_secs(60);
 
@@ -72,6 +74,10 @@ pub struct Sync<B, S> {
     /// This device's entry (and the original) must be written again: after a restart mid-meeting, since the crash
     /// may have come between saving the backup and writing them.
     announce: bool,
+    /// This device joined another's meeting status without a call of its own: its next look checks that the other
+    /// did not put the user's status back meanwhile (the last one out may have read the shared place just before
+    /// this device's entry arrived).
+    confirm_join: bool,
 }
 
 impl<B: Backend, S: Store> Sync<B, S> {
@@ -105,6 +111,7 @@ impl<B: Backend, S: Store> Sync<B, S> {
             last_note: None,
             instance: None,
             announce,
+            confirm_join: false,
         }
     }
 
@@ -247,8 +254,15 @@ impl<B: Backend, S: Store> Sync<B, S> {
                 shared = Some(found);
             }
         }
+        let mut rejoin = false;
+        if want == Want::Meeting && self.backup.is_some() && self.confirm_join {
+            let me = self.instance()?;
+            let found = self.read_shared(&user_id, &me)?;
+            self.confirm_join = false;
+            rejoin = peers::restored_meanwhile(&found);
+        }
         let (status, custom) = self.backend.view(&user_id).map_err(Failure::Api)?;
-        let view = ServerView { status, custom, custom_supported: self.custom_supported };
+        let mut view = ServerView { status, custom, custom_supported: self.custom_supported };
         let now = crate::time::now_unix();
         // What to write to the shared place once the backup is saved: this device's entry (when `announce_own`),
         // then these.
@@ -265,13 +279,21 @@ impl<B: Backend, S: Store> Sync<B, S> {
                 // not see another's entry cannot have seen its marker either.
                 let found = if peers::may_show_marker(&view, &self.settings) {
                     let me = self.instance()?;
-                    Some(self.read_shared(&user_id, &me)?)
+                    let found = self.read_shared(&user_id, &me)?;
+                    if peers::view_may_be_stale(&found) {
+                        // What looked like a meeting's may have been put back since by the last device out.
+                        let (status, custom) = self.backend.view(&user_id).map_err(Failure::Api)?;
+                        let second = ServerView { status, custom, custom_supported: self.custom_supported };
+                        view = peers::merge_views(&view, second, &self.settings);
+                    }
+                    Some(found)
                 } else {
                     None
                 };
                 let start = peers::start(found.as_ref(), &view, &self.settings, now);
                 if let Some(others) = &start.joined {
                     log::info!("another device is in a meeting ({others}); joining its meeting status");
+                    self.confirm_join = true;
                 }
                 if start.marker_without_original {
                     log::warn!(
@@ -290,7 +312,16 @@ impl<B: Backend, S: Store> Sync<B, S> {
                 }
             }
             (Want::Meeting, Some(b)) => {
-                let plan = meeting::during(b, &view, &self.settings, now);
+                let mut b = b.clone();
+                if rejoin {
+                    log::info!(
+                        "the other device put the user's status back while this one joined its meeting; setting \
+                         the meeting status again"
+                    );
+                    b.forget_applied();
+                    self.announce = true;
+                }
+                let plan = meeting::during(&b, &view, &self.settings, now);
                 let renewing = plan.calls.iter().any(|c| {
                     matches!(c, Call::PutCustom(_, Purpose::Renew) | Call::PutStatus { purpose: Purpose::Renew, .. })
                 });
@@ -322,9 +353,13 @@ impl<B: Backend, S: Store> Sync<B, S> {
         match (&self.backup, want) {
             (Some(b), Want::Meeting) => {
                 let next = meeting::next_check(b, &self.settings, crate::time::now_unix());
-                Ok(next.map(|t| Duration::from_secs((t - crate::time::now_unix()).max(1) as u64)))
+                let next = next.map(|t| Duration::from_secs((t - crate::time::now_unix()).max(1) as u64));
+                Ok(if self.confirm_join { Some(next.map_or(JOIN_CONFIRM, |n| n.min(JOIN_CONFIRM))) } else { next })
             }
-            _ => Ok(None),
+            _ => {
+                self.confirm_join = false;
+                Ok(None)
+            }
         }
     }
 

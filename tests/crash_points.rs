@@ -107,6 +107,9 @@ fn steps(user: &UserSetup) -> Vec<Step> {
     if !user.sets_dnd {
         // DND may be another device's: the shared place is read before anything is taken as the user's.
         out.push(step(Phase::Start, "GET shared", "GET", SHARED, 1, Fault::NeverAnswer));
+        // Nobody there: the DND seen may have been put back meanwhile by a device ending; the server is read again.
+        out.push(step(Phase::Start, "GET status again", "GET", STATUS, 2, Fault::NeverAnswer));
+        out.push(step(Phase::Start, "GET user again", "GET", ME, 3, Fault::NeverAnswer));
     }
     // With the backup on disk.
     out.extend(both(Phase::Start, "PUT shared entries", "PUT", SHARED_PUT));
@@ -301,6 +304,7 @@ fn shared_steps(role: Role) -> Vec<Step> {
             out.push(step("GET user (custom)", "GET", ME, 2, Fault::NeverAnswer));
             out.push(step("GET shared", "GET", SHARED, 1, Fault::NeverAnswer));
             out.extend(both("PUT shared entries", "PUT", SHARED_PUT));
+            out.push(step("GET shared at the confirming look", "GET", SHARED, 2, Fault::NeverAnswer));
         }
         Role::Leaving => {
             out.push(step("GET shared", "GET", SHARED, 1, Fault::NeverAnswer));

@@ -183,3 +183,37 @@ impl WaitBackup for Daemon {
             .map_err(|e| format!("{e}\n{}", self.log()))
     }
 }
+
+#[test]
+fn a_start_while_the_last_one_out_restores_gets_the_meeting_status_back_at_once() {
+    use std::time::Duration;
+    use support::Fault;
+    let scene = Scene::new("end-and-start");
+    let before = user(&scene);
+    let (a, b) = (scene.device("a"), scene.device("b"));
+    let (da, db) = (scene.device_daemon(&a, &[]).unwrap(), scene.device_daemon(&b, &[]).unwrap());
+    let camera_a = start(&scene, &a, &da, 1);
+    // A ends alone: it reads the shared place (no one else), then its read of the server comes back slowly.
+    scene.fake.set_fault_on_nth(
+        Fault::Trickle { interval: Duration::from_millis(25) },
+        "GET",
+        "/api/v4/users/me/status",
+        1,
+    );
+    drop(camera_a);
+    scene.wait_for("A's slow read has begun", || scene.fake.pending_faults() == 0).unwrap();
+    // Meanwhile B starts: it sees A's marker and A's entry, and joins without a call of its own.
+    let camera_b = start(&scene, &b, &db, 1);
+    assert!(db.log().contains("another device is in a meeting"), "the race did not happen:\n{}", db.log());
+    // A had decided before B's entry arrived: it is the last one out and restores.
+    da.wait_log("RESTORE: Status restored").unwrap();
+    // B finds the original gone at its next look and sets the meeting status again.
+    db.wait_log("setting the meeting status again").unwrap();
+    scene.wait_state("B's meeting status back", marked_once).unwrap();
+    assert_backup_is_the_users(&b, "B");
+    drop(camera_b);
+    db.wait_log("RESTORE: Status restored").unwrap();
+    db.wait_for_no_backup(&b).unwrap();
+    assert_eq!(differences(&before, &scene.fake.state()), Vec::<String>::new(), "{}\n{}", da.log(), db.log());
+    assert!(scene.fake.preferences(CATEGORY).is_empty(), "{:?}", scene.fake.preferences(CATEGORY));
+}

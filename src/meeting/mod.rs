@@ -430,6 +430,17 @@ impl Backup {
         }
     }
 
+    /// Another device of the user put the status back while this one counted that device's marker as on the
+    /// server (it joined without a call of its own): what was applied is not there, and not by the user's hand, so
+    /// it is pending again.
+    pub fn forget_applied(&mut self) {
+        for progress in [&mut self.ours.custom_progress, &mut self.ours.status_progress] {
+            if *progress == Progress::Applied {
+                *progress = Progress::Pending;
+            }
+        }
+    }
+
     /// Whether every part of the meeting status is on the server, or was let go.
     pub fn is_set(&self) -> bool {
         let ours = &self.ours;

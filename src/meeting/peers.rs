@@ -126,6 +126,27 @@ fn is_marker_like(cs: &CustomStatus, settings: &MeetingSettings) -> bool {
     !message.is_empty() && cs.emoji == settings.emoji && cs.text.trim_end().ends_with(message)
 }
 
+/// Whether a start that read the server, saw something like a marker, and then found the shared place empty must
+/// read the server again before taking anything as the user's. The marker it saw may have been put back by the last
+/// device out between the two reads (that device removes the original only after its restore): the server's view
+/// is then older than the shared place's. A second read is newer than the shared place's.
+pub fn view_may_be_stale(shared: &Shared) -> bool {
+    shared.original.is_none() && !shared.others_live()
+}
+
+/// The server's view to start from after a second read ([`view_may_be_stale`]): each part that looked like a
+/// marker in the first read is taken from the second; the others stay as first read, which came before the shared
+/// place was read and so cannot show a marker of a device that started since.
+pub fn merge_views(first: &ServerView, second: ServerView, settings: &MeetingSettings) -> ServerView {
+    let custom_was_marker = first.custom.as_ref().is_some_and(|cs| is_marker_like(cs, settings));
+    let status_was_marker = settings.status.as_api().is_some_and(|target| first.status.status == target);
+    ServerView {
+        status: if status_was_marker { second.status } else { first.status.clone() },
+        custom: if custom_was_marker { second.custom } else { first.custom.clone() },
+        custom_supported: first.custom_supported,
+    }
+}
+
 /// How a meeting starts on this device.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Start {
@@ -220,6 +241,13 @@ pub fn end(me: &str, shared: &Shared) -> End {
 /// theirs to put back; `false` when they left meanwhile (two devices ending together), so this one restores.
 pub fn end_after_leaving(shared: &Shared) -> bool {
     shared.others_live()
+}
+
+/// At a joining device's first look after its start: whether the original has gone meanwhile. Only the last one out
+/// removes it, after putting the user's status back, so the marker this device joined without a call of its own is
+/// gone too, and not by the user's hand: the meeting status is to be set again.
+pub fn restored_meanwhile(shared: &Shared) -> bool {
+    shared.original.is_none()
 }
 
 /// What the last one out removes: its own entry, the original, and entries of devices whose lease has passed.

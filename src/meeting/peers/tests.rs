@@ -311,9 +311,12 @@ enum Dev {
     /// Start: read the server; then perhaps the shared place; then write; then each call of the plan.
     StartView,
     StartRead(ServerView),
-    StartWrite(Backup, Vec<Preference>, Vec<Call>),
-    StartCalls(Backup, Vec<Call>),
-    InMeeting(Backup),
+    /// The shared place was empty although the view looked like a meeting's: read the view again.
+    StartReview(ServerView, Shared),
+    StartWrite(Backup, Vec<Preference>, Vec<Call>, bool),
+    StartCalls(Backup, Vec<Call>, bool),
+    /// In a meeting; whether it joined another device's meeting status at its start.
+    InMeeting(Backup, bool),
     EndRead(Backup),
     EndLeave(Backup),
     EndReadAgain(Backup),
@@ -324,7 +327,7 @@ enum Dev {
 
 impl Dev {
     fn busy(&self) -> bool {
-        !matches!(self, Dev::Idle | Dev::InMeeting(_))
+        !matches!(self, Dev::Idle | Dev::InMeeting(..))
     }
 
     fn step(&mut self, me: &str, server: &mut Server) {
@@ -336,22 +339,34 @@ impl Dev {
             }
             Dev::StartRead(v) => {
                 let shared = read(&server.entries(), me, NOW);
+                if view_may_be_stale(&shared) {
+                    Dev::StartReview(v, shared)
+                } else {
+                    plan_start(me, start(Some(&shared), &v, &s, NOW), &v)
+                }
+            }
+            Dev::StartReview(first, shared) => {
+                let v = merge_views(&first, server.view(), &s);
                 plan_start(me, start(Some(&shared), &v, &s, NOW), &v)
             }
-            Dev::StartWrite(backup, write, calls) => {
+            Dev::StartWrite(backup, write, calls, joined) => {
                 for p in write {
                     server.prefs.insert(p.name, p.value);
                 }
-                Dev::StartCalls(backup, calls)
+                Dev::StartCalls(backup, calls, joined)
             }
-            Dev::StartCalls(mut backup, mut calls) => {
+            Dev::StartCalls(mut backup, mut calls, joined) => {
                 if calls.is_empty() {
-                    Dev::InMeeting(backup)
+                    Dev::InMeeting(backup, joined)
                 } else {
                     let call = calls.remove(0);
                     server.apply(&call);
                     backup.record(&call);
-                    if calls.is_empty() { Dev::InMeeting(backup) } else { Dev::StartCalls(backup, calls) }
+                    if calls.is_empty() {
+                        Dev::InMeeting(backup, joined)
+                    } else {
+                        Dev::StartCalls(backup, calls, joined)
+                    }
                 }
             }
             Dev::EndRead(backup) => match end(me, &read(&server.entries(), me, NOW)) {
@@ -389,9 +404,10 @@ impl Dev {
 }
 
 fn plan_start(me: &str, st: Start, v: &ServerView) -> Dev {
+    let joined = st.joined.is_some();
     let write = std::iter::once(own_entry(me, &settings(), NOW)).chain(st.original).collect();
     let Begin::Start(plan) = begin_from(st.previous, v, &settings(), UID, NOW) else { panic!("offline") };
-    Dev::StartWrite(plan.backup, write, plan.calls)
+    Dev::StartWrite(plan.backup, write, plan.calls, joined)
 }
 
 /// Every interleaving of the two devices' steps from `world` until neither is busy.
@@ -459,7 +475,7 @@ fn two_devices_starting_together_end_in_the_original_state_in_both_orders() {
                 let (mut server, mut a, mut b) = (server.clone(), a.clone(), b.clone());
                 let (first, second, first_name, second_name) =
                     if a_first { (&mut a, &mut b, A, B) } else { (&mut b, &mut a, B, A) };
-                let Dev::InMeeting(backup) = first.clone() else { panic!() };
+                let Dev::InMeeting(backup, _) = first.clone() else { panic!() };
                 *first = Dev::EndRead(backup);
                 while first.busy() {
                     first.step(first_name, &mut server);
@@ -468,7 +484,7 @@ fn two_devices_starting_together_end_in_the_original_state_in_both_orders() {
                 if user.status.status != "dnd" {
                     assert!(server.shows_marker(), "{user:?}: one ended, {server:?}");
                 }
-                let Dev::InMeeting(backup) = second.clone() else { panic!() };
+                let Dev::InMeeting(backup, _) = second.clone() else { panic!() };
                 *second = Dev::EndRead(backup);
                 while second.busy() {
                     second.step(second_name, &mut server);
@@ -496,7 +512,7 @@ fn two_devices_ending_together_leave_the_original_state() {
                 }
                 assert_no_stack(&server, "sequential start");
             }
-            let (Dev::InMeeting(ba), Dev::InMeeting(bb)) = (a.clone(), b.clone()) else { panic!() };
+            let (Dev::InMeeting(ba, _), Dev::InMeeting(bb, _)) = (a.clone(), b.clone()) else { panic!() };
             let mut ended = Vec::new();
             interleavings((server, Dev::EndRead(ba), Dev::EndRead(bb)), &mut ended);
             assert!(ended.len() > 50);
@@ -505,6 +521,68 @@ fn two_devices_ending_together_leave_the_original_state() {
                 assert_eq!(server.custom, user.custom, "{user:?}");
                 assert!(server.prefs.is_empty(), "{:?}", server.prefs);
             }
+        }
+    }
+}
+
+/// What the shell does at a joining device's first look after its start (`confirm_join`): if the original is gone,
+/// the last one out restored while this device counted its marker as on the server; set the meeting status again.
+fn confirm(me: &str, backup: Backup, server: &mut Server) -> Backup {
+    let shared = read(&server.entries(), me, NOW);
+    let mut b = backup;
+    if restored_meanwhile(&shared) {
+        b.forget_applied();
+        server.prefs.insert(me.into(), own_entry(me, &settings(), NOW).value);
+        server.prefs.insert(ORIGINAL.into(), original_entry(&b.previous).value);
+    }
+    let plan = crate::meeting::during(&b, &server.view(), &settings(), NOW);
+    let mut b = plan.backup;
+    for call in &plan.calls {
+        server.apply(call);
+        b.record(call);
+    }
+    b
+}
+
+#[test]
+fn a_start_while_the_last_one_out_restores_sets_the_meeting_status_again_at_its_next_look() {
+    for user in users() {
+        // A in a meeting alone; then A ends while B starts, in every interleaving.
+        let mut server = user.clone();
+        let mut a = Dev::StartView;
+        while a.busy() {
+            a.step(A, &mut server);
+        }
+        let Dev::InMeeting(ba, _) = a else { panic!() };
+        let mut worlds = Vec::new();
+        interleavings((server, Dev::EndRead(ba), Dev::StartView), &mut worlds);
+        assert!(worlds.len() > 50);
+        let mut healed = 0;
+        for (server, _, b) in worlds {
+            let mut server = server.clone();
+            let Dev::InMeeting(bb, joined) = b else { panic!("{b:?}") };
+            assert_no_stack(&server, "end and start");
+            let bb = if joined {
+                if !server.shows_marker() {
+                    healed += 1;
+                }
+                confirm(B, bb, &mut server)
+            } else {
+                bb
+            };
+            if user.status.status != Availability::Dnd {
+                assert!(server.shows_marker(), "{user:?}: B is in a call after its first look, {server:?}");
+            }
+            let mut b = Dev::EndRead(bb);
+            while b.busy() {
+                b.step(B, &mut server);
+            }
+            assert_eq!(availability(&server), restored(&user), "{user:?}");
+            assert_eq!(server.custom, user.custom, "{user:?}");
+            assert!(server.prefs.is_empty(), "{:?}", server.prefs);
+        }
+        if user.status.status != Availability::Dnd {
+            assert!(healed > 0, "{user:?}: the race never happened in the model");
         }
     }
 }
