@@ -78,6 +78,9 @@ pub struct Sync<B, S> {
     /// did not put the user's status back meanwhile (the last one out may have read the shared place just before
     /// this device's entry arrived).
     confirm_join: bool,
+    /// False once the server refused the shared place for good (a 4xx other than 401, 403 or 429): the daemon
+    /// then works as the only device, until the next meeting asks again.
+    sharing: bool,
 }
 
 impl<B: Backend, S: Store> Sync<B, S> {
@@ -112,6 +115,7 @@ impl<B: Backend, S: Store> Sync<B, S> {
             instance: None,
             announce,
             confirm_join: false,
+            sharing: true,
         }
     }
 
@@ -228,6 +232,7 @@ impl<B: Backend, S: Store> Sync<B, S> {
         if want == Want::Meeting && self.backup.is_none() {
             // Each meeting asks again: an admin may have turned custom statuses back on since the last 501.
             self.custom_supported = true;
+            self.sharing = true;
         }
         // At the end, the shared place first: while another device is still in a meeting, the status is left to
         // it and the server's view is not needed.
@@ -237,7 +242,7 @@ impl<B: Backend, S: Store> Sync<B, S> {
             self.instance = Some(me.clone());
             let found = self.read_shared(&user_id, &me)?;
             if let End::Leave { delete, others } = peers::end(&me, &found) {
-                self.backend.delete_preferences(&user_id, &delete).map_err(Failure::Api)?;
+                self.delete_shared(&user_id, &delete)?;
                 let again = self.read_shared(&user_id, &me)?;
                 if peers::end_after_leaving(&again) {
                     self.store.remove().map_err(Failure::State)?;
@@ -303,6 +308,9 @@ impl<B: Backend, S: Store> Sync<B, S> {
                 }
                 announce_own = true;
                 put_before.extend(start.original);
+                // Due until written: a start cut short after the backup was saved goes on as a meeting in progress,
+                // which writes the entry (and the original) while this is set.
+                self.announce = true;
                 match meeting::begin_from(start.previous, &view, &self.settings, &user_id, now) {
                     Begin::Wait(note) => {
                         self.note(note.to_string());
@@ -364,8 +372,45 @@ impl<B: Backend, S: Store> Sync<B, S> {
     }
 
     fn read_shared(&mut self, user_id: &str, me: &str) -> Result<peers::Shared, Failure> {
-        let entries = self.backend.get_preferences(user_id, CATEGORY).map_err(Failure::Api)?;
+        if !self.sharing {
+            return Ok(peers::Shared::default());
+        }
+        let entries = self.backend.get_preferences(user_id, CATEGORY);
+        let entries = self.shared_outcome(entries, Vec::new())?;
         Ok(peers::read(&entries, me, crate::time::now_unix()))
+    }
+
+    fn put_shared(&mut self, user_id: &str, entries: &[Preference]) -> Result<(), Failure> {
+        if !self.sharing {
+            return Ok(());
+        }
+        let result = self.backend.put_preferences(user_id, entries);
+        self.shared_outcome(result, ())
+    }
+
+    fn delete_shared(&mut self, user_id: &str, entries: &[Preference]) -> Result<(), Failure> {
+        if !self.sharing {
+            return Ok(());
+        }
+        let result = self.backend.delete_preferences(user_id, entries);
+        self.shared_outcome(result, ())
+    }
+
+    /// A call on the shared place that the server refuses for good (not a token problem, not one worth retrying)
+    /// must not keep the user's own meeting status from being set or put back: the daemon goes on as the only
+    /// device, with one warning.
+    fn shared_outcome<T>(&mut self, result: Result<T, ApiError>, fallback: T) -> Result<T, Failure> {
+        match result {
+            Ok(v) => Ok(v),
+            Err(e) if !e.is_retryable() && !e.is_auth() => {
+                log::warn!(
+                    "the server refuses the preferences the user's devices share ({e}); working as the only device"
+                );
+                self.sharing = false;
+                Ok(fallback)
+            }
+            Err(e) => Err(Failure::Api(e)),
+        }
     }
 
     /// Saves the plan's backup, writes to the shared place, makes the calls, and at the end removes entries from
@@ -394,7 +439,7 @@ impl<B: Backend, S: Store> Sync<B, S> {
             let now = crate::time::now_unix();
             let own = shared.announce_own.then(|| peers::own_entry(&me, &self.settings, now));
             let entries: Vec<Preference> = own.into_iter().chain(shared.put_before.iter().cloned()).collect();
-            self.backend.put_preferences(user_id, &entries).map_err(Failure::Api)?;
+            self.put_shared(user_id, &entries)?;
         }
         let mut restored = Vec::new();
         let mut custom_refused = None;
@@ -432,7 +477,7 @@ impl<B: Backend, S: Store> Sync<B, S> {
         }
         if want == Want::NoMeeting {
             if !shared.delete_after.is_empty() {
-                self.backend.delete_preferences(user_id, &shared.delete_after).map_err(Failure::Api)?;
+                self.delete_shared(user_id, &shared.delete_after)?;
             }
             self.store.remove().map_err(Failure::State)?;
             self.backup = None;

@@ -217,3 +217,48 @@ fn a_start_while_the_last_one_out_restores_gets_the_meeting_status_back_at_once(
     assert_eq!(differences(&before, &scene.fake.state()), Vec::<String>::new(), "{}\n{}", da.log(), db.log());
     assert!(scene.fake.preferences(CATEGORY).is_empty(), "{:?}", scene.fake.preferences(CATEGORY));
 }
+
+#[test]
+fn a_server_refusing_the_shared_place_still_gets_the_meeting_status_set_and_put_back() {
+    use support::{Fault, FaultScope};
+    let scene = Scene::new("no-sharing");
+    let before = user(&scene);
+    // A proxy or a server that does not take our preferences: 400 on every preference call.
+    scene.fake.set_fault(Fault::app_error(400), FaultScope::path("/api/v4/users/me/preferences"));
+    let a = scene.device("a");
+    let d = scene.device_daemon(&a, &[]).unwrap();
+    for round in 1..=2 {
+        let camera = start(&scene, &a, &d, round);
+        assert!(marked_once(&scene.fake.state()), "{}", d.log());
+        drop(camera);
+        d.wait_log_count("RESTORE: Status restored", round).unwrap();
+        d.wait_for_no_backup(&a).unwrap();
+        assert_eq!(differences(&before, &scene.fake.state()), Vec::<String>::new(), "{}", d.log());
+    }
+    // One warning a meeting (each meeting asks again), and no retries of the refused calls.
+    assert_eq!(d.count("working as the only device"), 2, "{}", d.log());
+    assert!(!d.log().contains("retrying in"), "{}", d.log());
+}
+
+#[test]
+fn a_shared_write_that_fails_at_the_start_is_made_on_the_retry() {
+    use support::{Fault, FaultScope};
+    let scene = Scene::new("shared-retry");
+    let before = user(&scene);
+    scene.fake.set_fault(Fault::html(502), FaultScope::on("PUT", "/api/v4/users/me/preferences").times(1));
+    let a = scene.device("a");
+    let d = scene.device_daemon(&a, &[]).unwrap();
+    let camera = start(&scene, &a, &d, 1);
+    let id = a.instance_id().unwrap();
+    scene
+        .wait_for("the entry is written on the retry", || {
+            scene.fake.preferences(CATEGORY).iter().any(|(n, _)| *n == id)
+        })
+        .unwrap();
+    assert!(scene.fake.preferences(CATEGORY).iter().any(|(n, _)| n == "original"));
+    drop(camera);
+    d.wait_log("RESTORE: Status restored").unwrap();
+    d.wait_for_no_backup(&a).unwrap();
+    assert_eq!(differences(&before, &scene.fake.state()), Vec::<String>::new(), "{}", d.log());
+    assert!(scene.fake.preferences(CATEGORY).is_empty());
+}
