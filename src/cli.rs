@@ -304,6 +304,21 @@ fn cmd_scan(config: &Config) -> i32 {
     }
 }
 
+/// What `check` says of the meeting emoji. The server accepts a system emoji or an existing custom emoji
+/// (docs/mattermost-semantics.md, section 6); the API can only be asked about custom ones, and the daemon carries
+/// no copy of the system list beyond its own default.
+fn describe_meeting_emoji(emoji: &str, custom_exists: bool) -> String {
+    match (emoji, custom_exists) {
+        ("", _) => "meeting-emoji: none".to_owned(),
+        (_, true) => format!("meeting-emoji: :{emoji}: (a custom emoji on this server)"),
+        ("calendar", false) => "meeting-emoji: :calendar: (a system emoji)".to_owned(),
+        (_, false) => format!(
+            "WARNING: meeting-emoji :{emoji}: does not exist as a custom emoji on this server; unless it is one of \
+             Mattermost's system emoji names, the server refuses it and meetings are marked without an emoji"
+        ),
+    }
+}
+
 fn cmd_check(config: &Config) -> i32 {
     let Some(server) = &config.server else {
         eprintln!("mm-status-sync: check needs a server: set MM_STATUS_SYNC_URL and a token");
@@ -338,6 +353,10 @@ fn cmd_check(config: &Config) -> i32 {
             Some(cs) => println!("custom status: :{}: {:?} {}", cs.emoji, cs.text, cs.duration),
             None => println!("custom status: none"),
         }
+        println!(
+            "{}",
+            describe_meeting_emoji(&config.meeting.emoji, client.custom_emoji_exists(&config.meeting.emoji)?)
+        );
         Ok::<(), crate::mattermost::ApiError>(())
     })();
     if let Err(e) = result {

@@ -94,14 +94,16 @@ pub fn backend(config: &Config) -> Result<Box<dyn Backend>, String> {
         return Ok(Box::new(DryRun::default()));
     }
     let server = config.server.as_ref().ok_or("missing url: the daemon needs a server unless dry-run is set")?;
-    let client = crate::mattermost::Client::new(
-        &server.url,
-        server.token.clone(),
-        server.ca_file.as_deref(),
-        crate::mattermost::Timeouts::default(),
-    )
-    .map_err(|e| e.to_string())?;
-    Ok(Box::new(Server::new(client, server.user_id.clone())))
+    let (url, ca_file) = (server.url.clone(), server.ca_file.clone());
+    let make_client = move |token| {
+        crate::mattermost::Client::new(&url, token, ca_file.as_deref(), crate::mattermost::Timeouts::default())
+    };
+    let client = make_client(server.token.clone()).map_err(|e| e.to_string())?;
+    let backend = Server::new(client, server.user_id.clone());
+    Ok(Box::new(match &server.token_file {
+        Some(path) => backend.with_token_file(path.clone(), server.token.clone(), Box::new(make_client)),
+        None => backend,
+    }))
 }
 
 impl Daemon {

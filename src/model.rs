@@ -134,7 +134,8 @@ pub struct UserStatus {
     pub status: Availability,
     /// True when the user (or an API call) set it; automatic transitions leave a manual status alone.
     pub manual: bool,
-    /// Seconds since the epoch when a timed DND ends; 0 for none. Not reliable on every server (see the reference).
+    /// Seconds since the epoch when a timed DND ends; 0 for none. An old server's GET may show 0 for a timed DND
+    /// (docs/mattermost-semantics.md, section 3).
     pub dnd_end_time: i64,
 }
 

@@ -13,12 +13,22 @@ use crate::state::{StateError, Store};
 pub trait Backend {
     /// The id of the user whose status is managed.
     fn user_id(&mut self) -> Result<String, ApiError>;
-    fn view(&mut self, user_id: &str) -> Result<(UserStatus, Option<CustomStatus>), ApiError>;
-    fn call(&mut self, user_id: &str, call: &Call) -> Result<(), ApiError>;
+    /// The user's availability (one GET).
+    fn status(&mut self, user_id: &str) -> Result<UserStatus, ApiError>;
+    /// The user's custom status (one GET).
+    fn custom(&mut self, user_id: &str) -> Result<Option<CustomStatus>, ApiError>;
+    /// Makes `call`; for a status PUT, the status the server answered with (what it stored), if known.
+    fn call(&mut self, user_id: &str, call: &Call) -> Result<Option<UserStatus>, ApiError>;
     /// The entries of a preference category (empty when it holds none): where the user's devices meet.
     fn get_preferences(&mut self, user_id: &str, category: &str) -> Result<Vec<Preference>, ApiError>;
     fn put_preferences(&mut self, user_id: &str, entries: &[Preference]) -> Result<(), ApiError>;
     fn delete_preferences(&mut self, user_id: &str, entries: &[Preference]) -> Result<(), ApiError>;
+    /// Reads the token again where it came from, after the server refused it (401/403): `Ok(true)` when it changed
+    /// and is in use from now on. Only a token file can change; a token from the environment or the config file
+    /// changes with a reload.
+    fn reload_token(&mut self) -> Result<bool, String> {
+        Ok(false)
+    }
     /// Put before each call in the log: empty for the real server.
     fn log_prefix(&self) -> &'static str {
         ""
@@ -47,13 +57,27 @@ impl std::fmt::Display for Failure {
     }
 }
 
-/// Retries after a failure: 2 s doubling to 5 min; a token problem waits 5 min, a 429 at least its Retry-After.
+/// Retries after a failure: 2 s doubling to 5 min; a refused token (401/403) 30 s doubling to 5 min (a token file
+/// is read again before each retry); a 429 at least its Retry-After.
 const RETRY_FIRST: Duration = Duration::from_secs(2);
+const RETRY_AUTH_FIRST: Duration = Duration::from_secs(30);
 const RETRY_MAX: Duration = Duration::from_secs(300);
+
+/// How long to wait after the `failures`-th failure in a row (1 for the first), of which the last `auth_failures`
+/// were a refused token.
+fn retry_delay(failures: u32, auth_failures: u32, retry_after: Option<Duration>) -> Duration {
+    let doubled = |first: Duration, n: u32| first.saturating_mul(1 << n.saturating_sub(1).min(8)).min(RETRY_MAX);
+    if auth_failures > 0 {
+        return doubled(RETRY_AUTH_FIRST, auth_failures);
+    }
+    let backoff = doubled(RETRY_FIRST, failures);
+    retry_after.map_or(backoff, |d| backoff.max(d.min(Duration::from_secs(3600))))
+}
+/// How often to look again while the camera is on but the meeting cannot start yet (the user is offline, or the
+/// server has yet to end a lapsed DND). Each look is one GET.
+const START_RECHECK: Duration = Duration::from_secs(15);
 /// How soon a device that joined another's meeting status looks whether that one restored meanwhile.
 const JOIN_CONFIRM: Duration = Duration::from_secs(10);
-/// How often to look again while the camera is on but the user is offline.
-const OFFLINE_RECHECK: Duration = Duration::from_secs(60);
 
 pub struct Sync<B, S> {
     backend: B,
@@ -63,6 +87,8 @@ pub struct Sync<B, S> {
     user_id: Option<String>,
     custom_supported: bool,
     failures: u32,
+    /// How many of the last failures in a row were a refused token (401/403).
+    auth_failures: u32,
     /// What recovered once a failing streak ends: the server or the state directory.
     recovered: &'static str,
     /// When to act again without a change of `Want`.
@@ -71,8 +97,8 @@ pub struct Sync<B, S> {
     last_note: Option<String>,
     /// This device's name in the shared place, read from (or made in) the state directory on first use.
     instance: Option<String>,
-    /// This device's entry (and the original) must be written again: after a restart mid-meeting, since the crash
-    /// may have come between saving the backup and writing them.
+    /// This device's entry (and the original) must be written: set at a start until written, and after a restart
+    /// mid-meeting, since the crash may have come between saving the backup and writing them.
     announce: bool,
     /// This device joined another's meeting status without a call of its own: its next look checks that the other
     /// did not put the user's status back meanwhile (the last one out may have read the shared place just before
@@ -108,6 +134,7 @@ impl<B: Backend, S: Store> Sync<B, S> {
             user_id: None,
             custom_supported: true,
             failures: 0,
+            auth_failures: 0,
             recovered: "",
             due: None,
             last_want: None,
@@ -135,6 +162,7 @@ impl<B: Backend, S: Store> Sync<B, S> {
         self.custom_supported = true;
         // A reload may fix what failed (a new token): try again now.
         self.failures = 0;
+        self.auth_failures = 0;
         self.due = None;
     }
 
@@ -148,16 +176,18 @@ impl<B: Backend, S: Store> Sync<B, S> {
                 return Some(due);
             }
         }
+        self.reload_token_after_refusal();
         match self.attempt(want) {
             Ok(next) => {
                 if self.failures > 0 {
                     log::info!("{}", self.recovered);
                 }
                 self.failures = 0;
+                self.auth_failures = 0;
                 self.due = next.map(|after| now + after);
             }
             Err(failure) => {
-                self.failures += 1;
+                self.count_failure(&failure);
                 self.recovered = match failure {
                     Failure::Api(_) => "server reachable again",
                     Failure::State(_) => "backup saved again",
@@ -174,9 +204,11 @@ impl<B: Backend, S: Store> Sync<B, S> {
     /// is left on the server (or no backup existed).
     pub fn restore_until(&mut self, deadline: Instant) -> bool {
         loop {
+            self.reload_token_after_refusal();
             match self.attempt(Want::NoMeeting) {
                 Ok(_) => return true,
                 Err(failure) => {
+                    self.count_failure(&failure);
                     let delay = self.retry_delay(&failure).min(Duration::from_secs(2));
                     log::error!("{failure}");
                     if Instant::now() + delay >= deadline {
@@ -189,12 +221,34 @@ impl<B: Backend, S: Store> Sync<B, S> {
         }
     }
 
-    fn retry_delay(&self, failure: &Failure) -> Duration {
-        let backoff = RETRY_FIRST.saturating_mul(1 << self.failures.saturating_sub(1).min(8)).min(RETRY_MAX);
+    fn count_failure(&mut self, failure: &Failure) {
+        self.failures += 1;
         match failure {
-            Failure::Api(e) if e.is_auth() => RETRY_MAX,
-            Failure::Api(e) => e.retry_after().map_or(backoff, |d| backoff.max(d.min(Duration::from_secs(3600)))),
-            Failure::State(_) => backoff,
+            Failure::Api(e) if e.is_auth() => self.auth_failures += 1,
+            _ => self.auth_failures = 0,
+        }
+    }
+
+    fn retry_delay(&self, failure: &Failure) -> Duration {
+        let retry_after = match failure {
+            Failure::Api(e) => e.retry_after(),
+            Failure::State(_) => None,
+        };
+        retry_delay(self.failures, self.auth_failures, retry_after)
+    }
+
+    /// After the server refused the token: reads a token file again, so that a rotated token is used at once.
+    fn reload_token_after_refusal(&mut self) {
+        if self.auth_failures == 0 {
+            return;
+        }
+        match self.backend.reload_token() {
+            Ok(true) => {
+                log::info!("the token file holds a new token; using it");
+                self.auth_failures = 0;
+            }
+            Ok(false) => {}
+            Err(e) => log::warn!("cannot read the token file again: {e}"),
         }
     }
 
@@ -230,7 +284,8 @@ impl<B: Backend, S: Store> Sync<B, S> {
             }
         };
         if want == Want::Meeting && self.backup.is_none() {
-            // Each meeting asks again: an admin may have turned custom statuses back on since the last 501.
+            // Each meeting asks again: an admin may have turned custom statuses back on since the last 501, or
+            // made the shared place usable.
             self.custom_supported = true;
             self.sharing = true;
         }
@@ -239,7 +294,6 @@ impl<B: Backend, S: Store> Sync<B, S> {
         let mut shared = None;
         if let (Want::NoMeeting, Some(_)) = (want, &self.backup) {
             let me = self.instance()?;
-            self.instance = Some(me.clone());
             let found = self.read_shared(&user_id, &me)?;
             if let End::Leave { delete, others } = peers::end(&me, &found) {
                 self.delete_shared(&user_id, &delete)?;
@@ -247,6 +301,7 @@ impl<B: Backend, S: Store> Sync<B, S> {
                 if peers::end_after_leaving(&again) {
                     self.store.remove().map_err(Failure::State)?;
                     self.backup = None;
+                    self.confirm_join = false;
                     log::info!(
                         "RESTORE LEFT TO ANOTHER DEVICE: still in a meeting on {}; backup deleted.",
                         again.live_names()
@@ -266,9 +321,16 @@ impl<B: Backend, S: Store> Sync<B, S> {
             self.confirm_join = false;
             rejoin = peers::restored_meanwhile(&found);
         }
-        let (status, custom) = self.backend.view(&user_id).map_err(Failure::Api)?;
-        let mut view = ServerView { status, custom, custom_supported: self.custom_supported };
+        let status = self.backend.status(&user_id).map_err(Failure::Api)?;
         let now = crate::time::now_unix();
+        if want == Want::Meeting && self.backup.is_none() {
+            if let Some(note) = meeting::start_must_wait(&status, &self.settings, now) {
+                self.note(note.to_string());
+                return Ok(Some(START_RECHECK));
+            }
+        }
+        let custom = self.backend.custom(&user_id).map_err(Failure::Api)?;
+        let mut view = ServerView { status, custom, custom_supported: self.custom_supported };
         // What to write to the shared place once the backup is saved: this device's entry (when `announce_own`),
         // then these.
         let mut announce_own = false;
@@ -276,19 +338,22 @@ impl<B: Backend, S: Store> Sync<B, S> {
         let mut delete_after = Vec::new();
         let plan = match (want, &self.backup) {
             (Want::Meeting, None) => {
-                if view.status.status == Availability::Offline && self.settings.ignore_if_offline {
-                    self.note(meeting::Note::Offline.to_string());
-                    return Ok(Some(OFFLINE_RECHECK));
-                }
                 // Read first, then the shared place, then write there, then set the marker: a device that does
                 // not see another's entry cannot have seen its marker either.
                 let found = if peers::may_show_marker(&view, &self.settings) {
                     let me = self.instance()?;
                     let found = self.read_shared(&user_id, &me)?;
                     if peers::view_may_be_stale(&found) {
-                        // What looked like a meeting's may have been put back since by the last device out.
-                        let (status, custom) = self.backend.view(&user_id).map_err(Failure::Api)?;
-                        let second = ServerView { status, custom, custom_supported: self.custom_supported };
+                        // What looked like a meeting's may have been put back since by the last device out: those
+                        // parts are read again.
+                        let (status_part, custom_part) = peers::marker_like_parts(&view, &self.settings);
+                        let mut second = view.clone();
+                        if status_part {
+                            second.status = self.backend.status(&user_id).map_err(Failure::Api)?;
+                        }
+                        if custom_part {
+                            second.custom = self.backend.custom(&user_id).map_err(Failure::Api)?;
+                        }
                         view = peers::merge_views(&view, second, &self.settings);
                     }
                     Some(found)
@@ -314,7 +379,7 @@ impl<B: Backend, S: Store> Sync<B, S> {
                 match meeting::begin_from(start.previous, &view, &self.settings, &user_id, now) {
                     Begin::Wait(note) => {
                         self.note(note.to_string());
-                        return Ok(Some(OFFLINE_RECHECK));
+                        return Ok(Some(START_RECHECK));
                     }
                     Begin::Start(plan) => *plan,
                 }
@@ -444,12 +509,13 @@ impl<B: Backend, S: Store> Sync<B, S> {
         let mut restored = Vec::new();
         let mut custom_refused = None;
         for call in &plan.calls {
-            match self.backend.call(user_id, call) {
-                Ok(()) => {
+            let answer = match self.backend.call(user_id, call) {
+                Ok(answer) => {
                     log::info!("{}{call}", self.backend.log_prefix());
                     if let Call::PutStatus { status, purpose: Purpose::Restore, .. } = call {
                         restored.push(format!("Avail: {status}"));
                     }
+                    answer
                 }
                 Err(e) if e.is_not_implemented() && matches!(call, Call::PutCustom(..) | Call::DeleteCustom) => {
                     match backup.custom_statuses_off(call) {
@@ -464,12 +530,28 @@ impl<B: Backend, S: Store> Sync<B, S> {
                     }
                     continue;
                 }
+                Err(e) if e.is_unknown_emoji() && meeting::without_emoji(call).is_some() => {
+                    let instead = meeting::without_emoji(call).unwrap_or_else(|| call.clone());
+                    log::warn!("{}", describe_emoji_fallback(call, &instead));
+                    match self.backend.call(user_id, &instead) {
+                        Ok(answer) => {
+                            log::info!("{}{instead}", self.backend.log_prefix());
+                            backup.record_answer(&instead, answer.as_ref());
+                            self.save_progress(&backup, want)?;
+                            continue;
+                        }
+                        Err(e) => {
+                            self.save_progress(&backup, want)?;
+                            return Err(Failure::Api(e));
+                        }
+                    }
+                }
                 Err(e) => {
                     self.save_progress(&backup, want)?;
                     return Err(Failure::Api(e));
                 }
-            }
-            backup.record(call);
+            };
+            backup.record_answer(call, answer.as_ref());
             self.save_progress(&backup, want)?;
         }
         if let Some(e) = custom_refused {
@@ -513,6 +595,26 @@ struct SharedWrites {
     delete_after: Vec<Preference>,
 }
 
+/// The warning when the server refused an emoji and `instead` is made in place of `refused`.
+fn describe_emoji_fallback(refused: &Call, instead: &Call) -> String {
+    let Call::PutCustom(cs, purpose) = refused else { return String::new() };
+    match (purpose, instead) {
+        (Purpose::Restore, Call::DeleteCustom) => format!(
+            "the emoji :{}: of the custom status from before the meeting no longer exists on the server and it had \
+             no text: lost; clearing the custom status",
+            cs.emoji
+        ),
+        (Purpose::Restore, _) => format!(
+            "the emoji :{}: of the custom status from before the meeting no longer exists on the server: lost; \
+             putting back {:?} without it",
+            cs.emoji, cs.text
+        ),
+        _ => {
+            format!("the server does not know the emoji :{}: (meeting-emoji); marking the meeting without it", cs.emoji)
+        }
+    }
+}
+
 fn describe_previous(b: &Backup) -> String {
     let manual = if b.previous.manual { " manual" } else { "" };
     match &b.previous.custom {
@@ -544,15 +646,19 @@ impl Backend for DryRun {
         Ok("dry-run".into())
     }
 
-    fn view(&mut self, _: &str) -> Result<(UserStatus, Option<CustomStatus>), ApiError> {
-        Ok((self.status.clone(), self.custom.clone()))
+    fn status(&mut self, _: &str) -> Result<UserStatus, ApiError> {
+        Ok(self.status.clone())
+    }
+
+    fn custom(&mut self, _: &str) -> Result<Option<CustomStatus>, ApiError> {
+        Ok(self.custom.clone())
     }
 
     fn log_prefix(&self) -> &'static str {
         "dry-run: would "
     }
 
-    fn call(&mut self, _: &str, call: &Call) -> Result<(), ApiError> {
+    fn call(&mut self, _: &str, call: &Call) -> Result<Option<UserStatus>, ApiError> {
         match call {
             Call::PutCustom(cs, _) => self.custom = Some(cs.clone()),
             Call::DeleteCustom => self.custom = None,
@@ -560,11 +666,12 @@ impl Backend for DryRun {
                 self.status = UserStatus {
                     status: status.clone(),
                     manual: *status != Availability::Online,
-                    dnd_end_time: dnd_end_time.unwrap_or(0),
-                }
+                    dnd_end_time: dnd_end_time.map_or(0, meeting::truncate_to_minute),
+                };
+                return Ok(Some(self.status.clone()));
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     fn get_preferences(&mut self, _: &str, category: &str) -> Result<Vec<Preference>, ApiError> {
@@ -591,16 +698,64 @@ impl Backend for DryRun {
 pub struct Server {
     client: crate::mattermost::Client,
     user_id: Option<String>,
+    token_file: Option<TokenFile>,
+}
+
+/// Where the token came from when it is a file, and how to build a client for another token.
+struct TokenFile {
+    path: std::path::PathBuf,
+    current: crate::mattermost::Secret,
+    make_client: Box<dyn Fn(crate::mattermost::Secret) -> Result<crate::mattermost::Client, ApiError>>,
+}
+
+/// A token file's token, read as the configuration reads it: at most 4096 bytes of UTF-8, trimmed, one token
+/// without spaces or control characters. The error never holds the file's content.
+fn read_token_file(path: &std::path::Path) -> Result<crate::mattermost::Secret, String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(4097).read_to_end(&mut bytes))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let token = std::str::from_utf8(&bytes)
+        .ok()
+        .map(str::trim)
+        .filter(|t| bytes.len() <= 4096 && !t.is_empty() && !t.bytes().any(|b| b.is_ascii_control() || b == b' '));
+    token
+        .map(crate::mattermost::Secret::new)
+        .ok_or_else(|| format!("{}: not a file holding one token of at most 4096 bytes", path.display()))
 }
 
 impl Server {
     /// `user_id` is the configured one; without it, the token's own user is asked for once.
     pub fn new(client: crate::mattermost::Client, user_id: Option<String>) -> Server {
-        Server { client, user_id }
+        Server { client, user_id, token_file: None }
+    }
+
+    /// The token `current` was read from `path`: after a refusal the file is read again, and a new token gets a
+    /// new client from `make_client`.
+    pub fn with_token_file(
+        mut self,
+        path: std::path::PathBuf,
+        current: crate::mattermost::Secret,
+        make_client: Box<dyn Fn(crate::mattermost::Secret) -> Result<crate::mattermost::Client, ApiError>>,
+    ) -> Server {
+        self.token_file = Some(TokenFile { path, current, make_client });
+        self
     }
 }
 
 impl Backend for Server {
+    fn reload_token(&mut self) -> Result<bool, String> {
+        let Some(file) = &mut self.token_file else { return Ok(false) };
+        let token = read_token_file(&file.path)?;
+        if token == file.current {
+            return Ok(false);
+        }
+        self.client = (file.make_client)(token.clone()).map_err(|e| e.to_string())?;
+        file.current = token;
+        Ok(true)
+    }
+
     fn user_id(&mut self) -> Result<String, ApiError> {
         if let Some(id) = &self.user_id {
             return Ok(id.clone());
@@ -611,18 +766,20 @@ impl Backend for Server {
         Ok(me.id)
     }
 
-    fn view(&mut self, user_id: &str) -> Result<(UserStatus, Option<CustomStatus>), ApiError> {
-        let status = self.client.get_status(user_id)?;
-        let user = self.client.get_user(user_id)?;
-        Ok((status, user.custom_status))
+    fn status(&mut self, user_id: &str) -> Result<UserStatus, ApiError> {
+        self.client.get_status(user_id)
     }
 
-    fn call(&mut self, user_id: &str, call: &Call) -> Result<(), ApiError> {
+    fn custom(&mut self, user_id: &str) -> Result<Option<CustomStatus>, ApiError> {
+        Ok(self.client.get_user(user_id)?.custom_status)
+    }
+
+    fn call(&mut self, user_id: &str, call: &Call) -> Result<Option<UserStatus>, ApiError> {
         match call {
-            Call::PutCustom(cs, _) => self.client.put_custom_status(user_id, cs),
-            Call::DeleteCustom => self.client.delete_custom_status(user_id),
+            Call::PutCustom(cs, _) => self.client.put_custom_status(user_id, cs).map(|()| None),
+            Call::DeleteCustom => self.client.delete_custom_status(user_id).map(|()| None),
             Call::PutStatus { status, dnd_end_time, .. } => {
-                self.client.put_status(user_id, status.as_str(), *dnd_end_time).map(|_| ())
+                self.client.put_status(user_id, status.as_str(), *dnd_end_time).map(Some)
             }
         }
     }
@@ -644,10 +801,13 @@ impl<T: Backend + ?Sized> Backend for Box<T> {
     fn user_id(&mut self) -> Result<String, ApiError> {
         (**self).user_id()
     }
-    fn view(&mut self, user_id: &str) -> Result<(UserStatus, Option<CustomStatus>), ApiError> {
-        (**self).view(user_id)
+    fn status(&mut self, user_id: &str) -> Result<UserStatus, ApiError> {
+        (**self).status(user_id)
     }
-    fn call(&mut self, user_id: &str, call: &Call) -> Result<(), ApiError> {
+    fn custom(&mut self, user_id: &str) -> Result<Option<CustomStatus>, ApiError> {
+        (**self).custom(user_id)
+    }
+    fn call(&mut self, user_id: &str, call: &Call) -> Result<Option<UserStatus>, ApiError> {
         (**self).call(user_id, call)
     }
     fn get_preferences(&mut self, user_id: &str, category: &str) -> Result<Vec<Preference>, ApiError> {
@@ -658,6 +818,9 @@ impl<T: Backend + ?Sized> Backend for Box<T> {
     }
     fn delete_preferences(&mut self, user_id: &str, entries: &[Preference]) -> Result<(), ApiError> {
         (**self).delete_preferences(user_id, entries)
+    }
+    fn reload_token(&mut self) -> Result<bool, String> {
+        (**self).reload_token()
     }
     fn log_prefix(&self) -> &'static str {
         (**self).log_prefix()

@@ -28,6 +28,25 @@ struct UserSetup {
     has_custom: bool,
     /// The daemon sets DND (false when the user is in their own DND, which is left alone).
     sets_dnd: bool,
+    /// The configured meeting-emoji does not exist on the server: the start's custom status PUT is refused (400)
+    /// and made again without the emoji.
+    unknown_meeting_emoji: bool,
+}
+
+impl UserSetup {
+    /// The daemon's extra arguments for this user.
+    fn args(&self) -> &'static [&'static str] {
+        if self.unknown_meeting_emoji { &["--meeting-emoji", "partyparrot"] } else { &[] }
+    }
+
+    /// The meeting status as the daemon sets it for this user.
+    fn marked(&self, s: &UserState) -> bool {
+        if !self.unknown_meeting_emoji {
+            return in_meeting(s);
+        }
+        s.status == "dnd"
+            && s.custom_status.as_ref().is_some_and(|c| c.text.ends_with("[In a meeting]") && c.emoji.is_empty())
+    }
 }
 
 fn rfc3339_in(fake: &FakeMattermost, secs: i64) -> String {
@@ -40,6 +59,7 @@ const USERS: &[UserSetup] = &[
         apply: |f| f.set_status("online", false, 0),
         has_custom: false,
         sets_dnd: true,
+        unknown_meeting_emoji: false,
     },
     UserSetup {
         name: "away manual, expiring custom",
@@ -49,6 +69,7 @@ const USERS: &[UserSetup] = &[
         },
         has_custom: true,
         sets_dnd: true,
+        unknown_meeting_emoji: false,
     },
     UserSetup {
         name: "own timed dnd, custom",
@@ -59,6 +80,17 @@ const USERS: &[UserSetup] = &[
         },
         has_custom: true,
         sets_dnd: false,
+        unknown_meeting_emoji: false,
+    },
+    UserSetup {
+        name: "meeting-emoji unknown, custom",
+        apply: |f| {
+            f.set_status("online", false, 0);
+            f.set_custom_status("coffee", "Break", "", "0001-01-01T00:00:00Z");
+        },
+        has_custom: true,
+        sets_dnd: true,
+        unknown_meeting_emoji: true,
     },
 ];
 
@@ -92,12 +124,13 @@ const SHARED_DELETE: &str = "/api/v4/users/me/preferences/delete";
 fn steps(user: &UserSetup) -> Vec<Step> {
     let step =
         |phase, name: &str, method, path, nth, fault| Step { name: name.to_owned(), phase, method, path, nth, fault };
-    let both = |phase, name: &str, method, path| {
+    let nth_both = |phase, name: &str, method, path, nth| {
         [
-            step(phase, &format!("{name}, not applied"), method, path, 1, Fault::NeverAnswer),
-            step(phase, &format!("{name}, applied"), method, path, 1, Fault::ProcessThenNeverAnswer),
+            step(phase, &format!("{name}, not applied"), method, path, nth, Fault::NeverAnswer),
+            step(phase, &format!("{name}, applied"), method, path, nth, Fault::ProcessThenNeverAnswer),
         ]
     };
+    let both = |phase, name: &str, method, path| nth_both(phase, name, method, path, 1);
     let mut out = vec![
         // Before the backup: the token's user, then the server view (status, then the user with its custom status).
         step(Phase::Start, "GET users/me (who)", "GET", ME, 1, Fault::NeverAnswer),
@@ -107,13 +140,18 @@ fn steps(user: &UserSetup) -> Vec<Step> {
     if !user.sets_dnd {
         // DND may be another device's: the shared place is read before anything is taken as the user's.
         out.push(step(Phase::Start, "GET shared", "GET", SHARED, 1, Fault::NeverAnswer));
-        // Nobody there: the DND seen may have been put back meanwhile by a device ending; the server is read again.
+        // Nobody there: the DND seen may have been put back meanwhile by a device ending; it is read again.
         out.push(step(Phase::Start, "GET status again", "GET", STATUS, 2, Fault::NeverAnswer));
-        out.push(step(Phase::Start, "GET user again", "GET", ME, 3, Fault::NeverAnswer));
     }
     // With the backup on disk.
     out.extend(both(Phase::Start, "PUT shared entries", "PUT", SHARED_PUT));
-    out.extend(both(Phase::Start, "PUT meeting custom", "PUT", CUSTOM));
+    if user.unknown_meeting_emoji {
+        // Refused (400), then made again without the emoji.
+        out.push(step(Phase::Start, "PUT meeting custom (emoji refused)", "PUT", CUSTOM, 1, Fault::NeverAnswer));
+        out.extend(nth_both(Phase::Start, "PUT meeting custom, no emoji", "PUT", CUSTOM, 2));
+    } else {
+        out.extend(both(Phase::Start, "PUT meeting custom", "PUT", CUSTOM));
+    }
     if user.sets_dnd {
         out.extend(both(Phase::Start, "PUT dnd", "PUT", STATUS));
     }
@@ -152,15 +190,15 @@ fn crash_cell(user: &UserSetup, step: &Step, camera_on_at_restart: bool) -> Resu
     let (first, mut camera) = match step.phase {
         Phase::Start => {
             arm();
-            let d = scene.daemon(&[])?;
+            let d = scene.daemon(user.args())?;
             let camera = scene.open_camera();
             (d, Some(camera))
         }
         Phase::End => {
-            let d = scene.daemon(&[])?;
+            let d = scene.daemon(user.args())?;
             let camera = scene.open_camera();
             d.wait_log("meeting status set")?;
-            scene.wait_state("meeting set", in_meeting)?;
+            scene.wait_state("meeting set", |s| user.marked(s))?;
             arm();
             drop(camera);
             (d, None)
@@ -181,7 +219,7 @@ fn crash_cell(user: &UserSetup, step: &Step, camera_on_at_restart: bool) -> Resu
         camera = None;
     }
 
-    let d = scene.daemon(&[])?;
+    let d = scene.daemon(user.args())?;
     if camera_on_at_restart {
         d.wait_log("camera in use")?;
         d.settle()?;
@@ -192,7 +230,7 @@ fn crash_cell(user: &UserSetup, step: &Step, camera_on_at_restart: bool) -> Resu
         // daemon cannot tell its own restore from the user changing that part during the meeting, and what the
         // user changed is theirs. A restore it saw answered is recorded as put back, and marked again.
         let restore_unanswered = is_restore_call(step) && step.fault == Fault::ProcessThenNeverAnswer;
-        let marked = in_meeting(&scene.fake.state());
+        let marked = user.marked(&scene.fake.state());
         if marked == restore_unanswered {
             return Err(format!(
                 "after the restart with the camera on the meeting status is {}; server {:?}\nlog:\n{}",

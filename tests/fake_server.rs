@@ -1,5 +1,5 @@
-//! Tests of the fake Mattermost server itself, point by point against /work/shared/reference/mattermost-api.md,
-//! over raw sockets (not the project's client), so the end-to-end tests built on the fake can trust it.
+//! Tests of the fake Mattermost server itself, point by point against `docs/mattermost-semantics.md` (the real
+//! server's behaviour, read from its source), over raw sockets (not the project's client), so the end-to-end tests built on the fake can trust it.
 
 mod support;
 
@@ -142,7 +142,7 @@ fn quiet_fake() -> FakeMattermost {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Users and authentication (reference §4, §6).
+// Users and authentication (docs/mattermost-semantics.md, section 7).
 
 #[test]
 fn users_me_has_the_always_present_fields_and_no_props_by_default() {
@@ -314,7 +314,7 @@ fn other_users_can_be_read_but_not_changed() {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// GET / PUT status (reference §1, §2).
+// GET / PUT status (docs/mattermost-semantics.md, sections 1 and 2).
 
 #[test]
 fn get_status_is_the_status_json_with_a_trailing_newline() {
@@ -488,7 +488,7 @@ fn status_ids_lists_statuses_and_checks_id_lengths() {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// DND expiry (reference §1 "What the server does when a timed DND expires").
+// DND expiry (docs/mattermost-semantics.md, section 2).
 
 #[test]
 fn expiry_restores_the_previous_status_as_automatic() {
@@ -545,7 +545,7 @@ fn expiry_runs_by_itself_and_follows_the_shifted_clock() {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Custom status (reference §3).
+// Custom status (docs/mattermost-semantics.md, sections 5 and 6).
 
 #[test]
 fn custom_status_is_stored_as_go_json_and_exposed_in_props() {
@@ -651,6 +651,8 @@ fn custom_status_presave_and_time_serialisation() {
             ),
         ),
     ];
+    // No real server has an emoji of that name; it is added so that the emoji field reaches Go's HTML escaping.
+    fake.add_custom_emoji("a<b>&c");
     for (body, stored) in cases {
         let reply = put_custom(&fake, &body);
         assert_eq!(reply.status, 200, "{body} => {}", reply.body);
@@ -672,12 +674,48 @@ fn custom_status_text_is_cut_to_100_runes_not_bytes() {
     assert_eq!(fake.state().custom_status.unwrap().text, exactly);
 }
 
+/// `SetCustomStatus` -> `confirmEmojiExists` (docs/mattermost-semantics.md, section 6): a system emoji or an
+/// existing custom emoji; anything else, a deleted custom emoji, or any custom emoji while they are off, is 400
+/// `emoji_not_found`. An empty emoji with a text is fine. `GET /emoji/name/{name}` knows custom emoji only.
+#[test]
+fn custom_status_emoji_must_exist() {
+    let fake = quiet_fake();
+    let put = |emoji: &str| put_custom(&fake, &format!(r#"{{"emoji":"{emoji}","text":"t"}}"#));
+    let refused = |emoji: &str| {
+        let reply = put(emoji);
+        assert_eq!(reply.status, 400, "{emoji}");
+        assert_eq!(
+            reply.json().field("id"),
+            Some(&Json::String("api.custom_status.set_custom_statuses.emoji_not_found".into()))
+        );
+    };
+    assert_eq!(put("calendar").status, 200);
+    assert_eq!(put("").status, 200);
+    refused("no_such_emoji");
+    refused(":calendar:");
+    refused("\u{1f4c5}");
+    assert_eq!(call(&fake, "GET", "/api/v4/emoji/name/partyparrot", None).status, 404);
+    assert_eq!(call(&fake, "GET", "/api/v4/emoji/name/calendar", None).status, 404, "system emoji are not stored");
+    fake.add_custom_emoji("partyparrot");
+    let got = call(&fake, "GET", "/api/v4/emoji/name/partyparrot", None);
+    assert_eq!((got.status, got.json().field("name")), (200, Some(&Json::String("partyparrot".into()))));
+    assert_eq!(put("partyparrot").status, 200);
+    fake.set_custom_emoji_enabled(false);
+    refused("partyparrot");
+    assert_eq!(call(&fake, "GET", "/api/v4/emoji/name/partyparrot", None).status, 501);
+    fake.set_custom_emoji_enabled(true);
+    fake.delete_custom_emoji("partyparrot");
+    refused("partyparrot");
+    assert_eq!(fake.state().custom_status.unwrap().emoji, "partyparrot", "a stored status keeps a deleted emoji");
+}
+
 #[test]
 fn recent_custom_statuses_keep_five_newest_first_deduplicated_by_text() {
     let fake = quiet_fake();
     for text in ["a", "b", "c", "d", "e", "f"] {
         assert_eq!(put_custom(&fake, &format!(r#"{{"emoji":"x","text":"{text}"}}"#)).status, 200);
     }
+    fake.add_custom_emoji("other");
     put_custom(&fake, r#"{"emoji":"other","text":"d"}"#);
     let recent: Vec<(String, String)> =
         fake.state().recent_custom_statuses.into_iter().map(|c| (c.emoji, c.text)).collect();
@@ -758,7 +796,7 @@ fn raw_custom_status_setters_store_verbatim() {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Rate limiting (reference §5).
+// Rate limiting (docs/mattermost-semantics.md, section 9).
 
 #[test]
 fn rate_limit_answers_429_in_plain_text_with_retry_after() {

@@ -1,4 +1,4 @@
-//! The server fault table (issue 5): every way a server can fail, once while a meeting starts and once while it
+//! The server fault table: every way a server can fail, once while a meeting starts and once while it
 //! ends, against the real daemon and the fake Mattermost server. For each: the daemon keeps running, logs one clear
 //! line without repeating it faster than its backoff, stays small in memory, never changes what it has not backed
 //! up, and once the fault clears the server ends in exactly the user's previous state. Prints the table.

@@ -17,7 +17,7 @@ const MARKED: &str = "Focusing \"deep\" ü [In a meeting]";
 fn user(scene: &Scene) -> UserState {
     scene.fake.set_status("away", true, 0);
     let expires = GoTime::from_unix_nanos(i128::from(scene.fake.now_unix() + 86_400) * 1_000_000_000).to_rfc3339_nano();
-    scene.fake.set_custom_status("dart", "Focusing \"deep\" ü", "date_and_time", &expires);
+    scene.fake.set_custom_status("coffee", "Focusing \"deep\" ü", "date_and_time", &expires);
     scene.fake.state()
 }
 
@@ -29,7 +29,7 @@ fn marked_once(s: &UserState) -> bool {
 fn assert_backup_is_the_users(device: &Device, who: &str) {
     let text = device.backup_text();
     assert!(text.contains("\"previous\":{\"status\":\"away\",\"manual\":true"), "{who}: {text}");
-    assert!(text.contains("\"emoji\":\"dart\",\"text\":\"Focusing \\\"deep\\\" ü\""), "{who}: {text}");
+    assert!(text.contains("\"emoji\":\"coffee\",\"text\":\"Focusing \\\"deep\\\" ü\""), "{who}: {text}");
 }
 
 fn start(scene: &Scene, device: &Device, d: &Daemon, n: usize) -> support::daemon_run::Camera {

@@ -1,4 +1,4 @@
-//! The secrets audit (issue 5): the token never shows in a log line at any level, an error, `config` or `check`
+//! The secrets audit: the token never shows in a log line at any level, an error, `config` or `check`
 //! output, the state file, argv, or a hook's environment; the state file is 0600; a token file others can read is
 //! warned about; plain http is refused unless the address is a loopback one. The real binary against the fake
 //! server, with a random token searched for whole, in halves, as `Bearer <token>` and in base64.

@@ -82,6 +82,8 @@ pub struct ServerSettings {
     pub token: Secret,
     pub user_id: Option<String>,
     pub ca_file: Option<PathBuf>,
+    /// Where the token was read from, when from a file: read again after the server refuses the token.
+    pub token_file: Option<PathBuf>,
 }
 
 /// A validated configuration.
@@ -406,9 +408,9 @@ impl Inputs {
                         ));
                     }
                 }
-                (t, false)
+                (t, None)
             }
-            (None, Some(path)) => (read_token_file(Path::new(&path), v, warnings)?, true),
+            (None, Some(path)) => (read_token_file(Path::new(&path), v, warnings)?, Some(PathBuf::from(path))),
             (None, None) => {
                 let missing = ConfigError::Missing { key: "token", why: "a url is set but no token or token-file" };
                 if self.allow_incomplete {
@@ -420,11 +422,11 @@ impl Inputs {
         };
         if token.bytes().any(|b| b.is_ascii_control() || b == b' ') {
             return Err(match from_file {
-                true => v.invalid("token-file", "a file holding one token, without spaces or control characters"),
-                false => v.invalid("token", "a token without spaces or control characters"),
+                Some(_) => v.invalid("token-file", "a file holding one token, without spaces or control characters"),
+                None => v.invalid("token", "a token without spaces or control characters"),
             });
         }
-        Ok(Some(ServerSettings { url, token: Secret::new(token), user_id, ca_file }))
+        Ok(Some(ServerSettings { url, token: Secret::new(token), user_id, ca_file, token_file: from_file }))
     }
 }
 

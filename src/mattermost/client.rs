@@ -187,6 +187,24 @@ impl Client {
         }
     }
 
+    /// Whether a custom emoji of this name exists (`GET /api/v4/emoji/name/{name}`): 404, and 501 (custom emoji
+    /// turned off), are a no. System emoji are not custom emoji: the server knows them without storing them, and
+    /// this call answers no for them.
+    pub fn custom_emoji_exists(&self, name: &str) -> Result<bool, ApiError> {
+        // Emoji names are lower-case letters, digits, `_`, `-` and `+`; anything else is no emoji at all (and
+        // would change the path).
+        let valid = !name.is_empty()
+            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-+".contains(&b));
+        if !valid {
+            return Ok(false);
+        }
+        match self.call(Method::Get, &format!("/api/v4/emoji/name/{name}"), None) {
+            Ok(_) => Ok(true),
+            Err(e) if matches!(e.kind(), ApiErrorKind::Http { status: 404 | 501, .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Creates or replaces each entry, by (category, name), in one transaction; other entries are left alone
     /// (`PUT /api/v4/users/{user_id}/preferences`). `user_id` must be the real id: the server refuses `me` in an
     /// entry (403).

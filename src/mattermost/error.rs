@@ -118,6 +118,13 @@ impl ApiError {
         matches!(self.kind, ApiErrorKind::Http { status: 401 | 403, .. })
     }
 
+    /// Whether the server refused a custom status's emoji as unknown (400
+    /// `api.custom_status.set_custom_statuses.emoji_not_found`: neither a system emoji nor an existing custom one).
+    pub fn is_unknown_emoji(&self) -> bool {
+        matches!(&self.kind, ApiErrorKind::Http { status: 400, id: Some(id), .. }
+            if id == "api.custom_status.set_custom_statuses.emoji_not_found")
+    }
+
     /// Whether the server has the feature switched off (501: custom statuses disabled).
     pub fn is_not_implemented(&self) -> bool {
         matches!(self.kind, ApiErrorKind::Http { status: 501, .. })

@@ -195,6 +195,12 @@ pub enum Note {
     DndLapsed,
     /// Availability is left alone because the user is in their own DND or out of office.
     StatusLeftAlone(Availability),
+    /// The server shows DND with an end time in the past (this one): it has ended, and the server's job has yet to
+    /// put the previous availability back. A start waits for it.
+    DndLapsing(i64),
+    /// DND is on with an end time (Unix seconds, 0 for none) that is not the one the server stored for ours: the
+    /// user set it during the meeting, and it stays.
+    DndSetByUser(i64),
 }
 
 impl fmt::Display for Note {
@@ -212,6 +218,20 @@ impl fmt::Display for Note {
                 f.write_str("the server ended our timed DND while the meeting goes on; setting it again")
             }
             Note::StatusLeftAlone(s) => write!(f, "availability {s} is the user's own; leaving it alone"),
+            Note::DndLapsing(end) => write!(
+                f,
+                "DND ended at {} but the server has not put the previous availability back yet; waiting for it",
+                format_rfc3339(*end)
+            ),
+            Note::DndSetByUser(0) => f.write_str(
+                "RESTORE SKIPPED: DND with no end time was set during the meeting (by the user, or the server does \
+                 not report the end time of ours, which then ends by itself at the lease); leaving it",
+            ),
+            Note::DndSetByUser(end) => write!(
+                f,
+                "RESTORE SKIPPED: DND until {} was set by the user during the meeting; leaving it",
+                format_rfc3339(*end)
+            ),
         }
     }
 }
@@ -232,6 +252,26 @@ pub enum Begin {
     Start(Box<Plan>),
 }
 
+/// Whether a meeting start has to wait, from the availability alone (so that each look while waiting is one GET):
+/// the user is offline and wants to be left alone then, or the server shows a DND that has ended but that its job
+/// has not cleared yet (docs/mattermost-semantics.md, section 2). That DND is nobody's any more: taking it for the
+/// user's would leave the meeting without DND once the job runs, and putting ours over it would make the server
+/// keep `dnd` as the status to put back.
+pub fn start_must_wait(status: &UserStatus, settings: &MeetingSettings, now: i64) -> Option<Note> {
+    match status.status {
+        Availability::Offline if settings.ignore_if_offline => Some(Note::Offline),
+        Availability::Dnd if settings.status.as_api().is_some() && lapsed_at(status.dnd_end_time, now) => {
+            Some(Note::DndLapsing(status.dnd_end_time))
+        }
+        _ => None,
+    }
+}
+
+/// Whether a DND ending at `end` (0: never) has ended at `now`.
+fn lapsed_at(end: i64, now: i64) -> bool {
+    end > 0 && now >= end
+}
+
 /// A meeting starts: what to save and what to set, taking what the server shows as the user's own.
 pub fn begin(view: &ServerView, settings: &MeetingSettings, user_id: &str, now: i64) -> Begin {
     let previous = Previous {
@@ -247,8 +287,8 @@ pub fn begin(view: &ServerView, settings: &MeetingSettings, user_id: &str, now: 
 /// `previous`, so a marker already on the server is not appended to again; and availability is left alone when
 /// the user's own, not what is shown, is DND or out of office.
 pub fn begin_from(previous: Previous, view: &ServerView, settings: &MeetingSettings, user_id: &str, now: i64) -> Begin {
-    if view.status.status == Availability::Offline && settings.ignore_if_offline {
-        return Begin::Wait(Note::Offline);
+    if let Some(note) = start_must_wait(&view.status, settings, now) {
+        return Begin::Wait(note);
     }
     let mut notes = Vec::new();
     let status = settings.status.as_api().and_then(|target| {
@@ -289,21 +329,26 @@ pub fn during(backup: &Backup, view: &ServerView, settings: &MeetingSettings, no
     let ours = &mut next.ours;
 
     let custom_kept = ours.custom_progress != Progress::Released && view.custom_supported;
-    if let Some(our_custom) = ours.custom.clone().filter(|_| custom_kept) {
-        let on_server = view.custom.as_ref().is_some_and(|cs| cs.looks_like(&our_custom));
+    if let Some(mut our_custom) = ours.custom.clone().filter(|_| custom_kept) {
+        let on_server = shows_ours(view, &our_custom);
         // The backup takes a new expiry only from `Backup::record`, once the server has accepted it: saved ahead of
         // a call that then fails, it would hide that the renewal is still due.
         if on_server {
             ours.custom_progress = Progress::Applied;
+            if view.custom.as_ref().is_some_and(|cs| cs.emoji.is_empty()) && !our_custom.emoji.is_empty() {
+                // The form without the refused emoji went through unrecorded: that is ours now, and renewals
+                // keep it rather than try the refused emoji again.
+                our_custom.emoji.clear();
+                ours.custom = Some(our_custom.clone());
+            }
             if needs_renewal(&our_custom, settings, now) {
-                let renewed = meeting_custom_status_with_text(&our_custom.text, settings, now);
-                calls.push(Call::PutCustom(renewed, Purpose::Renew));
+                calls.push(Call::PutCustom(renewed(&our_custom, settings, now), Purpose::Renew));
             }
         } else if ours.custom_progress == Progress::Pending {
             // Set again after a partial restore or a failed start, perhaps hours later: an expiry in the past is
             // refused by the server (400), so a due one is renewed on the way.
             let fresh = if needs_renewal(&our_custom, settings, now) {
-                meeting_custom_status_with_text(&our_custom.text, settings, now)
+                renewed(&our_custom, settings, now)
             } else {
                 our_custom
             };
@@ -320,10 +365,22 @@ pub fn during(backup: &Backup, view: &ServerView, settings: &MeetingSettings, no
             && ours.dnd_end_time > 0
             && now >= ours.dnd_end_time
             && *current == next.previous.status;
-        if *current == our_status {
-            // Already in place, also after a crash between the call and recording it. GET's dnd_end_time is not
-            // to be relied on (the reference, section 1), so an end time not recorded stays the old one: the lapse
-            // check then looks each minute and sets DND again only once the server has really ended it.
+        let seen_end = view.status.dnd_end_time;
+        if *current == our_status
+            && our_status == Availability::Dnd
+            && ours.status_progress == Progress::Applied
+            && !dnd_is_ours(ours.dnd_end_time, seen_end)
+        {
+            ours.status_progress = Progress::Released;
+            notes.push(Note::DndSetByUser(seen_end));
+        } else if *current == our_status {
+            // Already in place, also after a crash between the call and recording it: then the end time the server
+            // stored is taken from what it shows, unless it shows none (an old server's GET after a cache miss,
+            // docs/mattermost-semantics.md section 3): the one planned stays, and the lapse check looks each minute
+            // until the server has really ended it.
+            if our_status == Availability::Dnd && ours.status_progress == Progress::Pending && seen_end > 0 {
+                ours.dnd_end_time = seen_end;
+            }
             ours.status_progress = Progress::Applied;
         } else if ours.status_progress == Progress::Pending || lapsed {
             if lapsed {
@@ -351,7 +408,7 @@ pub fn finish(backup: &Backup, view: &ServerView, settings: &MeetingSettings, no
 
     let custom_kept = ours.custom_progress != Progress::Released && view.custom_supported;
     if let Some(our_custom) = ours.custom.as_ref().filter(|_| custom_kept) {
-        let on_server = view.custom.as_ref().is_some_and(|cs| cs.looks_like(our_custom));
+        let on_server = shows_ours(view, our_custom);
         let previous = backup.previous.custom.as_ref().filter(|cs| !cs.is_expired(now));
         if on_server {
             match previous {
@@ -370,7 +427,11 @@ pub fn finish(backup: &Backup, view: &ServerView, settings: &MeetingSettings, no
         let previous = &backup.previous;
         let lapsed = *our_status == Availability::Dnd && ours.dnd_end_time > 0 && now >= ours.dnd_end_time;
         if current.status == *our_status {
-            calls.push(restore_status_call(previous));
+            if *our_status == Availability::Dnd && !dnd_is_ours(ours.dnd_end_time, current.dnd_end_time) {
+                notes.push(Note::DndSetByUser(current.dnd_end_time));
+            } else {
+                calls.push(restore_status_call(previous));
+            }
         } else if is_restored(previous, current) {
             // Already back: a restore whose answer was lost, or the user put back their own.
         } else if lapsed && current.status == previous.status {
@@ -412,7 +473,21 @@ pub fn next_check(backup: &Backup, settings: &MeetingSettings, now: i64) -> Opti
 }
 
 impl Backup {
-    /// Records that `call` succeeded.
+    /// Records that `call` succeeded, with the status the server answered to a status PUT: for DND, its
+    /// `dnd_end_time` is what the server stored (docs/mattermost-semantics.md, section 2).
+    pub fn record_answer(&mut self, call: &Call, answer: Option<&UserStatus>) {
+        self.record(call);
+        if let (Call::PutStatus { status: Availability::Dnd, purpose: Purpose::Apply | Purpose::Renew, .. }, Some(a)) =
+            (call, answer)
+        {
+            if a.status == Availability::Dnd {
+                self.ours.dnd_end_time = a.dnd_end_time;
+            }
+        }
+    }
+
+    /// Records that `call` succeeded, when the server's answer is not at hand: a DND end time is recorded as
+    /// current servers store it, truncated to the minute.
     pub fn record(&mut self, call: &Call) {
         match call {
             Call::PutCustom(cs, Purpose::Apply | Purpose::Renew) => {
@@ -421,7 +496,7 @@ impl Backup {
             }
             Call::PutStatus { purpose: Purpose::Apply | Purpose::Renew, dnd_end_time, .. } => {
                 self.ours.status_progress = Progress::Applied;
-                self.ours.dnd_end_time = dnd_end_time.unwrap_or(0);
+                self.ours.dnd_end_time = dnd_end_time.map_or(0, truncate_to_minute);
             }
             // Put back, so ours is no longer on the server: a retried restore finds that part already back, and a
             // meeting that starts again before the rest is put back sets it again.
@@ -474,6 +549,19 @@ pub enum CustomOff {
     Dropped,
 }
 
+/// How current servers store a DND end time: `floor(t / 60) * 60` (docs/mattermost-semantics.md, section 2).
+pub fn truncate_to_minute(t: i64) -> i64 {
+    t.div_euclid(60) * 60
+}
+
+/// Whether a DND the server shows with end time `seen` is the one we set and recorded with end time `recorded`
+/// (docs/mattermost-semantics.md, section 4). The truncated form covers a backup that recorded the value sent.
+/// A DND showing no end while ours has one is taken for the user's: if it is ours after all (an old server's GET
+/// after a cache miss), the server still ends it at our lease, while the user's would be lost for good.
+pub fn dnd_is_ours(recorded: i64, seen: i64) -> bool {
+    seen == recorded || (recorded > 0 && seen == truncate_to_minute(recorded))
+}
+
 /// Whether `current` is what [`restore_status_call`] makes of `previous`.
 fn is_restored(previous: &Previous, current: &UserStatus) -> bool {
     match restore_status_call(previous) {
@@ -505,6 +593,34 @@ fn renewal_margin(settings: &MeetingSettings) -> i64 {
 
 fn needs_renewal(ours: &CustomStatus, settings: &MeetingSettings, now: i64) -> bool {
     settings.lease > 0 && ours.expires_at_unix().is_none_or(|end| end - now < renewal_margin(settings))
+}
+
+/// Whether the server shows our custom status: as planned, or without its emoji (the server refused the emoji and
+/// the fallback went through, perhaps unrecorded).
+fn shows_ours(view: &ServerView, ours: &CustomStatus) -> bool {
+    let bare = CustomStatus { emoji: String::new(), ..ours.clone() };
+    view.custom.as_ref().is_some_and(|cs| cs.looks_like(ours) || cs.looks_like(&bare))
+}
+
+/// Ours with its expiry a lease ahead. Its text and emoji stay as they are on the server (an emoji the server
+/// refused was left out when it was set, and is not tried again).
+fn renewed(ours: &CustomStatus, settings: &MeetingSettings, now: i64) -> CustomStatus {
+    CustomStatus { emoji: ours.emoji.clone(), ..meeting_custom_status_with_text(&ours.text, settings, now) }
+}
+
+/// The server refused the emoji of the custom status `call` as unknown (docs/mattermost-semantics.md, section 6):
+/// the call to make instead, the same without the emoji, if there is one. A status that is only an emoji has
+/// nothing left: a restore then clears the custom status, anything else has no replacement.
+pub fn without_emoji(call: &Call) -> Option<Call> {
+    match call {
+        Call::PutCustom(cs, purpose) if !cs.emoji.is_empty() => {
+            if cs.text.is_empty() {
+                return (*purpose == Purpose::Restore).then_some(Call::DeleteCustom);
+            }
+            Some(Call::PutCustom(CustomStatus { emoji: String::new(), ..cs.clone() }, *purpose))
+        }
+        _ => None,
+    }
 }
 
 /// The meeting custom status: the previous text with the marker appended, cut so the whole fits the server's 100

@@ -123,7 +123,9 @@ pub fn may_show_marker(view: &ServerView, settings: &MeetingSettings) -> bool {
 /// makes, whatever the text before it.
 fn is_marker_like(cs: &CustomStatus, settings: &MeetingSettings) -> bool {
     let message = settings.message.trim();
-    !message.is_empty() && cs.emoji == settings.emoji && cs.text.trim_end().ends_with(message)
+    // Without an emoji too: the meeting status goes up without it when the server refuses the configured one.
+    let emoji = cs.emoji == settings.emoji || cs.emoji.is_empty();
+    !message.is_empty() && emoji && cs.text.trim_end().ends_with(message)
 }
 
 /// Whether a start that read the server, saw something like a marker, and then found the shared place empty must
@@ -134,17 +136,31 @@ pub fn view_may_be_stale(shared: &Shared) -> bool {
     shared.original.is_none() && !shared.others_live()
 }
 
+/// Which parts of the view look like a meeting's: (availability, custom status).
+pub fn marker_like_parts(view: &ServerView, settings: &MeetingSettings) -> (bool, bool) {
+    let status = settings.status.as_api().is_some_and(|target| view.status.status == target);
+    let custom = view.custom.as_ref().is_some_and(|cs| is_marker_like(cs, settings));
+    (status, custom)
+}
+
 /// The server's view to start from after a second read ([`view_may_be_stale`]): each part that looked like a
 /// marker in the first read is taken from the second; the others stay as first read, which came before the shared
 /// place was read and so cannot show a marker of a device that started since.
 pub fn merge_views(first: &ServerView, second: ServerView, settings: &MeetingSettings) -> ServerView {
-    let custom_was_marker = first.custom.as_ref().is_some_and(|cs| is_marker_like(cs, settings));
-    let status_was_marker = settings.status.as_api().is_some_and(|target| first.status.status == target);
+    let (status_was_marker, custom_was_marker) = marker_like_parts(first, settings);
     ServerView {
         status: if status_was_marker { second.status } else { first.status.clone() },
         custom: if custom_was_marker { second.custom } else { first.custom.clone() },
         custom_supported: first.custom_supported,
     }
+}
+
+/// Whether `shown` is the meeting status built on `under` (with the meeting emoji, or without it when the server
+/// refused it).
+fn is_marker_on(under: Option<&CustomStatus>, shown: &CustomStatus, settings: &MeetingSettings, now: i64) -> bool {
+    let built = meeting_custom_status(under.map_or("", |c| c.text.as_str()), settings, now);
+    let bare = CustomStatus { emoji: String::new(), ..built.clone() };
+    built.looks_like(shown) || bare.looks_like(shown)
 }
 
 /// How a meeting starts on this device.
@@ -171,12 +187,7 @@ pub fn start(shared: Option<&Shared>, view: &ServerView, settings: &MeetingSetti
 
     let custom = match (&view.custom, original) {
         // Our marker built on the original's text: the original's custom status is what is under it.
-        (Some(shown), Some(o))
-            if meeting_custom_status(o.custom.as_ref().map_or("", |c| c.text.as_str()), settings, now)
-                .looks_like(shown) =>
-        {
-            o.custom.clone()
-        }
+        (Some(shown), Some(o)) if is_marker_on(o.custom.as_ref(), shown, settings, now) => o.custom.clone(),
         // A marker of unknown origin (an older version, a device of another configuration): the text before the
         // marker is the user's; the emoji under it is lost.
         (Some(shown), _) if is_marker_like(shown, settings) => {

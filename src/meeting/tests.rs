@@ -1,6 +1,6 @@
 //! The meeting rules as tables: each row is a situation and the exact calls expected. A second part runs every
-//! combination through a model of the server (as `mattermost-api.md` describes it) and checks the one promise that
-//! matters: after the meeting the user has exactly what they had, or what they chose during it.
+//! combination through a model of the server (as `docs/mattermost-semantics.md` describes it) and checks the one
+//! promise that matters: after the meeting the user has exactly what they had, or what they chose during it.
 
 use super::*;
 
@@ -51,6 +51,11 @@ pub(crate) fn started(v: &ServerView, s: &MeetingSettings) -> Plan {
         Begin::Start(plan) => *plan,
         other => panic!("expected a start, got {other:?}"),
     }
+}
+
+/// Our DND as the server shows it, with the end time the backup recorded.
+pub(crate) fn our_dnd(b: &Backup) -> UserStatus {
+    UserStatus { dnd_end_time: b.ours.dnd_end_time, ..status("dnd", true) }
 }
 
 /// A backup as it is after a successful start.
@@ -154,7 +159,7 @@ fn custom_statuses_turned_off_on_the_server_leave_availability_alone_to_work() {
     let plan = started(&v, &settings());
     assert_eq!(plan.calls, vec![put_status("dnd", Some(NOW + LEASE), Purpose::Apply)]);
     let b = applied(&v, &settings());
-    v.status = status("dnd", true);
+    v.status = our_dnd(&b);
     assert_eq!(finish(&b, &v, &settings(), NOW + 60).calls, vec![put_status("online", None, Purpose::Restore)]);
 }
 
@@ -173,7 +178,11 @@ fn end_restores_availability_per_previous_availability() {
     for (prev, want) in rows {
         let s = MeetingSettings { ignore_if_offline: false, ..settings() };
         let b = applied(&view(prev.clone(), None), &s);
-        let now_status = b.ours.status.clone().map_or(prev.clone(), |st| status(st.as_str(), true));
+        let now_status = b
+            .ours
+            .status
+            .clone()
+            .map_or(prev.clone(), |st| UserStatus { dnd_end_time: b.ours.dnd_end_time, ..status(st.as_str(), true) });
         let ours = b.ours.custom.clone();
         let plan = finish(&b, &view(now_status, ours), &s, NOW + 600);
         let mut want_calls = vec![Call::DeleteCustom];
@@ -197,7 +206,7 @@ fn end_restores_the_custom_status_with_its_own_expiry_or_clears_it() {
     for (prev, want) in rows {
         let v = view(status("online", false), prev.clone());
         let b = applied(&v, &settings());
-        let at_end = view(status("dnd", true), b.ours.custom.clone());
+        let at_end = view(our_dnd(&b), b.ours.custom.clone());
         let plan = finish(&b, &at_end, &settings(), NOW + 3600);
         assert_eq!(plan.calls, vec![want, put_status("online", None, Purpose::Restore)], "{prev:?}");
     }
@@ -239,7 +248,7 @@ fn offline_at_the_end_still_clears_the_marker_but_leaves_availability() {
 fn leases_are_renewed_and_a_lapsed_dnd_is_set_again() {
     let s = settings();
     let b = applied(&view(status("away", true), None), &s);
-    let on_server = view(status("dnd", true), b.ours.custom.clone());
+    let on_server = view(our_dnd(&b), b.ours.custom.clone());
     // Early in the meeting nothing needs doing; the next look is when half the lease is gone.
     assert_eq!(during(&b, &on_server, &s, NOW + 60).calls, vec![]);
     assert_eq!(next_check(&b, &s, NOW + 60), Some(NOW + LEASE / 2));
@@ -311,7 +320,7 @@ fn meeting_text_keeps_the_marker_whole_within_100_characters() {
     assert_eq!(t, "m".repeat(100));
 }
 
-/// The server as the reference describes it, for the calls the daemon makes.
+/// The server as docs/mattermost-semantics.md describes it, for the calls the daemon makes.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct ModelServer {
     pub(crate) status: UserStatus,
@@ -501,7 +510,7 @@ fn a_restore_whose_answer_was_lost_is_not_taken_for_a_change_by_the_user() {
         let s = MeetingSettings { ignore_if_offline: false, ..settings() };
         let v = view(prev.clone(), custom.clone());
         let b = applied(&v, &s);
-        let mut server = ModelServer { status: status("dnd", true), prev: "".into(), custom: b.ours.custom.clone() };
+        let mut server = ModelServer { status: our_dnd(&b), prev: "".into(), custom: b.ours.custom.clone() };
         let plan = finish(&b, &server.view(), &s, NOW + 600);
         // Only the first call's answer gets through; the second is carried out and its answer lost.
         for call in &plan.calls {
@@ -527,7 +536,7 @@ fn a_failed_renewal_is_still_due_on_the_retry() {
     let ours = b.ours.custom.clone();
     // Past half the lease: the custom status renewal fails; the same renewal is due again a moment later.
     let t = NOW + LEASE / 2 + 1;
-    let on_server = view(status("dnd", true), ours.clone());
+    let on_server = view(our_dnd(&b), ours.clone());
     let plan = during(&b, &on_server, &s, t);
     assert_eq!(plan.calls, vec![put_custom(ours_custom("[In a meeting]", t), Purpose::Renew)]);
     assert_eq!(plan.backup.ours.custom, ours, "the new expiry is recorded only once the server has it");
@@ -549,7 +558,7 @@ fn a_failed_renewal_is_still_due_on_the_retry() {
     for c in &plan.calls {
         done.record(c);
     }
-    assert_eq!(done.ours.dnd_end_time, t + LEASE);
+    assert_eq!(done.ours.dnd_end_time, truncate_to_minute(t + LEASE), "as the server stores it");
     assert_eq!(done.ours.custom, Some(ours_custom("[In a meeting]", t)));
 }
 
@@ -561,7 +570,7 @@ fn ours_set_again_hours_later_carries_a_fresh_expiry() {
     let s = settings();
     let lunch = never("sandwich", "Lunch");
     let b = applied(&view(status("online", false), Some(lunch.clone())), &s);
-    let mut server = ModelServer { status: status("dnd", true), prev: "online".into(), custom: b.ours.custom.clone() };
+    let mut server = ModelServer { status: our_dnd(&b), prev: "online".into(), custom: b.ours.custom.clone() };
     let end = finish(&b, &server.view(), &s, NOW + 600);
     assert_eq!(end.calls[0], put_custom(lunch.clone(), Purpose::Restore));
     server.apply(&end.calls[0], NOW + 600);
@@ -615,4 +624,223 @@ fn a_501_keeps_ours_for_retry_only_when_it_may_be_on_the_server() {
             }
         }
     }
+}
+
+/// The server stores a DND end time truncated to the minute and answers the PUT with it: the backup records what
+/// the server stored, from the answer when there is one (an older server stores the value as sent), else truncated.
+#[test]
+fn the_dnd_end_time_recorded_is_the_one_the_server_stored() {
+    let sent = NOW + 14_399; // 59 s past a minute
+    let call = put_status("dnd", Some(sent), Purpose::Apply);
+    let answer = |end: i64| UserStatus { status: Availability::Dnd, manual: true, dnd_end_time: end };
+    // (answer of the PUT, end time recorded)
+    let rows = [
+        (None, NOW + 14_340),
+        (Some(answer(NOW + 14_340)), NOW + 14_340),
+        (Some(answer(sent)), sent),
+        // An answer that is not DND (a proxy, a server without timed DND) says nothing of the end time.
+        (Some(status("online", false)), NOW + 14_340),
+    ];
+    for (answer, want) in rows {
+        let mut b = started(&view(status("away", true), None), &settings()).backup;
+        b.record_answer(&call, answer.as_ref());
+        assert_eq!(b.ours.dnd_end_time, want, "{answer:?}");
+        assert_eq!(b.ours.status_progress, Progress::Applied);
+    }
+    assert_eq!(truncate_to_minute(-1), -60, "Go truncates towards the past");
+}
+
+/// Found by the wider scenarios: the server ended our DND at its truncated end time, up to 59 s before the end
+/// time the daemon had recorded (the one it sent); a meeting ending in that gap took the server's lapse for the
+/// user's change and left a manual away as automatic.
+#[test]
+fn a_meeting_ending_after_the_servers_rounded_lapse_restores_a_manual_away() {
+    let s = settings();
+    // Started 59 s past a minute: the server stores the end 59 s earlier than sent.
+    let start = NOW + 59;
+    let v = view(status("away", true), None);
+    let plan = match begin(&v, &s, UID, start) {
+        Begin::Start(plan) => *plan,
+        other => panic!("{other:?}"),
+    };
+    let mut server = ModelServer { status: v.status.clone(), prev: "".into(), custom: None };
+    let mut b = plan.backup;
+    for c in &plan.calls {
+        server.apply(c, start);
+        let answer = matches!(c, Call::PutStatus { .. }).then(|| server.status.clone());
+        b.record_answer(c, answer.as_ref());
+    }
+    assert_eq!(b.ours.dnd_end_time, truncate_to_minute(start + LEASE));
+    // The server's job ends our DND at its end time: the manual away comes back as automatic.
+    server.status = UserStatus { status: Availability::Away, manual: false, dnd_end_time: 0 };
+    for at in [truncate_to_minute(start + LEASE), start + LEASE - 1] {
+        let end = finish(&b, &server.view(), &s, at);
+        assert_eq!(end.notes, vec![], "at {at}");
+        assert!(end.calls.contains(&put_status("away", None, Purpose::Restore)), "at {at}: {:?}", end.calls);
+    }
+}
+
+/// Whose DND is it (docs/mattermost-semantics.md, section 4): ours only when the server shows the end time it
+/// stored for ours.
+#[test]
+fn dnd_is_ours_only_with_our_end_time() {
+    let ours = NOW + LEASE;
+    // (recorded end, end the server shows, ours?)
+    let rows = [
+        (ours, ours, true),
+        // A backup of release 0.1.0 recorded the end sent; the server shows it truncated.
+        (ours + 59, ours, true),
+        (ours + 59, ours + 59, true),
+        // The user chose "for 8 hours", or any other end.
+        (ours, ours + 8 * 3600, false),
+        (ours, ours - 60, false),
+        // No end shown while ours has one: the user's untimed DND, or an old server's GET after a cache miss.
+        (ours, 0, false),
+        // Ours has no end (lease 0): no end shown is ours; an end shown is the user's.
+        (0, 0, true),
+        (0, ours, false),
+    ];
+    for (recorded, seen, want) in rows {
+        assert_eq!(dnd_is_ours(recorded, seen), want, "recorded {recorded}, seen {seen}");
+    }
+}
+
+/// Found by the wider scenarios: the user set DND themselves during the meeting (timed with another end, or with
+/// none); at the end the daemon took it for its own and made the user available.
+#[test]
+fn the_users_own_dnd_during_the_meeting_is_theirs() {
+    for lease in [LEASE as u64, 0] {
+        let s = MeetingSettings { lease, ..settings() };
+        let b = applied(&view(status("away", true), Some(never("sandwich", "Lunch"))), &s);
+        let ours_end = b.ours.dnd_end_time;
+        let on_server = |end: i64| view(UserStatus { dnd_end_time: end, ..status("dnd", true) }, b.ours.custom.clone());
+        let restore =
+            vec![put_custom(never("sandwich", "Lunch"), Purpose::Restore), put_status("away", None, Purpose::Restore)];
+        let keep = vec![put_custom(never("sandwich", "Lunch"), Purpose::Restore)];
+        // (end time the server shows, calls at the end)
+        let mut rows = vec![(ours_end, restore.clone()), (NOW + 8 * 3600, keep.clone())];
+        if lease > 0 {
+            rows.push((0, keep.clone()));
+        }
+        for (seen, want) in rows {
+            let label = format!("lease {lease}, seen {seen}");
+            let end = finish(&b, &on_server(seen), &s, NOW + 600);
+            assert_eq!(end.calls, want, "{label}");
+            let theirs = want == keep;
+            assert_eq!(end.notes, if theirs { vec![Note::DndSetByUser(seen)] } else { vec![] }, "{label}");
+            // Seen during the meeting: let go at once, never maintained again.
+            let plan = during(&b, &on_server(seen), &s, NOW + 300);
+            assert_eq!(plan.calls, vec![], "{label}");
+            let want_progress = if theirs { Progress::Released } else { Progress::Applied };
+            assert_eq!(plan.backup.ours.status_progress, want_progress, "{label}");
+            if theirs {
+                let end = finish(&plan.backup, &on_server(seen), &s, NOW + 600);
+                assert_eq!(end.calls, keep, "{label}: released during the meeting");
+            }
+        }
+    }
+}
+
+/// A DND put in place but not recorded (a crash, or a lost answer) takes the end time the server shows, so that
+/// it is recognised as ours at the end; one showing no end keeps the planned one.
+#[test]
+fn an_unrecorded_dnd_takes_the_end_time_the_server_shows() {
+    let s = settings();
+    let plan = started(&view(status("online", false), None), &s);
+    let planned = plan.backup.ours.dnd_end_time;
+    for (seen, want) in [(truncate_to_minute(planned + 30), truncate_to_minute(planned + 30)), (0, planned)] {
+        let v = view(UserStatus { dnd_end_time: seen, ..status("dnd", true) }, plan.backup.ours.custom.clone());
+        let resumed = during(&plan.backup, &v, &s, NOW + 30);
+        assert_eq!(resumed.backup.ours.dnd_end_time, want, "seen {seen}");
+        assert_eq!(resumed.backup.ours.status_progress, Progress::Applied);
+        assert_eq!(resumed.calls, vec![]);
+    }
+}
+
+/// A start waits, from the availability alone, while the user is offline (with ignore-if-offline) or while the
+/// server shows a DND whose end time has passed (its job has yet to clear it); anything else starts.
+#[test]
+fn a_start_waits_for_offline_and_for_a_lapsed_dnd_the_server_still_shows() {
+    let dnd = |end: i64| UserStatus { dnd_end_time: end, ..status("dnd", true) };
+    let keep = MeetingSettings { status: MeetingStatus::Keep, ..settings() };
+    let not_offline = MeetingSettings { ignore_if_offline: false, ..settings() };
+    // (availability, settings, wait?)
+    let rows = [
+        (status("offline", false), settings(), Some(Note::Offline)),
+        (status("offline", true), not_offline.clone(), None),
+        (status("online", false), settings(), None),
+        (dnd(NOW - 1), settings(), Some(Note::DndLapsing(NOW - 1))),
+        (dnd(NOW), settings(), Some(Note::DndLapsing(NOW))),
+        (dnd(NOW + 1), settings(), None),
+        (dnd(0), settings(), None),
+        // Availability left alone anyway: nothing to wait for.
+        (dnd(NOW - 60), keep.clone(), None),
+    ];
+    for (st, s, want) in rows {
+        assert_eq!(start_must_wait(&st, &s, NOW), want, "{st:?} {:?}", s.status);
+        let started = begin(&view(st.clone(), None), &s, UID, NOW);
+        match want {
+            Some(note) => assert_eq!(started, Begin::Wait(note)),
+            None => assert!(matches!(started, Begin::Start(_)), "{st:?}"),
+        }
+    }
+}
+
+/// An emoji the server refuses as unknown (docs/mattermost-semantics.md, section 6): the call is made again without
+/// it; an emoji-only status has nothing left, so a restore clears it and a meeting start has no replacement.
+#[test]
+fn a_refused_emoji_is_left_out() {
+    let ours = cs("partyparrot", "[In a meeting]", "date_and_time", &format_rfc3339(NOW + LEASE));
+    let bare = |c: &CustomStatus| CustomStatus { emoji: String::new(), ..c.clone() };
+    let lunch = never("deleted_emoji", "Lunch");
+    // (refused call, call instead)
+    let rows = [
+        (put_custom(ours.clone(), Purpose::Apply), Some(put_custom(bare(&ours), Purpose::Apply))),
+        (put_custom(ours.clone(), Purpose::Renew), Some(put_custom(bare(&ours), Purpose::Renew))),
+        (put_custom(lunch.clone(), Purpose::Restore), Some(put_custom(bare(&lunch), Purpose::Restore))),
+        (put_custom(never("deleted_emoji", ""), Purpose::Restore), Some(Call::DeleteCustom)),
+        (put_custom(never("partyparrot", ""), Purpose::Apply), None),
+        (put_custom(bare(&ours), Purpose::Apply), None),
+        (Call::DeleteCustom, None),
+    ];
+    for (refused, want) in rows {
+        assert_eq!(without_emoji(&refused), want, "{refused}");
+    }
+}
+
+/// Once set without the refused emoji, ours is renewed as it is on the server: the emoji is not tried again (one
+/// warning per meeting, not one per renewal).
+#[test]
+fn renewals_keep_ours_as_the_server_has_it() {
+    let s = MeetingSettings { emoji: "partyparrot".into(), ..settings() };
+    let plan = started(&view(status("online", false), None), &s);
+    let mut b = plan.backup.clone();
+    let Call::PutCustom(refused, _) = &plan.calls[0] else { panic!("{:?}", plan.calls) };
+    let instead = without_emoji(&plan.calls[0]).unwrap();
+    b.record(&instead);
+    b.record(&plan.calls[1]);
+    assert_eq!(b.ours.custom.as_ref().unwrap().emoji, "");
+    let on_server = view(our_dnd(&b), b.ours.custom.clone());
+    let t = NOW + LEASE / 2 + 1;
+    let renewal = during(&b, &on_server, &s, t);
+    let want = CustomStatus { emoji: String::new(), ..ours_custom(&refused.text, t) };
+    assert_eq!(renewal.calls, vec![put_custom(want, Purpose::Renew)]);
+}
+
+/// A meeting status set without its refused emoji, but not recorded (a crash, a lost answer), is still ours: the
+/// end takes it away, a resumed meeting keeps it.
+#[test]
+fn ours_without_the_refused_emoji_is_still_ours() {
+    let s = MeetingSettings { emoji: "partyparrot".into(), ..settings() };
+    let plan = started(&view(status("online", false), Some(never("coffee", "Break"))), &s);
+    let Call::PutCustom(planned, _) = &plan.calls[0] else { panic!("{:?}", plan.calls) };
+    let bare = CustomStatus { emoji: String::new(), ..planned.clone() };
+    let mut b = plan.backup.clone();
+    b.record(&plan.calls[1]);
+    let v = view(our_dnd(&b), Some(bare));
+    assert_eq!(finish(&b, &v, &s, NOW + 60).calls[0], put_custom(never("coffee", "Break"), Purpose::Restore));
+    let resumed = during(&b, &v, &s, NOW + 60);
+    assert_eq!(resumed.calls, vec![]);
+    assert_eq!(resumed.backup.ours.custom_progress, Progress::Applied);
+    assert_eq!(resumed.backup.ours.custom.as_ref().unwrap().emoji, "", "renewals keep the form the server took");
 }

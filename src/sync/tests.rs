@@ -20,12 +20,15 @@ impl Backend for SwitchableServer {
         Ok(UID.into())
     }
 
-    fn view(&mut self, _: &str) -> Result<(UserStatus, Option<CustomStatus>), crate::mattermost::ApiError> {
-        let s = self.server.borrow();
-        Ok((s.0.status.clone(), s.0.custom.clone()))
+    fn status(&mut self, _: &str) -> Result<UserStatus, crate::mattermost::ApiError> {
+        Ok(self.server.borrow().0.status.clone())
     }
 
-    fn call(&mut self, _: &str, call: &Call) -> Result<(), crate::mattermost::ApiError> {
+    fn custom(&mut self, _: &str) -> Result<Option<CustomStatus>, crate::mattermost::ApiError> {
+        Ok(self.server.borrow().0.custom.clone())
+    }
+
+    fn call(&mut self, _: &str, call: &Call) -> Result<Option<UserStatus>, crate::mattermost::ApiError> {
         let mut s = self.server.borrow_mut();
         s.2.push(call.clone());
         if !s.1 && matches!(call, Call::PutCustom(..) | Call::DeleteCustom) {
@@ -33,7 +36,7 @@ impl Backend for SwitchableServer {
             return Err(crate::mattermost::ApiError::answered("PUT", &path, 501, "api.custom_status.disabled"));
         }
         s.0.apply(call, crate::time::now_unix());
-        Ok(())
+        Ok(matches!(call, Call::PutStatus { .. }).then(|| s.0.status.clone()))
     }
 
     fn get_preferences(
@@ -189,4 +192,29 @@ fn a_full_disk_finishes_a_restore_and_blocks_a_start() {
     assert!(fresh.step(Want::Meeting, Instant::now()).is_some(), "retried later");
     assert_eq!(server.borrow().2.len(), calls_before, "no change without a saved backup");
     assert!(!fresh.has_backup());
+}
+
+/// Retry delays: 2 s doubling to 300 s; a refused token (401/403) 30 s doubling to 300 s, so that a token that
+/// works again a few seconds later (or a rotated token file) is not left waiting five minutes.
+#[test]
+fn retry_delays_double_from_2_s_and_from_30_s_after_a_refused_token() {
+    let secs = |n: u64| std::time::Duration::from_secs(n);
+    // (failures in a row, of which refused tokens last, Retry-After, delay)
+    let rows = [
+        (1, 0, None, 2),
+        (2, 0, None, 4),
+        (9, 0, None, 300),
+        (1, 0, Some(secs(60)), 60),
+        (1, 1, None, 30),
+        (2, 2, None, 60),
+        (3, 3, None, 120),
+        (4, 4, None, 240),
+        (5, 5, None, 300),
+        (40, 40, None, 300),
+        // A refused token after other failures counts from its own first refusal.
+        (6, 1, None, 30),
+    ];
+    for (failures, auth, retry_after, want) in rows {
+        assert_eq!(super::retry_delay(failures, auth, retry_after), secs(want), "{failures} {auth} {retry_after:?}");
+    }
 }

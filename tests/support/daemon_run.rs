@@ -146,6 +146,20 @@ impl Scene {
         }
     }
 
+    /// Like `wait_state`, for events that take longer than `WAIT` by design (the server's minute jobs).
+    pub fn wait_state_for(
+        &self,
+        what: &str,
+        limit: Duration,
+        check: impl Fn(&UserState) -> bool,
+    ) -> Result<UserState, String> {
+        if self.fake.wait_until(limit, &check) {
+            Ok(self.fake.state())
+        } else {
+            Err(format!("{what}: not reached in {} s; server state {:?}", limit.as_secs(), self.fake.state()))
+        }
+    }
+
     /// Polls until `check` holds; `Err` names `what`.
     pub fn wait_for(&self, what: &str, check: impl Fn() -> bool) -> Result<(), String> {
         wait_for(what, check)

@@ -1,5 +1,5 @@
 //! A fake Mattermost server for the tests: a real HTTP/1.1 (or HTTPS) server on 127.0.0.1 that implements the few
-//! endpoints mm-status-sync uses the way /work/shared/reference/mattermost-api.md says the real server does (status
+//! endpoints mm-status-sync uses the way `docs/mattermost-semantics.md` says the real server does (status
 //! and its `manual` flag, timed DND and its expiry job, custom status validation and storage, errors, auth, rate
 //! limiting), records every call, and can be told to misbehave.
 //!
@@ -8,7 +8,8 @@
 //! ```text
 //! FakeMattermost::start() -> FakeMattermost                  plain HTTP on 127.0.0.1:<free port>
 //! FakeMattermost::start_tls(&TestTls) -> FakeMattermost       HTTPS with TestTls's server certificate
-//! url() -> String ("http://127.0.0.1:PORT" / "https://..."), addr() -> SocketAddr
+//! url() -> String ("http://127.0.0.1:PORT" / "https://...", plus the site path), addr() -> SocketAddr
+//! set_site_path("/chat")                                     served under a path, as a SiteURL with a path is
 //! user_id(), username(), token() -> String                    the default user and its personal access token
 //! set_token(&str), revoke_token(), add_user(&str) -> FakeUser
 //!
@@ -16,6 +17,7 @@
 //! set_custom_status_raw(&str), remove_custom_status_prop(), set_custom_status(emoji, text, duration, expires_at)
 //! set_custom_status_enabled(bool), set_user_statuses_enabled(bool), set_rate_limit(Option<RateLimit>)
 //! preferences(category) -> Vec<(name, value)>, set_preference(category, name, value), delete_preference(category, name)
+//! add_custom_emoji(&str), delete_custom_emoji(&str), set_custom_emoji_enabled(bool)
 //! state() -> UserState, state_of(user_id) -> UserState
 //! calls() / calls_to(method, path_prefix) -> Vec<RecordedCall>, clear_calls(), request_count()
 //! connections_accepted(), open_connections()
@@ -24,13 +26,14 @@
 //! set_fault(Fault, FaultScope), clear_faults(), pending_faults()
 //! set_fault_on_nth(Fault, method, exact_path, nth)             one fault, on the nth such request from now on
 //! run_dnd_expiry() -> usize, set_dnd_expiry_interval(Option<Duration>) (default every 200 ms), dnd_expiry_runs()
+//! set_dnd_expiry_like_the_server()                           every minute at second :00 of the fake's clock
 //! advance_clock(secs), set_clock_offset(secs), now_unix(), now_millis()
 //! ```
 //!
 //! The fake's clock is the system clock plus an offset the test controls; every server-side time (status
 //! `last_activity_at`, DND expiry, custom status expiry checks) uses it. Rate limiting uses real time.
 //!
-//! Where the reference and a newer server differ, the fake follows the reference. Choices the reference leaves open:
+//! Where older and newer servers differ, the fake follows current ones. Choices left open:
 //! - `dnd_end_time` is truncated like Go's `time.Unix(t, 0).Truncate(time.Minute)`, i.e. `floor(t / 60) * 60` for
 //!   every `t` (0 stays 0, negative values stay negative and never expire).
 //! - `expires_at` is stored re-serialised the way Go does (RFC 3339 with nanoseconds, trailing zeros dropped, `Z` for
@@ -68,6 +71,66 @@ const MAX_RECENT: usize = 5;
 const MAX_PREFERENCES_PER_REQUEST: usize = 100;
 /// `MaxPreferenceValueLength`, in runes.
 const MAX_PREFERENCE_VALUE_RUNES: usize = 20_000;
+/// System emoji names the fake accepts: a subset of the server's list (`model/emoji_data.go`), namely every emoji the
+/// tests and the daemon's default use and a few dozen common ones. Anything else must be a custom emoji that a test
+/// added (docs/mattermost-semantics.md, section 6).
+const SYSTEM_EMOJI: &[&str] = &[
+    "+1",
+    "-1",
+    "airplane",
+    "alarm_clock",
+    "beach_umbrella",
+    "bike",
+    "books",
+    "briefcase",
+    "bus",
+    "calendar",
+    "calling",
+    "car",
+    "coffee",
+    "computer",
+    "date",
+    "desert_island",
+    "face_with_thermometer",
+    "hamburger",
+    "headphones",
+    "hospital",
+    "house",
+    "house_with_garden",
+    "hourglass",
+    "laptop",
+    "lock",
+    "memo",
+    "microphone",
+    "movie_camera",
+    "mute",
+    "no_bell",
+    "no_entry",
+    "palm_tree",
+    "pencil",
+    "phone",
+    "pizza",
+    "red_circle",
+    "runner",
+    "sandwich",
+    "school",
+    "sleeping",
+    "slightly_smiling_face",
+    "smile",
+    "speech_balloon",
+    "spiral_calendar_pad",
+    "studio_microphone",
+    "sunny",
+    "tada",
+    "telephone_receiver",
+    "thinking_face",
+    "thumbsup",
+    "train",
+    "video_camera",
+    "warning",
+    "x",
+    "zzz",
+];
 
 /// A running fake server. Dropping it stops every thread it started (within a few tens of milliseconds, or the
 /// 5 s write timeout of a connection whose peer stopped reading).
@@ -381,10 +444,18 @@ struct ServerState {
     calls: Vec<RecordedCall>,
     faults: Vec<ActiveFault>,
     custom_statuses_enabled: bool,
+    /// Custom emoji by name (`ServiceSettings.EnableCustomEmoji` is `custom_emoji_enabled`).
+    custom_emoji: Vec<String>,
+    custom_emoji_enabled: bool,
+    /// The path the server is served under (`""`, or e.g. `/chat`): every route is below it.
+    site_path: String,
     user_statuses_enabled: bool,
     rate_limit: Option<Gcra>,
     clock_offset_secs: i64,
     dnd_expiry_interval: Option<Duration>,
+    /// Runs at the fake clock's multiples of the interval, as the server's scheduler does, instead of every
+    /// interval from the last run.
+    dnd_expiry_aligned: bool,
     dnd_expiry_runs: u64,
     rng: u64,
 }
@@ -428,10 +499,14 @@ impl FakeMattermost {
             calls: Vec::new(),
             faults: Vec::new(),
             custom_statuses_enabled: true,
+            custom_emoji: Vec::new(),
+            custom_emoji_enabled: true,
+            site_path: String::new(),
             user_statuses_enabled: true,
             rate_limit: None,
             clock_offset_secs: 0,
             dnd_expiry_interval: Some(Duration::from_millis(200)),
+            dnd_expiry_aligned: false,
             dnd_expiry_runs: 0,
             rng: seed(),
         };
@@ -460,7 +535,13 @@ impl FakeMattermost {
 
     /// `http://127.0.0.1:PORT` or `https://127.0.0.1:PORT`, no trailing slash.
     pub fn url(&self) -> String {
-        format!("{}://{}", self.scheme, self.addr)
+        format!("{}://{}{}", self.scheme, self.addr, self.shared.lock().site_path)
+    }
+
+    /// Serves everything under `path` (e.g. `/chat`), as a server whose SiteURL has a path: `/chat/api/v4/...`;
+    /// the bare `/api/v4/...` is then not found.
+    pub fn set_site_path(&self, path: &str) {
+        self.shared.lock().site_path = path.trim_end_matches('/').to_string();
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -555,6 +636,24 @@ impl FakeMattermost {
     }
 
     /// `TeamSettings.EnableCustomUserStatuses`: off => custom status PUT/DELETE answer 501.
+    /// Adds a custom emoji (as a user uploading one would).
+    pub fn add_custom_emoji(&self, name: &str) {
+        let mut st = self.shared.lock();
+        if !st.custom_emoji.iter().any(|e| e == name) {
+            st.custom_emoji.push(name.to_string());
+        }
+    }
+
+    /// Deletes a custom emoji; custom statuses that use it keep it, as on the server.
+    pub fn delete_custom_emoji(&self, name: &str) {
+        self.shared.lock().custom_emoji.retain(|e| e != name);
+    }
+
+    /// `ServiceSettings.EnableCustomEmoji`: while off, no custom emoji is accepted in a custom status.
+    pub fn set_custom_emoji_enabled(&self, on: bool) {
+        self.shared.lock().custom_emoji_enabled = on;
+    }
+
     pub fn set_custom_status_enabled(&self, on: bool) {
         self.shared.lock().custom_statuses_enabled = on;
     }
@@ -692,7 +791,17 @@ impl FakeMattermost {
 
     /// How often the background job runs (`None` = only through `run_dnd_expiry`). Default 200 ms.
     pub fn set_dnd_expiry_interval(&self, every: Option<Duration>) {
-        self.shared.lock().dnd_expiry_interval = every;
+        let mut st = self.shared.lock();
+        st.dnd_expiry_interval = every;
+        st.dnd_expiry_aligned = false;
+    }
+
+    /// The expiry job as current servers run it (docs/mattermost-semantics.md, section 2): every minute, on the
+    /// wall clock's minute boundary (the fake's clock).
+    pub fn set_dnd_expiry_like_the_server(&self) {
+        let mut st = self.shared.lock();
+        st.dnd_expiry_interval = Some(Duration::from_secs(60));
+        st.dnd_expiry_aligned = true;
     }
 
     /// How many times the expiry job ran (background and explicit).
@@ -791,12 +900,25 @@ fn accept_loop(shared: Arc<Shared>, listener: TcpListener, addr: SocketAddr) {
 
 fn expiry_loop(shared: Arc<Shared>) {
     let mut last_run = Instant::now();
+    // For the aligned mode: the index of the last interval (of the fake's clock) the job ran in.
+    let mut last_slot = None;
     while !shared.shutdown.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(10));
         let mut st = shared.lock();
-        if st.dnd_expiry_interval.is_some_and(|every| last_run.elapsed() >= every) {
-            st.expire_dnd();
-            last_run = Instant::now();
+        let Some(every) = st.dnd_expiry_interval else { continue };
+        if st.dnd_expiry_aligned {
+            let slot = st.now_millis().div_euclid(every.as_millis().max(1) as i64);
+            // The first boundary after the mode was switched on, then each one.
+            if last_slot.is_some_and(|last| slot > last) {
+                st.expire_dnd();
+            }
+            last_slot = Some(slot);
+        } else {
+            last_slot = None;
+            if last_run.elapsed() >= every {
+                st.expire_dnd();
+                last_run = Instant::now();
+            }
         }
     }
 }
@@ -1119,7 +1241,7 @@ impl ServerState {
 
     fn route(&mut self, req: &Request, request_id: &str) -> Response {
         let err = |code: u16, id: &str, message: &str| app_error(code, id, message, request_id);
-        let Some(rest) = req.path.strip_prefix("/api/v4/") else {
+        let Some(rest) = req.path.strip_prefix(self.site_path.as_str()).and_then(|p| p.strip_prefix("/api/v4/")) else {
             return err(404, "api.context.404.app_error", "Sorry, we could not find the page.");
         };
         let segments: Vec<&str> = rest.split('/').collect();
@@ -1137,6 +1259,7 @@ impl ServerState {
             Preferences(&'a str, &'a str),
             PutPreferences(&'a str),
             DeletePreferences(&'a str),
+            EmojiByName(&'a str),
         }
         let route = match (method, segments.as_slice()) {
             ("GET", ["system", "ping"]) => Route::Ping,
@@ -1158,6 +1281,7 @@ impl ServerState {
             }
             ("PUT", ["users", id, "preferences"]) if is_id(id) => Route::PutPreferences(id),
             ("POST", ["users", id, "preferences", "delete"]) if is_id(id) => Route::DeletePreferences(id),
+            ("GET", ["emoji", "name", name]) => Route::EmojiByName(name),
             _ => return err(404, "api.context.404.app_error", "Sorry, we could not find the page."),
         };
         if let Route::Ping = route {
@@ -1195,6 +1319,7 @@ impl ServerState {
             Route::DeletePreferences(id) => {
                 resolve(id).map(|id| self.update_preferences(req, &id, &session_user, true, request_id))
             }
+            Route::EmojiByName(name) => Ok(self.emoji_by_name(name, request_id)),
         };
         result.unwrap_or_else(|e| e)
     }
@@ -1389,6 +1514,15 @@ impl ServerState {
         if id != session_user {
             return permission_error(request_id);
         }
+        // SetCustomStatus -> confirmEmojiExists, after the permission check.
+        if !cs.emoji.is_empty() && !self.emoji_exists(&cs.emoji) {
+            return app_error(
+                400,
+                "api.custom_status.set_custom_statuses.emoji_not_found",
+                "Failed to update the custom status. Emoji not found.",
+                request_id,
+            );
+        }
         // PreSave.
         if cs.duration.is_empty() && !past {
             cs.duration = "date_and_time".into();
@@ -1407,6 +1541,30 @@ impl ServerState {
         recent.insert(0, cs);
         recent.truncate(MAX_RECENT);
         status_ok()
+    }
+
+    /// A system emoji, or a custom emoji that exists while custom emoji are on.
+    fn emoji_exists(&self, name: &str) -> bool {
+        SYSTEM_EMOJI.contains(&name) || (self.custom_emoji_enabled && self.custom_emoji.iter().any(|e| e == name))
+    }
+
+    /// `GET /api/v4/emoji/name/{name}`: custom emoji only (system emoji are not in the store): 501 while custom
+    /// emoji are off, 404 when there is no such custom emoji.
+    fn emoji_by_name(&self, name: &str, request_id: &str) -> Response {
+        if !self.custom_emoji_enabled {
+            let message = "Custom emoji have been disabled by the system admin.";
+            return app_error(501, "api.emoji.disabled.app_error", message, request_id);
+        }
+        match self.custom_emoji.iter().position(|e| e == name) {
+            Some(i) => Response::json(
+                200,
+                format!(
+                    "{{\"id\":\"emoji{i:0>21}\",\"creator_id\":\"\",\"name\":{},\"create_at\":0,\"update_at\":0,\"delete_at\":0}}",
+                    quote(name)
+                ),
+            ),
+            None => app_error(404, "app.emoji.get_by_name.app_error", "Unable to get emoji.", request_id),
+        }
     }
 
     fn delete_custom_status(&mut self, id: &str, session_user: &str, request_id: &str) -> Response {
