@@ -150,6 +150,14 @@ fn what_a_start_takes_as_the_users_own() {
             false,
         ),
         (
+            "another device's marker, without the emoji the server refused",
+            Some(live_b.clone()),
+            view(in_dnd.clone(), Some(until("", "Focusing [In a meeting]", NOW - 600 + LEASE))),
+            original.clone(),
+            false,
+            false,
+        ),
+        (
             "the user changed the custom status during the other's meeting",
             Some(live_b.clone()),
             view(in_dnd.clone(), Some(never("sandwich", "Lunch"))),
