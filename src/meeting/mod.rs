@@ -415,8 +415,9 @@ pub fn finish(backup: &Backup, view: &ServerView, settings: &MeetingSettings, no
                 Some(previous) => calls.push(Call::PutCustom(previous.clone(), Purpose::Restore)),
                 None => calls.push(Call::DeleteCustom),
             }
-        } else if view.custom.as_ref() == previous {
-            // Already back: a restore whose answer was lost, or the user put back their own.
+        } else if view.custom.as_ref() == previous || previous.is_some_and(|p| restored_without_emoji(p, view)) {
+            // Already back: a restore whose answer was lost (also one that left out a deleted emoji), or the user
+            // put back their own.
         } else if ours.custom_progress == Progress::Applied {
             notes.push(Note::CustomChangedByUser);
         }
@@ -600,6 +601,13 @@ fn needs_renewal(ours: &CustomStatus, settings: &MeetingSettings, now: i64) -> b
 fn shows_ours(view: &ServerView, ours: &CustomStatus) -> bool {
     let bare = CustomStatus { emoji: String::new(), ..ours.clone() };
     view.custom.as_ref().is_some_and(|cs| cs.looks_like(ours) || cs.looks_like(&bare))
+}
+
+/// Whether the server shows `previous` put back without its emoji, as a restore does once the server refused the
+/// emoji ([`without_emoji`]).
+fn restored_without_emoji(previous: &CustomStatus, view: &ServerView) -> bool {
+    !previous.emoji.is_empty()
+        && view.custom.as_ref() == Some(&CustomStatus { emoji: String::new(), ..previous.clone() })
 }
 
 /// Ours with its expiry a lease ahead. Its text and emoji stay as they are on the server (an emoji the server

@@ -844,3 +844,15 @@ fn ours_without_the_refused_emoji_is_still_ours() {
     assert_eq!(resumed.backup.ours.custom_progress, Progress::Applied);
     assert_eq!(resumed.backup.ours.custom.as_ref().unwrap().emoji, "", "renewals keep the form the server took");
 }
+
+/// A restore that put the user's text back without its deleted emoji, whose answer was lost, is already back on
+/// the retry: no call, and no note taking it for the user's change.
+#[test]
+fn a_restore_without_the_deleted_emoji_is_recognised_on_the_retry() {
+    let team = never("our_team", "Team day");
+    let b = applied(&view(status("away", true), Some(team.clone())), &settings());
+    let restored = CustomStatus { emoji: String::new(), ..team };
+    let v = view(status("away", true), Some(restored));
+    let retry = finish(&b, &v, &settings(), NOW + 600);
+    assert_eq!((retry.calls, retry.notes), (vec![], vec![]));
+}
