@@ -76,8 +76,11 @@ fn retry_delay(failures: u32, auth_failures: u32, retry_after: Option<Duration>)
 /// How often to look again while the camera is on but the meeting cannot start yet (the user is offline, or the
 /// server has yet to end a lapsed DND). Each look is one GET.
 const START_RECHECK: Duration = Duration::from_secs(15);
-/// How soon a device that joined another's meeting status looks whether that one restored meanwhile.
+/// How often a device that joined another's meeting status looks whether that one restored meanwhile, and for how
+/// long: a restore begun before it joined takes at most a few calls of 20 s each (a failed one starts over and then
+/// sees this device's entry).
 const JOIN_CONFIRM: Duration = Duration::from_secs(10);
+const JOIN_CONFIRM_FOR: Duration = Duration::from_secs(120);
 
 pub struct Sync<B, S> {
     backend: B,
@@ -100,10 +103,10 @@ pub struct Sync<B, S> {
     /// This device's entry (and the original) must be written: set at a start until written, and after a restart
     /// mid-meeting, since the crash may have come between saving the backup and writing them.
     announce: bool,
-    /// This device joined another's meeting status without a call of its own: its next look checks that the other
-    /// did not put the user's status back meanwhile (the last one out may have read the shared place just before
-    /// this device's entry arrived).
-    confirm_join: bool,
+    /// This device joined another's meeting status without a call of its own: until this time (Unix seconds) it
+    /// looks every `JOIN_CONFIRM` whether the other put the user's status back meanwhile (the last one out may have
+    /// read the shared place just before this device's entry arrived, and then takes a few calls to restore).
+    confirm_join_until: Option<i64>,
     /// False once the server refused the shared place for good (a 4xx other than 401, 403 or 429): the daemon
     /// then works as the only device, until the next meeting asks again.
     sharing: bool,
@@ -141,7 +144,7 @@ impl<B: Backend, S: Store> Sync<B, S> {
             last_note: None,
             instance: None,
             announce,
-            confirm_join: false,
+            confirm_join_until: None,
             sharing: true,
         }
     }
@@ -301,7 +304,7 @@ impl<B: Backend, S: Store> Sync<B, S> {
                 if peers::end_after_leaving(&again) {
                     self.store.remove().map_err(Failure::State)?;
                     self.backup = None;
-                    self.confirm_join = false;
+                    self.confirm_join_until = None;
                     log::info!(
                         "RESTORE LEFT TO ANOTHER DEVICE: still in a meeting on {}; backup deleted.",
                         again.live_names()
@@ -315,11 +318,15 @@ impl<B: Backend, S: Store> Sync<B, S> {
             }
         }
         let mut rejoin = false;
-        if want == Want::Meeting && self.backup.is_some() && self.confirm_join {
+        if let (Want::Meeting, Some(_), Some(until)) = (want, &self.backup, self.confirm_join_until) {
             let me = self.instance()?;
             let found = self.read_shared(&user_id, &me)?;
-            self.confirm_join = false;
             rejoin = peers::restored_meanwhile(&found);
+            // Done once the status came back under us, once no other device is in (it left without restoring, as
+            // this one is in), or once a restore begun before this device joined would have finished or failed.
+            if rejoin || !found.others_live() || crate::time::now_unix() >= until {
+                self.confirm_join_until = None;
+            }
         }
         let status = self.backend.status(&user_id).map_err(Failure::Api)?;
         let now = crate::time::now_unix();
@@ -363,7 +370,7 @@ impl<B: Backend, S: Store> Sync<B, S> {
                 let start = peers::start(found.as_ref(), &view, &self.settings, now);
                 if let Some(others) = &start.joined {
                     log::info!("another device is in a meeting ({others}); joining its meeting status");
-                    self.confirm_join = true;
+                    self.confirm_join_until = Some(now + JOIN_CONFIRM_FOR.as_secs() as i64);
                 }
                 if start.marker_without_original {
                     log::warn!(
@@ -427,10 +434,11 @@ impl<B: Backend, S: Store> Sync<B, S> {
             (Some(b), Want::Meeting) => {
                 let next = meeting::next_check(b, &self.settings, crate::time::now_unix());
                 let next = next.map(|t| Duration::from_secs((t - crate::time::now_unix()).max(1) as u64));
-                Ok(if self.confirm_join { Some(next.map_or(JOIN_CONFIRM, |n| n.min(JOIN_CONFIRM))) } else { next })
+                let confirming = self.confirm_join_until.is_some();
+                Ok(if confirming { Some(next.map_or(JOIN_CONFIRM, |n| n.min(JOIN_CONFIRM))) } else { next })
             }
             _ => {
-                self.confirm_join = false;
+                self.confirm_join_until = None;
                 Ok(None)
             }
         }
