@@ -148,6 +148,15 @@ pub struct User {
     pub custom_status: Option<CustomStatus>,
 }
 
+/// One entry of the user's preferences (`model.Preference`): a per-user key/value store every device of the user
+/// reads and writes. The user id is the client's business, so it is not kept here.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Preference {
+    pub category: String,
+    pub name: String,
+    pub value: String,
+}
+
 /// The first `max` Unicode scalar values of `s` (Go's rune truncation).
 pub fn truncate_runes(s: &str, max: usize) -> &str {
     match s.char_indices().nth(max) {

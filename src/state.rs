@@ -18,6 +18,8 @@ pub trait Store {
     fn load(&mut self) -> Result<Option<Backup>, StateError>;
     fn save(&mut self, backup: &Backup) -> Result<(), StateError>;
     fn remove(&mut self) -> Result<(), StateError>;
+    /// This device's stable name among the user's devices: made once, kept beside the backup, never removed.
+    fn instance_id(&mut self) -> Result<String, StateError>;
 }
 
 #[derive(Debug)]
@@ -78,6 +80,31 @@ impl StateFile {
         // rename() acts on a symlink itself, never on what it points to.
         let moved_to = fs::rename(&path, &to).ok().map(|_| to);
         StateError::Damaged { path, reason, moved_to }
+    }
+
+    /// Writes `bytes` as the whole of `path`, mode 0600: a temporary file, synced, renamed over the old one, and the
+    /// directory synced, so `path` is always either the old or the new file whole.
+    fn write_whole(&self, path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.dir).map_err(self.io("create", &self.dir))?;
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+        let tmp = self.dir.join(format!("{name}.tmp-{}", std::process::id()));
+        let _ = fs::remove_file(&tmp);
+        let result = (|| {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            fs::rename(&tmp, path)?;
+            File::open(&self.dir)?.sync_all()
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result.map_err(self.io("write", path))
     }
 
     fn read(&self) -> Result<Option<Vec<u8>>, io::Error> {
@@ -193,27 +220,25 @@ impl Store for StateFile {
     }
 
     fn save(&mut self, backup: &Backup) -> Result<(), StateError> {
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.dir).map_err(self.io("create", &self.dir))?;
-        let path = self.path();
-        let tmp = self.dir.join(format!("state.json.tmp-{}", std::process::id()));
-        let _ = fs::remove_file(&tmp);
-        let result = (|| {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                .open(&tmp)?;
-            f.write_all(miniserde::json::to_string(backup).as_bytes())?;
-            f.write_all(b"\n")?;
-            f.sync_all()?;
-            fs::rename(&tmp, &path)?;
-            File::open(&self.dir)?.sync_all()
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
+        let mut bytes = miniserde::json::to_string(backup).into_bytes();
+        bytes.push(b'\n');
+        self.write_whole(&self.path(), &bytes)
+    }
+
+    fn instance_id(&mut self) -> Result<String, StateError> {
+        let path = self.dir.join("instance");
+        if let Ok(text) = fs::read_to_string(&path) {
+            if crate::meeting::peers::is_instance_id(text.trim()) {
+                return Ok(text.trim().to_owned());
+            }
         }
-        result.map_err(self.io("write", &path))
+        let mut random = [0u8; 26];
+        File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut random))
+            .map_err(self.io("read", Path::new("/dev/urandom")))?;
+        let id = crate::meeting::peers::instance_id_from(&random);
+        self.write_whole(&path, format!("{id}\n").as_bytes())?;
+        Ok(id)
     }
 
     fn remove(&mut self) -> Result<(), StateError> {
@@ -244,6 +269,10 @@ impl Store for MemoryStore {
         self.backup = None;
         Ok(())
     }
+    /// A dry run shares nothing with real devices (its server is simulated too).
+    fn instance_id(&mut self) -> Result<String, StateError> {
+        Ok("dryrunaaaaaaaaaaaaaaaaaaaa".to_owned())
+    }
 }
 
 impl<T: Store + ?Sized> Store for Box<T> {
@@ -255,6 +284,9 @@ impl<T: Store + ?Sized> Store for Box<T> {
     }
     fn remove(&mut self) -> Result<(), StateError> {
         (**self).remove()
+    }
+    fn instance_id(&mut self) -> Result<String, StateError> {
+        (**self).instance_id()
     }
 }
 
@@ -359,6 +391,27 @@ mod tests {
         assert_eq!(fs::read(&target).unwrap(), b"precious", "write went through the link");
         assert!(!fs::symlink_metadata(s.path()).unwrap().file_type().is_symlink());
         fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn the_instance_id_is_made_once_and_kept() {
+        let d = dir("instance");
+        let mut s = StateFile::new(&d);
+        let id = s.instance_id().unwrap();
+        assert!(crate::meeting::peers::is_instance_id(&id), "{id}");
+        assert_eq!(fs::metadata(d.join("instance")).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(StateFile::new(&d).instance_id().unwrap(), id, "kept across restarts");
+        s.remove().unwrap();
+        assert_eq!(s.instance_id().unwrap(), id, "removing the backup keeps it");
+        // Another state dir is another device.
+        let other = dir("instance-other");
+        assert_ne!(StateFile::new(&other).instance_id().unwrap(), id);
+        // A damaged file is replaced.
+        fs::write(d.join("instance"), b"not an id").unwrap();
+        let new = s.instance_id().unwrap();
+        assert!(crate::meeting::peers::is_instance_id(&new) && new != id);
+        fs::remove_dir_all(&d).unwrap();
+        fs::remove_dir_all(&other).unwrap();
     }
 
     #[test]

@@ -4,8 +4,9 @@
 use std::time::{Duration, Instant};
 
 use crate::mattermost::ApiError;
+use crate::meeting::peers::{self, CATEGORY, End};
 use crate::meeting::{self, Backup, Begin, Call, CustomOff, MeetingSettings, Plan, Purpose, ServerView};
-use crate::model::{Availability, CustomStatus, UserStatus};
+use crate::model::{Availability, CustomStatus, Preference, UserStatus};
 use crate::state::{StateError, Store};
 
 /// The server as the shell sees it: the real client, or a simulation for dry runs.
@@ -18,6 +19,10 @@ pub trait Backend {
     fn custom(&mut self, user_id: &str) -> Result<Option<CustomStatus>, ApiError>;
     /// Makes `call`; for a status PUT, the status the server answered with (what it stored), if known.
     fn call(&mut self, user_id: &str, call: &Call) -> Result<Option<UserStatus>, ApiError>;
+    /// The entries of a preference category (empty when it holds none): where the user's devices meet.
+    fn get_preferences(&mut self, user_id: &str, category: &str) -> Result<Vec<Preference>, ApiError>;
+    fn put_preferences(&mut self, user_id: &str, entries: &[Preference]) -> Result<(), ApiError>;
+    fn delete_preferences(&mut self, user_id: &str, entries: &[Preference]) -> Result<(), ApiError>;
     /// Reads the token again where it came from, after the server refused it (401/403): `Ok(true)` when it changed
     /// and is in use from now on. Only a token file can change; a token from the environment or the config file
     /// changes with a reload.
@@ -71,6 +76,11 @@ fn retry_delay(failures: u32, auth_failures: u32, retry_after: Option<Duration>)
 /// How often to look again while the camera is on but the meeting cannot start yet (the user is offline, or the
 /// server has yet to end a lapsed DND). Each look is one GET.
 const START_RECHECK: Duration = Duration::from_secs(15);
+/// How often a device that joined another's meeting status looks whether that one restored meanwhile, and for how
+/// long: a restore begun before it joined takes at most a few calls of 20 s each (a failed one starts over and then
+/// sees this device's entry).
+const JOIN_CONFIRM: Duration = Duration::from_secs(10);
+const JOIN_CONFIRM_FOR: Duration = Duration::from_secs(120);
 
 pub struct Sync<B, S> {
     backend: B,
@@ -88,6 +98,18 @@ pub struct Sync<B, S> {
     due: Option<Instant>,
     last_want: Option<Want>,
     last_note: Option<String>,
+    /// This device's name in the shared place, read from (or made in) the state directory on first use.
+    instance: Option<String>,
+    /// This device's entry (and the original) must be written: set at a start until written, and after a restart
+    /// mid-meeting, since the crash may have come between saving the backup and writing them.
+    announce: bool,
+    /// This device joined another's meeting status without a call of its own: until this time (Unix seconds) it
+    /// looks every `JOIN_CONFIRM` whether the other put the user's status back meanwhile (the last one out may have
+    /// read the shared place just before this device's entry arrived, and then takes a few calls to restore).
+    confirm_join_until: Option<i64>,
+    /// False once the server refused the shared place for good (a 4xx other than 401, 403 or 429): the daemon
+    /// then works as the only device, until the next meeting asks again.
+    sharing: bool,
 }
 
 impl<B: Backend, S: Store> Sync<B, S> {
@@ -106,6 +128,7 @@ impl<B: Backend, S: Store> Sync<B, S> {
                 crate::time::format_rfc3339(b.started_at)
             );
         }
+        let announce = backup.is_some();
         Sync {
             backend,
             store,
@@ -119,6 +142,10 @@ impl<B: Backend, S: Store> Sync<B, S> {
             due: None,
             last_want: None,
             last_note: None,
+            instance: None,
+            announce,
+            confirm_join_until: None,
+            sharing: true,
         }
     }
 
@@ -235,6 +262,16 @@ impl<B: Backend, S: Store> Sync<B, S> {
         }
     }
 
+    /// This device's instance id, from the state directory.
+    fn instance(&mut self) -> Result<String, Failure> {
+        if let Some(id) = &self.instance {
+            return Ok(id.clone());
+        }
+        let id = self.store.instance_id().map_err(Failure::State)?;
+        self.instance = Some(id.clone());
+        Ok(id)
+    }
+
     /// One pass: read the server, plan, save, call. Returns how long until the next look while nothing changes.
     fn attempt(&mut self, want: Want) -> Result<Option<Duration>, Failure> {
         if want == Want::NoMeeting && self.backup.is_none() {
@@ -250,8 +287,46 @@ impl<B: Backend, S: Store> Sync<B, S> {
             }
         };
         if want == Want::Meeting && self.backup.is_none() {
-            // Each meeting asks again: an admin may have turned custom statuses back on since the last 501.
+            // Each meeting asks again: an admin may have turned custom statuses back on since the last 501, or
+            // made the shared place usable.
             self.custom_supported = true;
+            self.sharing = true;
+        }
+        // At the end, the shared place first: while another device is still in a meeting, the status is left to
+        // it and the server's view is not needed.
+        let mut shared = None;
+        if let (Want::NoMeeting, Some(_)) = (want, &self.backup) {
+            let me = self.instance()?;
+            let found = self.read_shared(&user_id, &me)?;
+            if let End::Leave { delete, others } = peers::end(&me, &found) {
+                self.delete_shared(&user_id, &delete)?;
+                let again = self.read_shared(&user_id, &me)?;
+                if peers::end_after_leaving(&again) {
+                    self.store.remove().map_err(Failure::State)?;
+                    self.backup = None;
+                    self.confirm_join_until = None;
+                    log::info!(
+                        "RESTORE LEFT TO ANOTHER DEVICE: still in a meeting on {}; backup deleted.",
+                        again.live_names()
+                    );
+                    return Ok(None);
+                }
+                log::info!("the other device ({others}) left meanwhile; restoring here");
+                shared = Some(again);
+            } else {
+                shared = Some(found);
+            }
+        }
+        let mut rejoin = false;
+        if let (Want::Meeting, Some(_), Some(until)) = (want, &self.backup, self.confirm_join_until) {
+            let me = self.instance()?;
+            let found = self.read_shared(&user_id, &me)?;
+            rejoin = peers::restored_meanwhile(&found);
+            // Done once the status came back under us, once no other device is in (it left without restoring, as
+            // this one is in), or once a restore begun before this device joined would have finished or failed.
+            if rejoin || !found.others_live() || crate::time::now_unix() >= until {
+                self.confirm_join_until = None;
+            }
         }
         let status = self.backend.status(&user_id).map_err(Failure::Api)?;
         let now = crate::time::now_unix();
@@ -262,37 +337,165 @@ impl<B: Backend, S: Store> Sync<B, S> {
             }
         }
         let custom = self.backend.custom(&user_id).map_err(Failure::Api)?;
-        let view = ServerView { status, custom, custom_supported: self.custom_supported };
+        let mut view = ServerView { status, custom, custom_supported: self.custom_supported };
+        // What to write to the shared place once the backup is saved: this device's entry (when `announce_own`),
+        // then these.
+        let mut announce_own = false;
+        let mut put_before = Vec::new();
+        let mut delete_after = Vec::new();
         let plan = match (want, &self.backup) {
-            (Want::Meeting, None) => match meeting::begin(&view, &self.settings, &user_id, now) {
-                Begin::Wait(note) => {
-                    self.note(note.to_string());
-                    return Ok(Some(START_RECHECK));
+            (Want::Meeting, None) => {
+                // Read first, then the shared place, then write there, then set the marker: a device that does
+                // not see another's entry cannot have seen its marker either.
+                let found = if peers::may_show_marker(&view, &self.settings) {
+                    let me = self.instance()?;
+                    let found = self.read_shared(&user_id, &me)?;
+                    if peers::view_may_be_stale(&found) {
+                        // What looked like a meeting's may have been put back since by the last device out: those
+                        // parts are read again.
+                        let (status_part, custom_part) = peers::marker_like_parts(&view, &self.settings);
+                        let mut second = view.clone();
+                        if status_part {
+                            second.status = self.backend.status(&user_id).map_err(Failure::Api)?;
+                        }
+                        if custom_part {
+                            second.custom = self.backend.custom(&user_id).map_err(Failure::Api)?;
+                        }
+                        view = peers::merge_views(&view, second, &self.settings);
+                    }
+                    Some(found)
+                } else {
+                    None
+                };
+                let start = peers::start(found.as_ref(), &view, &self.settings, now);
+                if let Some(others) = &start.joined {
+                    log::info!("another device is in a meeting ({others}); joining its meeting status");
+                    self.confirm_join_until = Some(now + JOIN_CONFIRM_FOR.as_secs() as i64);
                 }
-                Begin::Start(plan) => *plan,
-            },
-            (Want::Meeting, Some(b)) => meeting::during(b, &view, &self.settings, now),
-            (Want::NoMeeting, Some(b)) => meeting::finish(b, &view, &self.settings, now),
+                if start.marker_without_original {
+                    log::warn!(
+                        "the custom status already ends with the meeting message and no device recorded what was \
+                         under it; keeping the text before it as the user's"
+                    );
+                }
+                announce_own = true;
+                put_before.extend(start.original);
+                // Due until written: a start cut short after the backup was saved goes on as a meeting in progress,
+                // which writes the entry (and the original) while this is set.
+                self.announce = true;
+                match meeting::begin_from(start.previous, &view, &self.settings, &user_id, now) {
+                    Begin::Wait(note) => {
+                        self.note(note.to_string());
+                        return Ok(Some(START_RECHECK));
+                    }
+                    Begin::Start(plan) => *plan,
+                }
+            }
+            (Want::Meeting, Some(b)) => {
+                let mut b = b.clone();
+                if rejoin {
+                    log::info!(
+                        "the other device put the user's status back while this one joined its meeting; setting \
+                         the meeting status again"
+                    );
+                    b.forget_applied();
+                    self.announce = true;
+                }
+                let plan = meeting::during(&b, &view, &self.settings, now);
+                let renewing = plan.calls.iter().any(|c| {
+                    matches!(c, Call::PutCustom(_, Purpose::Renew) | Call::PutStatus { purpose: Purpose::Renew, .. })
+                });
+                announce_own = self.announce || renewing;
+                if self.announce {
+                    put_before.push(peers::original_entry(&b.previous));
+                }
+                plan
+            }
+            (Want::NoMeeting, Some(b)) => {
+                let me = self.instance.as_deref().expect("read above");
+                delete_after = peers::cleanup(me, shared.as_ref().expect("read above"));
+                meeting::finish(b, &view, &self.settings, now)
+            }
             (Want::NoMeeting, None) => return Ok(None),
         };
         self.last_note = None;
         let starting = self.backup.is_none();
         // Also when the start was cut short by a failure after the backup was saved.
         let was_set = self.backup.as_ref().is_some_and(Backup::is_set);
-        self.run(plan, want, &user_id, starting)?;
+        let shared_writes = SharedWrites { announce_own, put_before, delete_after };
+        self.run(plan, want, &user_id, starting, &shared_writes)?;
+        if announce_own {
+            self.announce = false;
+        }
         if want == Want::Meeting && !was_set {
             log::info!("meeting status set");
         }
         match (&self.backup, want) {
             (Some(b), Want::Meeting) => {
                 let next = meeting::next_check(b, &self.settings, crate::time::now_unix());
-                Ok(next.map(|t| Duration::from_secs((t - crate::time::now_unix()).max(1) as u64)))
+                let next = next.map(|t| Duration::from_secs((t - crate::time::now_unix()).max(1) as u64));
+                let confirming = self.confirm_join_until.is_some();
+                Ok(if confirming { Some(next.map_or(JOIN_CONFIRM, |n| n.min(JOIN_CONFIRM))) } else { next })
             }
-            _ => Ok(None),
+            _ => {
+                self.confirm_join_until = None;
+                Ok(None)
+            }
         }
     }
 
-    fn run(&mut self, plan: Plan, want: Want, user_id: &str, starting: bool) -> Result<(), Failure> {
+    fn read_shared(&mut self, user_id: &str, me: &str) -> Result<peers::Shared, Failure> {
+        if !self.sharing {
+            return Ok(peers::Shared::default());
+        }
+        let entries = self.backend.get_preferences(user_id, CATEGORY);
+        let entries = self.shared_outcome(entries, Vec::new())?;
+        Ok(peers::read(&entries, me, crate::time::now_unix()))
+    }
+
+    fn put_shared(&mut self, user_id: &str, entries: &[Preference]) -> Result<(), Failure> {
+        if !self.sharing {
+            return Ok(());
+        }
+        let result = self.backend.put_preferences(user_id, entries);
+        self.shared_outcome(result, ())
+    }
+
+    fn delete_shared(&mut self, user_id: &str, entries: &[Preference]) -> Result<(), Failure> {
+        if !self.sharing {
+            return Ok(());
+        }
+        let result = self.backend.delete_preferences(user_id, entries);
+        self.shared_outcome(result, ())
+    }
+
+    /// A call on the shared place that the server refuses for good (not a token problem, not one worth retrying)
+    /// must not keep the user's own meeting status from being set or put back: the daemon goes on as the only
+    /// device, with one warning.
+    fn shared_outcome<T>(&mut self, result: Result<T, ApiError>, fallback: T) -> Result<T, Failure> {
+        match result {
+            Ok(v) => Ok(v),
+            Err(e) if !e.is_retryable() && !e.is_auth() => {
+                log::warn!(
+                    "the server refuses the preferences the user's devices share ({e}); working as the only device"
+                );
+                self.sharing = false;
+                Ok(fallback)
+            }
+            Err(e) => Err(Failure::Api(e)),
+        }
+    }
+
+    /// Saves the plan's backup, writes to the shared place, makes the calls, and at the end removes entries from
+    /// the shared place before the backup.
+    fn run(
+        &mut self,
+        plan: Plan,
+        want: Want,
+        user_id: &str,
+        starting: bool,
+        shared: &SharedWrites,
+    ) -> Result<(), Failure> {
         for note in &plan.notes {
             log::info!("{note}");
         }
@@ -302,6 +505,14 @@ impl<B: Backend, S: Store> Sync<B, S> {
         self.save_progress(&backup, want)?;
         if starting && unsaved {
             log::info!("BACKUP: Saved original status ({})", describe_previous(&backup));
+        }
+        if shared.announce_own || !shared.put_before.is_empty() {
+            // After the backup, so that the state directory has shown it can be written before the id is made.
+            let me = self.instance()?;
+            let now = crate::time::now_unix();
+            let own = shared.announce_own.then(|| peers::own_entry(&me, &self.settings, now));
+            let entries: Vec<Preference> = own.into_iter().chain(shared.put_before.iter().cloned()).collect();
+            self.put_shared(user_id, &entries)?;
         }
         let mut restored = Vec::new();
         let mut custom_refused = None;
@@ -355,6 +566,9 @@ impl<B: Backend, S: Store> Sync<B, S> {
             return Err(Failure::Api(e));
         }
         if want == Want::NoMeeting {
+            if !shared.delete_after.is_empty() {
+                self.delete_shared(user_id, &shared.delete_after)?;
+            }
             self.store.remove().map_err(Failure::State)?;
             self.backup = None;
             let what = if restored.is_empty() { String::new() } else { format!(" ({})", restored.join(", ")) };
@@ -377,6 +591,16 @@ impl<B: Backend, S: Store> Sync<B, S> {
         self.backup = Some(backup.clone());
         Ok(())
     }
+}
+
+/// What a pass writes to the shared place of the user's devices.
+struct SharedWrites {
+    /// This device's entry, for one lease from now.
+    announce_own: bool,
+    /// Written with it (the original).
+    put_before: Vec<Preference>,
+    /// Removed at the end, after the restore calls and before the backup.
+    delete_after: Vec<Preference>,
 }
 
 /// The warning when the server refused an emoji and `instead` is made in place of `refused`.
@@ -412,11 +636,16 @@ fn describe_previous(b: &Backup) -> String {
 pub struct DryRun {
     status: UserStatus,
     custom: Option<CustomStatus>,
+    preferences: Vec<Preference>,
 }
 
 impl Default for DryRun {
     fn default() -> DryRun {
-        DryRun { status: UserStatus { status: Availability::Online, manual: false, dnd_end_time: 0 }, custom: None }
+        DryRun {
+            status: UserStatus { status: Availability::Online, manual: false, dnd_end_time: 0 },
+            custom: None,
+            preferences: Vec::new(),
+        }
     }
 }
 
@@ -451,6 +680,25 @@ impl Backend for DryRun {
             }
         }
         Ok(None)
+    }
+
+    fn get_preferences(&mut self, _: &str, category: &str) -> Result<Vec<Preference>, ApiError> {
+        Ok(self.preferences.iter().filter(|p| p.category == category).cloned().collect())
+    }
+
+    fn put_preferences(&mut self, _: &str, entries: &[Preference]) -> Result<(), ApiError> {
+        for e in entries {
+            self.preferences.retain(|p| (&p.category, &p.name) != (&e.category, &e.name));
+            self.preferences.push(e.clone());
+        }
+        log::info!("dry-run: would tell the user's other devices: in a meeting here");
+        Ok(())
+    }
+
+    fn delete_preferences(&mut self, _: &str, entries: &[Preference]) -> Result<(), ApiError> {
+        self.preferences.retain(|p| !entries.iter().any(|e| (&p.category, &p.name) == (&e.category, &e.name)));
+        log::info!("dry-run: would tell the user's other devices: the meeting here is over");
+        Ok(())
     }
 }
 
@@ -546,6 +794,18 @@ impl Backend for Server {
             }
         }
     }
+
+    fn get_preferences(&mut self, user_id: &str, category: &str) -> Result<Vec<Preference>, ApiError> {
+        self.client.get_preferences(user_id, category)
+    }
+
+    fn put_preferences(&mut self, user_id: &str, entries: &[Preference]) -> Result<(), ApiError> {
+        self.client.put_preferences(user_id, entries)
+    }
+
+    fn delete_preferences(&mut self, user_id: &str, entries: &[Preference]) -> Result<(), ApiError> {
+        self.client.delete_preferences(user_id, entries)
+    }
 }
 
 impl<T: Backend + ?Sized> Backend for Box<T> {
@@ -560,6 +820,15 @@ impl<T: Backend + ?Sized> Backend for Box<T> {
     }
     fn call(&mut self, user_id: &str, call: &Call) -> Result<Option<UserStatus>, ApiError> {
         (**self).call(user_id, call)
+    }
+    fn get_preferences(&mut self, user_id: &str, category: &str) -> Result<Vec<Preference>, ApiError> {
+        (**self).get_preferences(user_id, category)
+    }
+    fn put_preferences(&mut self, user_id: &str, entries: &[Preference]) -> Result<(), ApiError> {
+        (**self).put_preferences(user_id, entries)
+    }
+    fn delete_preferences(&mut self, user_id: &str, entries: &[Preference]) -> Result<(), ApiError> {
+        (**self).delete_preferences(user_id, entries)
     }
     fn reload_token(&mut self) -> Result<bool, String> {
         (**self).reload_token()

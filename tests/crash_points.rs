@@ -12,7 +12,7 @@ use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
 use support::UserState;
-use support::daemon_run::{Camera, Daemon, Scene, differences, in_meeting, wait_for};
+use support::daemon_run::{Camera, Daemon, Device, Scene, differences, in_meeting, wait_for};
 use support::go_time::GoTime;
 use support::{FakeMattermost, Fault};
 
@@ -116,6 +116,10 @@ struct Step {
 const ME: &str = "/api/v4/users/me";
 const STATUS: &str = "/api/v4/users/me/status";
 const CUSTOM: &str = "/api/v4/users/me/status/custom";
+/// The shared place of the user's devices: read, written, and entries removed.
+const SHARED: &str = "/api/v4/users/me/preferences/mm_status_sync";
+const SHARED_PUT: &str = "/api/v4/users/me/preferences";
+const SHARED_DELETE: &str = "/api/v4/users/me/preferences/delete";
 
 fn steps(user: &UserSetup) -> Vec<Step> {
     let step =
@@ -133,7 +137,14 @@ fn steps(user: &UserSetup) -> Vec<Step> {
         step(Phase::Start, "GET status", "GET", STATUS, 1, Fault::NeverAnswer),
         step(Phase::Start, "GET user (custom)", "GET", ME, 2, Fault::NeverAnswer),
     ];
+    if !user.sets_dnd {
+        // DND may be another device's: the shared place is read before anything is taken as the user's.
+        out.push(step(Phase::Start, "GET shared", "GET", SHARED, 1, Fault::NeverAnswer));
+        // Nobody there: the DND seen may have been put back meanwhile by a device ending; it is read again.
+        out.push(step(Phase::Start, "GET status again", "GET", STATUS, 2, Fault::NeverAnswer));
+    }
     // With the backup on disk.
+    out.extend(both(Phase::Start, "PUT shared entries", "PUT", SHARED_PUT));
     if user.unknown_meeting_emoji {
         // Refused (400), then made again without the emoji.
         out.push(step(Phase::Start, "PUT meeting custom (emoji refused)", "PUT", CUSTOM, 1, Fault::NeverAnswer));
@@ -144,6 +155,7 @@ fn steps(user: &UserSetup) -> Vec<Step> {
     if user.sets_dnd {
         out.extend(both(Phase::Start, "PUT dnd", "PUT", STATUS));
     }
+    out.push(step(Phase::End, "GET shared", "GET", SHARED, 1, Fault::NeverAnswer));
     out.push(step(Phase::End, "GET status", "GET", STATUS, 1, Fault::NeverAnswer));
     out.push(step(Phase::End, "GET user (custom)", "GET", ME, 1, Fault::NeverAnswer));
     if user.has_custom {
@@ -154,7 +166,13 @@ fn steps(user: &UserSetup) -> Vec<Step> {
     if user.sets_dnd {
         out.extend(both(Phase::End, "PUT own status", "PUT", STATUS));
     }
+    out.extend(both(Phase::End, "DELETE shared entries", "POST", SHARED_DELETE));
     out
+}
+
+/// Whether `step` is a call that puts part of the user's status back.
+fn is_restore_call(step: &Step) -> bool {
+    step.phase == Phase::End && [STATUS, CUSTOM].contains(&step.path) && step.method != "GET"
 }
 
 /// Freezes the daemon at `step`, kills it with -9, restarts it with the camera on or off, lets the meeting end
@@ -211,7 +229,7 @@ fn crash_cell(user: &UserSetup, step: &Step, camera_on_at_restart: bool) -> Resu
         // The new meeting is marked, except where a restore call took effect but its answer never came: the
         // daemon cannot tell its own restore from the user changing that part during the meeting, and what the
         // user changed is theirs. A restore it saw answered is recorded as put back, and marked again.
-        let restore_unanswered = step.phase == Phase::End && step.fault == Fault::ProcessThenNeverAnswer;
+        let restore_unanswered = is_restore_call(step) && step.fault == Fault::ProcessThenNeverAnswer;
         let marked = user.marked(&scene.fake.state());
         if marked == restore_unanswered {
             return Err(format!(
@@ -234,6 +252,9 @@ fn crash_cell(user: &UserSetup, step: &Step, camera_on_at_restart: bool) -> Resu
     let mut problems = differences(&before, &scene.fake.state());
     if scene.backup_exists() {
         problems.push("the backup is still there".into());
+    }
+    if !scene.fake.preferences("mm_status_sync").is_empty() {
+        problems.push(format!("shared entries left: {:?}", scene.fake.preferences("mm_status_sync")));
     }
     if code != Some(0) {
         problems.push(format!("exit code {code:?}"));
@@ -285,6 +306,210 @@ fn kill_9_at_every_step_then_restart_restores_exactly() {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Two devices of one user: kill -9 of either at every step of the protocol they share.
+
+/// Which device is killed, and in which part of the shared protocol.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Role {
+    /// B starts while A is in a meeting: it must join A's meeting status, not stack it or take it as the user's.
+    Joining,
+    /// A ends while B is still in a meeting: it must leave the status to B.
+    Leaving,
+    /// B ends after A left: it is the last one out and puts the user's status back.
+    LastOut,
+}
+
+fn shared_steps(role: Role) -> Vec<Step> {
+    let step = |name: &str, method, path, nth, fault| Step {
+        name: name.to_owned(),
+        phase: if role == Role::Joining { Phase::Start } else { Phase::End },
+        method,
+        path,
+        nth,
+        fault,
+    };
+    let both = |name: &str, method, path| {
+        [
+            step(&format!("{name}, not applied"), method, path, 1, Fault::NeverAnswer),
+            step(&format!("{name}, applied"), method, path, 1, Fault::ProcessThenNeverAnswer),
+        ]
+    };
+    let mut out = Vec::new();
+    match role {
+        Role::Joining => {
+            out.push(step("GET users/me (who)", "GET", ME, 1, Fault::NeverAnswer));
+            out.push(step("GET status", "GET", STATUS, 1, Fault::NeverAnswer));
+            out.push(step("GET user (custom)", "GET", ME, 2, Fault::NeverAnswer));
+            out.push(step("GET shared", "GET", SHARED, 1, Fault::NeverAnswer));
+            out.extend(both("PUT shared entries", "PUT", SHARED_PUT));
+            out.push(step("GET shared at the confirming look", "GET", SHARED, 2, Fault::NeverAnswer));
+        }
+        Role::Leaving => {
+            out.push(step("GET shared", "GET", SHARED, 1, Fault::NeverAnswer));
+            out.extend(both("DELETE own entry", "POST", SHARED_DELETE));
+            out.push(step("GET shared again", "GET", SHARED, 2, Fault::NeverAnswer));
+        }
+        Role::LastOut => {
+            out.push(step("GET shared", "GET", SHARED, 1, Fault::NeverAnswer));
+            out.push(step("GET status", "GET", STATUS, 1, Fault::NeverAnswer));
+            out.push(step("GET user (custom)", "GET", ME, 1, Fault::NeverAnswer));
+            out.extend(both("PUT own custom", "PUT", CUSTOM));
+            out.extend(both("PUT own status", "PUT", STATUS));
+            out.extend(both("DELETE shared entries", "POST", SHARED_DELETE));
+        }
+    }
+    out
+}
+
+/// One device of the cell: its directories, daemon and camera.
+struct Peer {
+    name: &'static str,
+    device: Device,
+    daemon: Option<Daemon>,
+    camera: Option<Camera>,
+}
+
+impl Peer {
+    fn log(&self) -> String {
+        self.daemon.as_ref().map(Daemon::log).unwrap_or_default()
+    }
+}
+
+/// Ends `peer`'s call and waits until its backup is gone.
+fn end_call(scene: &Scene, peer: &mut Peer) -> Result<(), String> {
+    drop(peer.camera.take());
+    wait_for(&format!("{}'s backup deleted", peer.name), || !peer.device.backup_exists())
+        .map_err(|e| format!("{e}\nlog of {}:\n{}", peer.name, peer.log()))?;
+    let _ = scene;
+    Ok(())
+}
+
+/// A in a meeting, B in a meeting or not as `role` needs; the victim frozen at `step` and killed with -9, then
+/// restarted with its camera on or off; then every call ends. The user must look in a meeting whenever a device
+/// still has its camera on, and end with exactly what they had, with nothing left in the shared place.
+fn shared_crash_cell(role: Role, step: &Step, camera_on_at_restart: bool) -> Result<(), String> {
+    let tag: String = format!("peers-{role:?}-{}-{camera_on_at_restart}", step.name)
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    let scene = Scene::new(&tag);
+    (USERS[1].apply)(&scene.fake);
+    let before = scene.fake.state();
+    let arm = || scene.fake.set_fault_on_nth(step.fault.clone(), step.method, step.path, step.nth);
+    let peer = |name| Peer { name, device: scene.device(name), daemon: None, camera: None };
+    let (mut a, mut b) = (peer("a"), peer("b"));
+    a.daemon = Some(scene.device_daemon(&a.device, &[])?);
+    a.camera = Some(scene.open_device_camera(&a.device));
+    a.daemon.as_ref().unwrap().wait_log("meeting status set")?;
+    b.daemon = Some(scene.device_daemon(&b.device, &[])?);
+    // The other device is idle while the victim is frozen, so the nth request on a path is the victim's.
+    match role {
+        Role::Joining => {
+            arm();
+            b.camera = Some(scene.open_device_camera(&b.device));
+        }
+        Role::Leaving | Role::LastOut => {
+            b.camera = Some(scene.open_device_camera(&b.device));
+            b.daemon.as_ref().unwrap().wait_log("meeting status set")?;
+            if role == Role::LastOut {
+                end_call(&scene, &mut a)?;
+            }
+            arm();
+            drop(if role == Role::Leaving { a.camera.take() } else { b.camera.take() });
+        }
+    }
+    let victim = if role == Role::Leaving { &mut a } else { &mut b };
+    scene.wait_for("the step is reached", || scene.fake.pending_faults() == 0).map_err(|e| {
+        let calls: Vec<String> = scene.fake.calls().iter().map(|c| format!("{} {}", c.method, c.path)).collect();
+        format!("{e}; calls {calls:?}\nlog:\n{}", victim.log())
+    })?;
+    victim.daemon.take().unwrap().kill9();
+    scene.fake.clear_faults();
+    victim.camera = camera_on_at_restart.then(|| scene.open_device_camera(&victim.device));
+    let restarted = scene.device_daemon(&victim.device, &[])?;
+    if camera_on_at_restart {
+        restarted.wait_log("camera in use")?;
+    }
+    restarted.settle()?;
+    victim.daemon = Some(restarted);
+
+    let mut problems = Vec::new();
+    // As for one device: a restore call that took effect but whose answer never came cannot be told from the
+    // user changing that part, and what the user changed is theirs, so the new call leaves that part alone.
+    let restore_unanswered = is_restore_call(step) && step.fault == Fault::ProcessThenNeverAnswer;
+    let in_call = |p: &Peer| p.camera.is_some() && !restore_unanswered;
+    if (in_call(&a) || in_call(&b)) && !in_meeting(&scene.fake.state()) {
+        problems
+            .push(format!("after the restart a device is in a call and the user looks free: {:?}", scene.fake.state()));
+    }
+    // The calls end: the one that is not the victim first, then the victim.
+    let (first, second) = if role == Role::Leaving { (&mut b, &mut a) } else { (&mut a, &mut b) };
+    end_call(&scene, first)?;
+    if in_call(second) && !in_meeting(&scene.fake.state()) {
+        problems.push(format!("{} is still in a call and the user looks free: {:?}", second.name, scene.fake.state()));
+    }
+    end_call(&scene, second)?;
+    // A device that never got a backup has nothing to do; one that did has ended above.
+    for p in [&mut a, &mut b] {
+        if let Some(d) = p.daemon.take() {
+            let log = d.log();
+            if d.stop() != Some(0) {
+                problems.push(format!("{} did not exit cleanly", p.name));
+            }
+            if log.contains(&scene.fake.token()) {
+                problems.push(format!("the token is in {}'s log", p.name));
+            }
+            p.daemon = None;
+        }
+    }
+    problems.extend(differences(&before, &scene.fake.state()));
+    if !scene.fake.preferences("mm_status_sync").is_empty() {
+        problems.push(format!("shared entries left: {:?}", scene.fake.preferences("mm_status_sync")));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{}\nlog of a:\n{}\nlog of b:\n{}", problems.join("; "), a.log(), b.log()))
+    }
+}
+
+#[test]
+fn kill_9_of_either_device_at_every_step_of_the_shared_protocol_then_restart_restores_exactly() {
+    let roles = [Role::Joining, Role::Leaving, Role::LastOut];
+    let results: Vec<Vec<Row>> = std::thread::scope(|s| {
+        let handles: Vec<_> = roles
+            .iter()
+            .map(|&role| {
+                s.spawn(move || {
+                    shared_steps(role)
+                        .iter()
+                        .map(|step| {
+                            let row = format!("{:<30} {:<36}", format!("{role:?}"), step.name);
+                            (row, [shared_crash_cell(role, step, true), shared_crash_cell(role, step, false)])
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut failures = Vec::new();
+    eprintln!("\n{:<30} {:<36} {:<10} {:<10}", "killed device", "killed at", "camera on", "camera off");
+    for (row, [on, off]) in results.iter().flatten() {
+        let mark = |r: &Result<(), String>| if r.is_ok() { "exact" } else { "FAIL" };
+        eprintln!("{row} {:<10} {:<10}", mark(on), mark(off));
+        for (camera, r) in [("camera on", on), ("camera off", off)] {
+            if let Err(e) = r {
+                failures.push(format!("{} / {camera}: {e}", row.split_whitespace().collect::<Vec<_>>().join(" ")));
+            }
+        }
+    }
+    let cells = results.iter().flatten().count() * 2;
+    eprintln!("{} cells, {} failed", cells, failures.len());
+    assert!(failures.is_empty(), "{} of {cells} cells failed:\n\n{}", failures.len(), failures.join("\n\n"));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // A state dir that cannot be written: no status changes until the backup can be saved.
 
 /// The user the daemon runs as when the tests run as root, who writes anywhere whatever the modes say.
@@ -315,8 +540,8 @@ fn assert_meeting_proceeds_and_restores(scene: &Scene, d: Daemon, camera: Camera
     scene.wait_state("meeting set once the backup can be saved", in_meeting).unwrap();
     assert!(scene.backup_exists());
     d.wait_log("meeting status set").unwrap();
-    // The server never failed: the line that ends the streak names what did. It comes once the whole step has
-    // succeeded, so after "meeting status set": wait for it rather than expect it there already.
+    // The server never failed: the line that ends the streak names what did. It follows "meeting status set" (the
+    // pass logs that, then its caller ends the streak), so it is waited for, not looked for.
     d.wait_log("backup saved again").unwrap();
     let log = d.log();
     assert!(!log.contains("server reachable again"), "{log}");

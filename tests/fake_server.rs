@@ -1129,3 +1129,149 @@ fn dropping_the_fake_stops_it() {
     let mut buf = [0u8; 1];
     assert_eq!(idle.read(&mut buf).unwrap_or(0), 0);
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Preferences: the per-user key/value store the daemons of one user share.
+
+fn pref_body(user_id: &str, entries: &[(&str, &str, &str)]) -> String {
+    let items: Vec<String> = entries
+        .iter()
+        .map(|(c, n, v)| {
+            format!(
+                "{{\"user_id\":{},\"category\":{},\"name\":{},\"value\":{}}}",
+                go_json::quote(user_id),
+                go_json::quote(c),
+                go_json::quote(n),
+                go_json::quote(v)
+            )
+        })
+        .collect();
+    format!("[{}]", items.join(","))
+}
+
+fn put_prefs(fake: &FakeMattermost, entries: &[(&str, &str, &str)]) -> Reply {
+    call(fake, "PUT", "/api/v4/users/me/preferences", Some(&pref_body(&fake.user_id(), entries)))
+}
+
+fn get_prefs(fake: &FakeMattermost, category: &str) -> Reply {
+    call(fake, "GET", &format!("/api/v4/users/me/preferences/{category}"), None)
+}
+
+fn names_and_values(reply: &Reply) -> Vec<(String, String)> {
+    let Json::Array(items) = reply.json() else { panic!("not an array: {}", reply.body) };
+    items
+        .iter()
+        .map(|item| {
+            let text = |f: &str| match item.field(f) {
+                Some(Json::String(s)) => s.clone(),
+                other => panic!("{f} is {other:?}"),
+            };
+            (text("name"), text("value"))
+        })
+        .collect()
+}
+
+#[test]
+fn preferences_upsert_per_category_and_name_and_leave_the_others_alone() {
+    let fake = quiet_fake();
+    // An empty category is a 404, not an empty list.
+    let empty = get_prefs(&fake, "mm_status_sync");
+    assert_eq!(empty.status, 404);
+    assert_eq!(empty.app_error_id(), "api.preference.preferences_category.get.app_error");
+
+    let put = put_prefs(&fake, &[("mm_status_sync", "a", "1"), ("mm_status_sync", "b", "2"), ("other", "a", "x")]);
+    assert_eq!((put.status, put.body.as_str()), (200, "{\"status\":\"OK\"}"));
+    assert_eq!(put_prefs(&fake, &[("mm_status_sync", "a", "3")]).status, 200);
+    let got = get_prefs(&fake, "mm_status_sync");
+    assert_eq!(got.status, 200);
+    assert_eq!(got.json().field("x"), None);
+    let expected = [("a", "3"), ("b", "2")].map(|(n, v)| (n.to_string(), v.to_string()));
+    assert_eq!(names_and_values(&got), expected);
+    assert_eq!(fake.preferences("other"), [("a".to_string(), "x".to_string())]);
+
+    // Delete by (category, name); the value is ignored and a missing entry is no error.
+    let body = pref_body(&fake.user_id(), &[("mm_status_sync", "a", "ignored"), ("mm_status_sync", "gone", "")]);
+    assert_eq!(call(&fake, "POST", "/api/v4/users/me/preferences/delete", Some(&body)).status, 200);
+    assert_eq!(fake.preferences("mm_status_sync"), [("b".to_string(), "2".to_string())]);
+    let body = pref_body(&fake.user_id(), &[("mm_status_sync", "b", "")]);
+    assert_eq!(call(&fake, "POST", "/api/v4/users/me/preferences/delete", Some(&body)).status, 200);
+    assert_eq!(get_prefs(&fake, "mm_status_sync").status, 404);
+    // The recent custom statuses share the GET with stored entries of that category.
+    assert_eq!(get_prefs(&fake, "custom_status").status, 404);
+    put_custom(&fake, r#"{"emoji":"x","text":"t"}"#);
+    assert_eq!(get_prefs(&fake, "custom_status").status, 200);
+}
+
+#[test]
+fn preference_entries_must_name_the_resolved_user() {
+    let fake = quiet_fake();
+    // `me` is resolved in the URL only: an entry saying `me` is another user to the server.
+    for path in ["/api/v4/users/me/preferences", "/api/v4/users/me/preferences/delete"] {
+        let method = if path.ends_with("delete") { "POST" } else { "PUT" };
+        let reply = call(&fake, method, path, Some(&pref_body("me", &[("mm_status_sync", "a", "1")])));
+        assert_eq!(reply.status, 403, "{path}");
+        assert!(reply.app_error_id().starts_with("api.preference."), "{path}");
+    }
+    let other = fake.add_user("someone.else");
+    let reply = call(&fake, "PUT", "/api/v4/users/me/preferences", Some(&pref_body(&other.id, &[("c1", "a", "1")])));
+    assert_eq!(reply.status, 403);
+    // Another user's preferences need edit_other_users.
+    let reply = call(&fake, "GET", &format!("/api/v4/users/{}/preferences/c1", other.id), None);
+    assert_eq!((reply.status, reply.app_error_id().as_str()), (403, "api.context.permissions.app_error"));
+    assert!(fake.preferences("mm_status_sync").is_empty());
+}
+
+#[test]
+fn preference_limits_are_the_servers() {
+    let fake = quiet_fake();
+    let id = fake.user_id();
+    let long_name = "n".repeat(33);
+    let long_category = "c".repeat(33);
+    let long_value = "é".repeat(20_001);
+    let cases: [(&str, &str, &str, &str); 4] = [
+        ("", "a", "1", "model.preference.is_valid.category.app_error"),
+        (&long_category, "a", "1", "model.preference.is_valid.category.app_error"),
+        ("mm_status_sync", &long_name, "1", "model.preference.is_valid.name.app_error"),
+        ("mm_status_sync", "a", &long_value, "model.preference.is_valid.value.app_error"),
+    ];
+    for (category, name, value, error) in cases {
+        // One bad entry fails the whole request: the good one beside it is not stored either.
+        let body = pref_body(&id, &[("mm_status_sync", "good", "1"), (category, name, value)]);
+        let reply = call(&fake, "PUT", "/api/v4/users/me/preferences", Some(&body));
+        assert_eq!((reply.status, reply.app_error_id().as_str()), (400, error), "{category:?} {name:?}");
+        assert!(fake.preferences("mm_status_sync").is_empty());
+    }
+    // At the limits: a 32-byte name, 20000 runes, an empty name.
+    let name32 = "n".repeat(32);
+    let value = "é".repeat(20_000);
+    assert_eq!(put_prefs(&fake, &[("mm_status_sync", &name32, &value), ("mm_status_sync", "", "e")]).status, 200);
+    assert_eq!(fake.preferences("mm_status_sync").len(), 2);
+
+    // 1 to 100 entries per request, for PUT and delete alike.
+    let names: Vec<String> = (0..101).map(|i| format!("n{i}")).collect();
+    let entries: Vec<(&str, &str, &str)> = names.iter().map(|n| ("bulk", n.as_str(), "1")).collect();
+    for (method, path) in [("PUT", "/api/v4/users/me/preferences"), ("POST", "/api/v4/users/me/preferences/delete")] {
+        for body in [pref_body(&id, &entries), "[]".to_string(), "{}".to_string()] {
+            let reply = call(&fake, method, path, Some(&body));
+            assert_eq!(reply.status, 400, "{method} {}", &body[..body.len().min(20)]);
+            assert_eq!(reply.app_error_id(), "api.context.invalid_body_param.app_error");
+        }
+    }
+    assert_eq!(put_prefs(&fake, &entries[..100]).status, 200);
+    assert_eq!(fake.preferences("bulk").len(), 100);
+}
+
+#[test]
+fn preference_categories_in_urls_follow_the_router_and_require_category() {
+    let fake = quiet_fake();
+    fake.set_preference("Upper", "a", "1");
+    fake.set_preference("x", "a", "1");
+    // Upper case passes the route pattern and fails RequireCategory; a hyphen matches no route at all; so does a
+    // one-character category.
+    let upper = get_prefs(&fake, "Upper");
+    assert_eq!((upper.status, upper.app_error_id().as_str()), (400, "api.context.invalid_url_param.app_error"));
+    assert_eq!(get_prefs(&fake, "mm-status-sync").status, 404);
+    assert_eq!(get_prefs(&fake, "mm-status-sync").app_error_id(), "api.context.404.app_error");
+    assert_eq!(get_prefs(&fake, "x").status, 400);
+    assert_eq!(get_prefs(&fake, "_mm").status, 400);
+}

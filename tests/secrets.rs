@@ -571,7 +571,11 @@ fn the_state_file_and_its_temp_file_are_0600_and_hold_no_token() {
         assert_no_token(&env.token, "a temp file", content);
     }
     let left: Vec<_> = std::fs::read_dir(&state_dir).unwrap().flatten().map(|e| e.file_name()).collect();
-    assert!(left.is_empty(), "nothing left behind: {left:?}");
+    // Only the device's instance id stays: its name among the user's devices, kept for good.
+    assert_eq!(left, ["instance"], "nothing else left behind");
+    let instance = std::fs::read_to_string(state_dir.join("instance")).unwrap();
+    assert_no_token(&env.token, "the instance id", &instance);
+    assert_eq!(instance.trim().len(), 26, "{instance}");
     eprintln!(
         "state dir watcher: {} distinct (name, mode) sightings, temp file seen {} times ({} read)",
         seen.entries.len(),

@@ -1,4 +1,4 @@
-//! The blocking HTTP client for the six Mattermost calls the daemon makes, one at a time, each bounded in time and
+//! The blocking HTTP client for the nine Mattermost calls the daemon makes, one at a time, each bounded in time and
 //! size, with the token sent only to the configured server and never written anywhere else.
 
 use std::fmt;
@@ -14,7 +14,7 @@ use attohttpc::{ProxySettings, Session};
 use super::error::{ApiError, ApiErrorKind};
 use super::{tls, wire};
 use crate::base_url::BaseUrl;
-use crate::model::{CustomStatus, User, UserStatus};
+use crate::model::{CustomStatus, Preference, User, UserStatus};
 use crate::secret::Secret;
 
 /// Largest response body read; Mattermost's answers to these calls are a few kilobytes.
@@ -66,6 +66,7 @@ impl fmt::Debug for Client {
 enum Method {
     Get,
     Put,
+    Post,
     Delete,
 }
 
@@ -74,6 +75,7 @@ impl Method {
         match self {
             Method::Get => "GET",
             Method::Put => "PUT",
+            Method::Post => "POST",
             Method::Delete => "DELETE",
         }
     }
@@ -197,6 +199,23 @@ impl Client {
         self.call(Method::Delete, &path, None).map(drop)
     }
 
+    /// The user's preferences in `category` (`GET /api/v4/users/{user_id}/preferences/{category}`). The server
+    /// answers 404 for a category that holds nothing: that is an empty list here.
+    ///
+    /// `category` must be lower-case letters, digits and underscores, starting and ending with a letter or digit:
+    /// the server's URL pattern refuses anything else.
+    pub fn get_preferences(&self, user_id: &str, category: &str) -> Result<Vec<Preference>, ApiError> {
+        if !wire::is_readable_category(category) {
+            return Err(ApiError::invalid(format!("preference category {category:?} cannot be read back")));
+        }
+        let path = self.user_path(user_id, &format!("/preferences/{category}"))?;
+        match self.call(Method::Get, &path, None) {
+            Ok(body) => self.decode(Method::Get, &path, &body, wire::decode_preferences),
+            Err(e) if wire::is_empty_category(&e) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Whether a custom emoji of this name exists (`GET /api/v4/emoji/name/{name}`): 404, and 501 (custom emoji
     /// turned off), are a no. System emoji are not custom emoji: the server knows them without storing them, and
     /// this call answers no for them.
@@ -213,6 +232,44 @@ impl Client {
             Err(e) if matches!(e.kind(), ApiErrorKind::Http { status: 404 | 501, .. }) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// Creates or replaces each entry, by (category, name), in one transaction; other entries are left alone
+    /// (`PUT /api/v4/users/{user_id}/preferences`). `user_id` must be the real id: the server refuses `me` in an
+    /// entry (403).
+    pub fn put_preferences(&self, user_id: &str, entries: &[Preference]) -> Result<(), ApiError> {
+        let path = self.user_path(user_id, "/preferences")?;
+        let body = self.preferences_body("PUT", &path, user_id, entries)?;
+        self.call(Method::Put, &path, Some(body)).map(drop)
+    }
+
+    /// Removes each entry by (category, name); a missing one is no error
+    /// (`POST /api/v4/users/{user_id}/preferences/delete`).
+    pub fn delete_preferences(&self, user_id: &str, entries: &[Preference]) -> Result<(), ApiError> {
+        let path = self.user_path(user_id, "/preferences/delete")?;
+        let body = self.preferences_body("POST", &path, user_id, entries)?;
+        self.call(Method::Post, &path, Some(body)).map(drop)
+    }
+
+    /// The body of a preferences PUT or delete, after the checks the server would answer 400 or 403 to.
+    fn preferences_body(
+        &self,
+        method: &'static str,
+        path: &str,
+        user_id: &str,
+        entries: &[Preference],
+    ) -> Result<String, ApiError> {
+        let refuse = |reason: String| Err(ApiError::new(Some(method), path, ApiErrorKind::Invalid(reason)));
+        if user_id == "me" {
+            return refuse("the user id in preference entries must be the real id, not me".into());
+        }
+        if entries.is_empty() || entries.len() > wire::MAX_PREFERENCES_PER_REQUEST {
+            return refuse(format!("{} preference entries: the server takes 1 to 100", entries.len()));
+        }
+        if let Some(bad) = entries.iter().find_map(wire::preference_problem) {
+            return refuse(bad);
+        }
+        Ok(wire::preferences_body(user_id, entries))
     }
 
     /// `/api/v4/users/{user_id}{suffix}`. Ids are 26 lowercase letters and digits (or `me`); anything else would
@@ -253,6 +310,7 @@ impl Client {
         let builder = match method {
             Method::Get => self.session.get(url),
             Method::Put => self.session.put(url),
+            Method::Post => self.session.post(url),
             Method::Delete => self.session.delete(url),
         };
         let started = Instant::now();

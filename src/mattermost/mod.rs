@@ -1,4 +1,4 @@
-//! The Mattermost API client: the only code in the daemon that opens sockets. Six blocking calls over HTTPS
+//! The Mattermost API client: the only code in the daemon that opens sockets. Nine blocking calls over HTTPS
 //! (attohttpc + rustls/ring), each bounded in time and size, JSON read leniently where the server is lenient, and
 //! one error type that never carries the token.
 //!

@@ -10,7 +10,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::model::{CustomStatus, UserStatus, ZERO_TIME};
+use crate::model::{CustomStatus, Preference, UserStatus, ZERO_TIME};
 
 /// Shaped like a personal access token, so that a leak would be a realistic one.
 const TOKEN: &str = "k9w3pz7tokensecretq4d8f1xa";
@@ -277,6 +277,91 @@ fn custom_status_is_put_with_all_four_fields_and_deleted_without_a_body() {
     assert_eq!(requests[1].line(), format!("DELETE /api/v4/users/{ME}/status/custom HTTP/1.1"));
     assert_eq!(requests[1].body, "");
     assert_eq!(requests[1].header("authorization"), Some(format!("Bearer {TOKEN}").as_str()));
+}
+
+fn pref(name: &str, value: &str) -> Preference {
+    Preference { category: "mm_status_sync".into(), name: name.into(), value: value.into() }
+}
+
+#[test]
+fn preferences_are_read_put_and_deleted_with_the_real_user_id_in_each_entry() {
+    let listed = format!(
+        r#"[{{"user_id":"{ME}","category":"mm_status_sync","name":"a","value":"1"}},{{"user_id":"{ME}","category":"mm_status_sync","name":"b","value":""}}]
+"#
+    );
+    let empty = r#"{"id":"api.preference.preferences_category.get.app_error","message":"Unable to find preferences for the given category.","detailed_error":"","request_id":"8j5mxkq1ztdd3c5kgw9z1ymcqe","status_code":404}"#;
+    let ok = r#"{"status":"OK"}"#;
+    let server = Server::start(vec![
+        json("200 OK", &listed),
+        json("404 Not Found", empty),
+        json("200 OK", ok),
+        json("200 OK", ok),
+    ]);
+    let client = client(&server.base_url);
+    assert_eq!(client.get_preferences(ME, "mm_status_sync").unwrap(), [pref("a", "1"), pref("b", "")]);
+    // The server's 404 for a category without entries is an empty list.
+    assert_eq!(client.get_preferences(ME, "mm_status_sync").unwrap(), []);
+    client.put_preferences(ME, &[pref("a", "{\"until\":5}"), pref("original", "x")]).unwrap();
+    client.delete_preferences(ME, &[pref("a", "")]).unwrap();
+    let requests = server.requests();
+    let lines: Vec<&str> = requests.iter().map(Request::line).collect();
+    assert_eq!(
+        lines,
+        [
+            format!("GET /api/v4/users/{ME}/preferences/mm_status_sync HTTP/1.1"),
+            format!("GET /api/v4/users/{ME}/preferences/mm_status_sync HTTP/1.1"),
+            format!("PUT /api/v4/users/{ME}/preferences HTTP/1.1"),
+            format!("POST /api/v4/users/{ME}/preferences/delete HTTP/1.1"),
+        ]
+    );
+    assert_eq!(
+        requests[2].body,
+        format!(
+            r#"[{{"user_id":"{ME}","category":"mm_status_sync","name":"a","value":"{{\"until\":5}}"}},{{"user_id":"{ME}","category":"mm_status_sync","name":"original","value":"x"}}]"#
+        )
+    );
+    assert_eq!(
+        requests[3].body,
+        format!(r#"[{{"user_id":"{ME}","category":"mm_status_sync","name":"a","value":""}}]"#)
+    );
+    for request in &requests[2..] {
+        assert_eq!(request.header("content-type"), Some("application/json"));
+    }
+}
+
+#[test]
+fn other_404s_on_preferences_stay_errors() {
+    let error = fail_with(
+        json("404 Not Found", r#"{"id":"api.context.404.app_error","message":"Sorry, we could not find the page."}"#),
+        |c| c.get_preferences(ME, "mm_status_sync"),
+    );
+    assert_eq!(error.status(), Some(404));
+    let error = fail_with(reply("404 Not Found", &[("Content-Type", "text/html")], "<html>nginx</html>"), |c| {
+        c.get_preferences(ME, "mm_status_sync")
+    });
+    assert_eq!(error.status(), Some(404));
+}
+
+#[test]
+fn preference_calls_the_server_would_refuse_are_not_sent() {
+    let client = client(&dead_address());
+    let many: Vec<Preference> = (0..101).map(|i| pref(&format!("n{i}"), "")).collect();
+    let refused = [
+        client.put_preferences("me", &[pref("a", "")]).unwrap_err(),
+        client.delete_preferences("me", &[pref("a", "")]).unwrap_err(),
+        client.put_preferences(ME, &[]).unwrap_err(),
+        client.put_preferences(ME, &many).unwrap_err(),
+        client.delete_preferences(ME, &many).unwrap_err(),
+        client.put_preferences(ME, &[pref(&"n".repeat(33), "")]).unwrap_err(),
+        client.put_preferences(ME, &[pref("a", &"v".repeat(2001))]).unwrap_err(),
+        client.get_preferences(ME, "mm-status-sync").unwrap_err(),
+        client.get_preferences(ME, "Upper").unwrap_err(),
+    ];
+    for error in refused {
+        assert!(matches!(error.kind(), ApiErrorKind::Invalid(_)), "{error}");
+        assert!(!error.is_retryable(), "{error}");
+    }
+    assert!(client.put_preferences(ME, &many[..100]).unwrap_err().is_retryable(), "100 entries are sent");
 }
 
 #[test]

@@ -7,7 +7,8 @@
 use miniserde::de::{Map, Seq, Visitor};
 use miniserde::{Deserialize, Serialize, json};
 
-use crate::model::{Availability, CustomStatus, User, UserStatus, ZERO_TIME};
+use super::error::{ApiError, ApiErrorKind};
+use crate::model::{Availability, CustomStatus, Preference, User, UserStatus, ZERO_TIME};
 
 /// A value kept when it has the expected JSON type and dropped (as if absent) when it does not.
 ///
@@ -105,6 +106,85 @@ struct WireStatus {
 struct WireAppError {
     id: Option<Tolerant<String>>,
     message: Option<Tolerant<String>>,
+}
+
+/// `model.Preference`. Every field is always written by the server; an entry missing one is dropped, not fatal.
+#[derive(Deserialize)]
+struct WirePreference {
+    category: Option<Tolerant<String>>,
+    name: Option<Tolerant<String>>,
+    value: Option<Tolerant<String>>,
+}
+
+/// One entry of a preferences PUT or delete body.
+#[derive(Serialize)]
+struct PreferenceBody<'a> {
+    user_id: &'a str,
+    category: &'a str,
+    name: &'a str,
+    value: &'a str,
+}
+
+/// Most entries the server takes in one preferences PUT or delete (`maxUpdatePreferences`).
+pub(super) const MAX_PREFERENCES_PER_REQUEST: usize = 100;
+/// Longest category and name the server stores (`Preference.IsValid`), in bytes.
+const MAX_PREFERENCE_KEY_BYTES: usize = 32;
+/// Longest value, in runes: 20000 on current servers, 2000 on older ones; the smaller one holds everywhere.
+const MAX_PREFERENCE_VALUE_RUNES: usize = 2000;
+
+/// Why the server would refuse this entry (`Preference.IsValid`), if it would.
+pub(super) fn preference_problem(p: &Preference) -> Option<String> {
+    if p.category.is_empty() || p.category.len() > MAX_PREFERENCE_KEY_BYTES {
+        return Some(format!("preference category {:?} is not 1 to 32 bytes", p.category));
+    }
+    if p.name.len() > MAX_PREFERENCE_KEY_BYTES {
+        return Some(format!("preference name {:?} is longer than 32 bytes", p.name));
+    }
+    if p.value.chars().count() > MAX_PREFERENCE_VALUE_RUNES {
+        return Some(format!("preference value of {} is longer than 2000 characters", p.name));
+    }
+    None
+}
+
+/// Whether `GET .../preferences/{category}` can read this category back: the router takes `[A-Za-z0-9_]+` and
+/// `RequireCategory` then wants `^[a-z0-9]+([a-z\-\_0-9]+|(__)?)[a-z0-9]+$`.
+pub(super) fn is_readable_category(category: &str) -> bool {
+    let b = category.as_bytes();
+    let edge = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    (2..=MAX_PREFERENCE_KEY_BYTES).contains(&b.len())
+        && edge(b[0])
+        && edge(b[b.len() - 1])
+        && b.iter().all(|&c| edge(c) || c == b'_')
+}
+
+/// The server's answer for a category without entries: 404 with its own id. Any other 404 (a proxy, a path that
+/// is no route) stays an error.
+pub(super) fn is_empty_category(e: &ApiError) -> bool {
+    matches!(e.kind(), ApiErrorKind::Http { status: 404, id: Some(id), .. }
+        if id == "api.preference.preferences_category.get.app_error")
+}
+
+/// The body of a preferences PUT or delete: a JSON array of `{user_id, category, name, value}`.
+pub(super) fn preferences_body(user_id: &str, entries: &[Preference]) -> String {
+    let items: Vec<String> = entries
+        .iter()
+        .map(|p| json::to_string(&PreferenceBody { user_id, category: &p.category, name: &p.name, value: &p.value }))
+        .collect();
+    format!("[{}]", items.join(","))
+}
+
+/// Parses `GET .../preferences/{category}`: entries with a field missing or of the wrong type are left out.
+pub(super) fn decode_preferences(body: &str) -> Result<Vec<Preference>, String> {
+    let wire: Vec<Tolerant<WirePreference>> =
+        json::from_str(body).map_err(|_| shape_error(body, "a list of preferences"))?;
+    Ok(wire
+        .into_iter()
+        .filter_map(|t| t.0)
+        .filter_map(|p| {
+            let text = |f: Option<Tolerant<String>>| f.and_then(|t| t.0);
+            Some(Preference { category: text(p.category)?, name: text(p.name)?, value: text(p.value)? })
+        })
+        .collect())
 }
 
 /// Body of `PUT /users/{id}/status` without an expiry.
@@ -330,11 +410,48 @@ mod tests {
     }
 
     #[test]
+    fn preferences_parsing_is_lenient_per_entry() {
+        let body = r#"[{"user_id":"u1","category":"mm_status_sync","name":"a","value":"{\"x\":1}"},
+            {"user_id":"u1","category":"mm_status_sync","name":5,"value":"dropped"},
+            {"category":"mm_status_sync","name":"b"},
+            "not an object",
+            {"user_id":"u1","category":"mm_status_sync","name":"","value":"","extra":[1,{}]}]"#;
+        let p = |n: &str, v: &str| Preference { category: "mm_status_sync".into(), name: n.into(), value: v.into() };
+        assert_eq!(decode_preferences(body), Ok(vec![p("a", "{\"x\":1}"), p("", "")]));
+        assert_eq!(decode_preferences("[]"), Ok(vec![]));
+        assert!(decode_preferences(r#"{"status":"OK"}"#).unwrap_err().contains("wrong type"));
+        assert!(decode_preferences("nope").unwrap_err().contains("not valid json"));
+    }
+
+    #[test]
+    fn preference_limits_and_readable_categories() {
+        let p = |c: &str, n: &str, v: &str| Preference { category: c.into(), name: n.into(), value: v.into() };
+        assert_eq!(preference_problem(&p("mm_status_sync", &"n".repeat(32), &"é".repeat(2000))), None);
+        assert_eq!(preference_problem(&p("mm_status_sync", "", "")), None);
+        for bad in
+            [p("", "a", ""), p(&"c".repeat(33), "a", ""), p("c", &"n".repeat(33), ""), p("c", "n", &"é".repeat(2001))]
+        {
+            assert!(preference_problem(&bad).is_some(), "{bad:?}");
+        }
+        for ok in ["mm_status_sync", "ab", "a__b", "custom_status"] {
+            assert!(is_readable_category(ok), "{ok}");
+        }
+        for bad in ["", "a", "mm-status-sync", "Upper", "_ab", "ab_", "a/b", &"c".repeat(33)] {
+            assert!(!is_readable_category(bad), "{bad}");
+        }
+    }
+
+    #[test]
     fn request_bodies() {
         assert_eq!(status_body("u1", "online", None), r#"{"user_id":"u1","status":"online"}"#);
         assert_eq!(
             status_body("u1", "dnd", Some(1_700_003_600)),
             r#"{"user_id":"u1","status":"dnd","dnd_end_time":1700003600}"#
+        );
+        let entry = Preference { category: "c".into(), name: "n".into(), value: "{\"a\":\"é\"}".into() };
+        assert_eq!(
+            preferences_body("u1", &[entry.clone(), entry]),
+            r#"[{"user_id":"u1","category":"c","name":"n","value":"{\"a\":\"é\"}"},{"user_id":"u1","category":"c","name":"n","value":"{\"a\":\"é\"}"}]"#
         );
         assert_eq!(
             custom_status_body(&cs("calendar", "In a \"meeting\"", "", ZERO_TIME)),

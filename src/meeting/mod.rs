@@ -6,6 +6,8 @@
 //! [`Backup::record`]. Any failure stops the plan; the next attempt reads the server again and plans afresh, so
 //! every rule must be safe to apply twice.
 
+pub mod peers;
+
 use std::fmt;
 
 use miniserde::{Deserialize, Serialize};
@@ -270,18 +272,30 @@ fn lapsed_at(end: i64, now: i64) -> bool {
     end > 0 && now >= end
 }
 
-/// A meeting starts: what to save and what to set.
+/// A meeting starts: what to save and what to set, taking what the server shows as the user's own.
 pub fn begin(view: &ServerView, settings: &MeetingSettings, user_id: &str, now: i64) -> Begin {
+    let previous = Previous {
+        status: view.status.status.clone(),
+        manual: view.status.manual,
+        custom: view.custom.clone().filter(|cs| !cs.is_expired(now)),
+    };
+    begin_from(previous, view, settings, user_id, now)
+}
+
+/// A meeting starts with `previous` as the user's own state, which may differ from what the server shows: another
+/// device of the user may have its meeting status up already (see `peers`). The meeting status is composed from
+/// `previous`, so a marker already on the server is not appended to again; and availability is left alone when
+/// the user's own, not what is shown, is DND or out of office.
+pub fn begin_from(previous: Previous, view: &ServerView, settings: &MeetingSettings, user_id: &str, now: i64) -> Begin {
     if let Some(note) = start_must_wait(&view.status, settings, now) {
         return Begin::Wait(note);
     }
-    let previous_custom = view.custom.clone().filter(|cs| !cs.is_expired(now));
     let mut notes = Vec::new();
     let status = settings.status.as_api().and_then(|target| {
         // The user's own DND and out of office are theirs; an availability we do not know (a newer server's) is
         // left alone too, since we could not put it back.
-        if matches!(view.status.status, Availability::Dnd | Availability::Ooo | Availability::Other(_)) {
-            notes.push(Note::StatusLeftAlone(view.status.status.clone()));
+        if matches!(previous.status, Availability::Dnd | Availability::Ooo | Availability::Other(_)) {
+            notes.push(Note::StatusLeftAlone(previous.status.clone()));
             None
         } else {
             Some(target)
@@ -289,12 +303,12 @@ pub fn begin(view: &ServerView, settings: &MeetingSettings, user_id: &str, now: 
     });
     let custom = view
         .custom_supported
-        .then(|| meeting_custom_status(previous_custom.as_ref().map_or("", |c| c.text.as_str()), settings, now));
+        .then(|| meeting_custom_status(previous.custom.as_ref().map_or("", |c| c.text.as_str()), settings, now));
     let backup = Backup {
         version: BACKUP_VERSION,
         user_id: user_id.to_owned(),
         started_at: now,
-        previous: Previous { status: view.status.status.clone(), manual: view.status.manual, custom: previous_custom },
+        previous,
         ours: Ours {
             custom,
             custom_progress: Progress::Pending,
@@ -498,6 +512,17 @@ impl Backup {
             // meeting that starts again before the rest is put back sets it again.
             Call::PutCustom(_, Purpose::Restore) | Call::DeleteCustom => self.ours.custom_progress = Progress::Pending,
             Call::PutStatus { purpose: Purpose::Restore, .. } => self.ours.status_progress = Progress::Pending,
+        }
+    }
+
+    /// Another device of the user put the status back while this one counted that device's marker as on the
+    /// server (it joined without a call of its own): what was applied is not there, and not by the user's hand, so
+    /// it is pending again.
+    pub fn forget_applied(&mut self) {
+        for progress in [&mut self.ours.custom_progress, &mut self.ours.status_progress] {
+            if *progress == Progress::Applied {
+                *progress = Progress::Pending;
+            }
         }
     }
 

@@ -11,6 +11,8 @@ use crate::model::{CustomStatus, UserStatus};
 /// The shell against a model server whose custom statuses can be switched off (501), as an administrator can.
 struct SwitchableServer {
     server: std::rc::Rc<std::cell::RefCell<(ModelServer, bool, Vec<Call>)>>,
+    /// The shared place of the user's devices (one device here).
+    preferences: Vec<crate::model::Preference>,
 }
 
 impl Backend for SwitchableServer {
@@ -36,6 +38,33 @@ impl Backend for SwitchableServer {
         s.0.apply(call, crate::time::now_unix());
         Ok(matches!(call, Call::PutStatus { .. }).then(|| s.0.status.clone()))
     }
+
+    fn get_preferences(
+        &mut self,
+        _: &str,
+        _: &str,
+    ) -> Result<Vec<crate::model::Preference>, crate::mattermost::ApiError> {
+        Ok(self.preferences.clone())
+    }
+
+    fn put_preferences(
+        &mut self,
+        _: &str,
+        entries: &[crate::model::Preference],
+    ) -> Result<(), crate::mattermost::ApiError> {
+        self.preferences.retain(|p| !entries.iter().any(|e| e.name == p.name));
+        self.preferences.extend_from_slice(entries);
+        Ok(())
+    }
+
+    fn delete_preferences(
+        &mut self,
+        _: &str,
+        entries: &[crate::model::Preference],
+    ) -> Result<(), crate::mattermost::ApiError> {
+        self.preferences.retain(|p| !entries.iter().any(|e| e.name == p.name));
+        Ok(())
+    }
 }
 
 /// Found by the fault table (tests/faults.rs): custom statuses turned off while our meeting custom status was on
@@ -45,7 +74,7 @@ fn custom_statuses_off_at_the_end_keep_ours_in_the_backup_until_it_can_be_put_ba
     let lunch = never("sandwich", "Lunch");
     let model = ModelServer { status: status("away", true), prev: "".into(), custom: Some(lunch.clone()) };
     let server = std::rc::Rc::new(std::cell::RefCell::new((model, true, Vec::new())));
-    let backend = SwitchableServer { server: server.clone() };
+    let backend = SwitchableServer { server: server.clone(), preferences: Vec::new() };
     let mut sync = Sync::new(backend, crate::state::MemoryStore::default(), settings());
 
     assert_eq!(sync.step(Want::Meeting, Instant::now()).map(|_| ()), Some(()), "renewal is scheduled");
@@ -85,7 +114,7 @@ fn custom_statuses_off_at_the_end_keep_ours_in_the_backup_until_it_can_be_put_ba
 fn custom_statuses_off_at_the_start_work_with_availability_alone() {
     let model = ModelServer { status: status("online", false), prev: "".into(), custom: None };
     let server = std::rc::Rc::new(std::cell::RefCell::new((model, false, Vec::new())));
-    let backend = SwitchableServer { server: server.clone() };
+    let backend = SwitchableServer { server: server.clone(), preferences: Vec::new() };
     let mut sync = Sync::new(backend, crate::state::MemoryStore::default(), settings());
     sync.step(Want::Meeting, Instant::now());
     assert_eq!(server.borrow().0.status.status, "dnd");
@@ -125,6 +154,10 @@ impl crate::state::Store for FullDisk {
         self.backup = None;
         Ok(())
     }
+    /// Made before the disk filled up.
+    fn instance_id(&mut self) -> Result<String, crate::state::StateError> {
+        Ok("fulldiskaaaaaaaaaaaaaaaaaa".into())
+    }
 }
 
 /// Found in review: with the disk full at the end of a meeting, the restore stopped after its first call (the
@@ -135,20 +168,27 @@ fn a_full_disk_finishes_a_restore_and_blocks_a_start() {
     let lunch = never("sandwich", "Lunch");
     let model = ModelServer { status: status("away", true), prev: "".into(), custom: Some(lunch.clone()) };
     let server = std::rc::Rc::new(std::cell::RefCell::new((model, true, Vec::new())));
-    let mut first =
-        Sync::new(SwitchableServer { server: server.clone() }, crate::state::MemoryStore::default(), settings());
+    let mut first = Sync::new(
+        SwitchableServer { server: server.clone(), preferences: Vec::new() },
+        crate::state::MemoryStore::default(),
+        settings(),
+    );
     first.step(Want::Meeting, Instant::now());
     assert_eq!(server.borrow().0.status.status, "dnd");
 
     let full = FullDisk { backup: first.backup().cloned() };
-    let mut sync = Sync::new(SwitchableServer { server: server.clone() }, full, settings());
+    let mut sync = Sync::new(SwitchableServer { server: server.clone(), preferences: Vec::new() }, full, settings());
     assert_eq!(sync.step(Want::NoMeeting, Instant::now()), None, "done in one pass, nothing to retry");
     assert!(!sync.has_backup());
     let now = &server.borrow().0;
     assert_eq!((now.status.status.as_str(), now.status.manual, now.custom.clone()), ("away", true, Some(lunch)));
 
     let calls_before = server.borrow().2.len();
-    let mut fresh = Sync::new(SwitchableServer { server: server.clone() }, FullDisk::default(), settings());
+    let mut fresh = Sync::new(
+        SwitchableServer { server: server.clone(), preferences: Vec::new() },
+        FullDisk::default(),
+        settings(),
+    );
     assert!(fresh.step(Want::Meeting, Instant::now()).is_some(), "retried later");
     assert_eq!(server.borrow().2.len(), calls_before, "no change without a saved backup");
     assert!(!fresh.has_backup());

@@ -49,10 +49,40 @@ impl Scene {
 
     /// The daemon's command line: stderr logging, delays 0, the scene's camera pattern, state dir and server.
     pub fn command(&self, extra: &[&str]) -> Command {
+        self.command_in(&self.dir, &self.state_dir(), extra)
+    }
+
+    /// Another device of the same user: its own camera node and state dir under `<scene>/<name>/`, the scene's
+    /// server and token.
+    pub fn device(&self, name: &str) -> Device {
+        let dir = self.dir.join(name);
+        std::fs::create_dir_all(dir.join("state")).unwrap();
+        std::fs::write(dir.join("video0"), b"").unwrap();
+        Device { dir }
+    }
+
+    /// The command line of `device`'s daemon.
+    pub fn device_command(&self, device: &Device, extra: &[&str]) -> Command {
+        self.command_in(&device.dir, &device.state_dir(), extra)
+    }
+
+    /// Starts `device`'s daemon and waits for its start line.
+    pub fn device_daemon(&self, device: &Device, extra: &[&str]) -> Result<Daemon, String> {
+        self.spawn(self.device_command(device, extra))
+    }
+
+    /// A process holding `device`'s camera node open.
+    pub fn open_device_camera(&self, device: &Device) -> Camera {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "exec 3<\"$1\"; exec sleep 600", "sh"]).arg(device.dir.join("video0"));
+        Camera(cmd.spawn().unwrap())
+    }
+
+    fn command_in(&self, camera_dir: &std::path::Path, state_dir: &std::path::Path, extra: &[&str]) -> Command {
         let mut cmd = Command::new(BIN);
         cmd.args(["--log", "stderr", "--interval", "3600", "--start-delay", "0", "--end-delay", "0"])
-            .args(["--device", &format!("{}/video*", self.dir.display())])
-            .args(["--state-dir", self.state_dir().to_str().unwrap(), "--url", &self.fake.url()])
+            .args(["--device", &format!("{}/video*", camera_dir.display())])
+            .args(["--state-dir", state_dir.to_str().unwrap(), "--url", &self.fake.url()])
             .args(extra)
             .env("MM_STATUS_SYNC_TOKEN", self.fake.token())
             .env_remove("MM_STATUS_SYNC_CONFIG")
@@ -139,6 +169,35 @@ impl Scene {
 impl Drop for Scene {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One more device of the scene's user (see `Scene::device`).
+pub struct Device {
+    pub dir: PathBuf,
+}
+
+impl Device {
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
+    pub fn backup_path(&self) -> PathBuf {
+        self.state_dir().join("state.json")
+    }
+
+    pub fn backup_exists(&self) -> bool {
+        std::fs::symlink_metadata(self.backup_path()).is_ok()
+    }
+
+    /// The backup file's text ("" when there is none).
+    pub fn backup_text(&self) -> String {
+        std::fs::read_to_string(self.backup_path()).unwrap_or_default()
+    }
+
+    /// The device's instance id, once its daemon made one.
+    pub fn instance_id(&self) -> Option<String> {
+        std::fs::read_to_string(self.state_dir().join("instance")).ok().map(|s| s.trim().to_owned())
     }
 }
 

@@ -16,6 +16,7 @@
 //! set_status(status, manual, dnd_end_time), set_prev_status(&str), set_last_activity_at(ms), set_out_of_office()
 //! set_custom_status_raw(&str), remove_custom_status_prop(), set_custom_status(emoji, text, duration, expires_at)
 //! set_custom_status_enabled(bool), set_user_statuses_enabled(bool), set_rate_limit(Option<RateLimit>)
+//! preferences(category) -> Vec<(name, value)>, set_preference(category, name, value), delete_preference(category, name)
 //! add_custom_emoji(&str), delete_custom_emoji(&str), set_custom_emoji_enabled(bool)
 //! state() -> UserState, state_of(user_id) -> UserState
 //! calls() / calls_to(method, path_prefix) -> Vec<RecordedCall>, clear_calls(), request_count()
@@ -66,6 +67,10 @@ const DURATIONS: [&str; 6] = ["thirty_minutes", "one_hour", "four_hours", "today
 const TEXT_MAX_RUNES: usize = 100;
 /// `MaxRecentCustomStatuses`.
 const MAX_RECENT: usize = 5;
+/// `maxUpdatePreferences`: most entries one preferences PUT or delete takes.
+const MAX_PREFERENCES_PER_REQUEST: usize = 100;
+/// `MaxPreferenceValueLength`, in runes.
+const MAX_PREFERENCE_VALUE_RUNES: usize = 20_000;
 /// System emoji names the fake accepts: a subset of the server's list (`model/emoji_data.go`), namely every emoji the
 /// tests and the daemon's default use and a few dozen common ones. Anything else must be a custom emoji that a test
 /// added (docs/mattermost-semantics.md, section 6).
@@ -371,6 +376,8 @@ struct UserRecord {
     props: BTreeMap<String, String>,
     /// `None` until the recent custom statuses preference exists.
     recent: Option<Vec<StoredCustomStatus>>,
+    /// Every other preference, keyed by (category, name): the table's primary key is (user, category, name).
+    preferences: BTreeMap<(String, String), String>,
     auto_responder_active: bool,
     auto_responder_disabled: bool,
 }
@@ -659,6 +666,23 @@ impl FakeMattermost {
     /// Turns Mattermost's rate limiter on (`Some`) or off.
     pub fn set_rate_limit(&self, limit: Option<RateLimit>) {
         self.shared.lock().rate_limit = limit.map(|limit| Gcra { limit, tat: 0, epoch: Instant::now() });
+    }
+
+    /// The default user's preferences in `category` as (name, value), ordered by name.
+    pub fn preferences(&self, category: &str) -> Vec<(String, String)> {
+        let st = self.shared.lock();
+        let prefs = &st.users[0].preferences;
+        prefs.iter().filter(|((c, _), _)| c == category).map(|((_, n), v)| (n.clone(), v.clone())).collect()
+    }
+
+    /// Stores a preference of the default user directly (no validation).
+    pub fn set_preference(&self, category: &str, name: &str, value: &str) {
+        self.shared.lock().users[0].preferences.insert((category.into(), name.into()), value.into());
+    }
+
+    /// Removes a preference of the default user directly.
+    pub fn delete_preference(&self, category: &str, name: &str) {
+        self.shared.lock().users[0].preferences.remove(&(category.to_string(), name.to_string()));
     }
 
     /// The default user's server-side state.
@@ -1004,6 +1028,7 @@ impl ServerState {
             update_at: now - 86_400_000,
             props: BTreeMap::new(),
             recent: None,
+            preferences: BTreeMap::new(),
             auto_responder_active: false,
             auto_responder_disabled: false,
         });
@@ -1232,6 +1257,8 @@ impl ServerState {
             DeleteCustom(&'a str),
             DeleteRecent(&'a str),
             Preferences(&'a str, &'a str),
+            PutPreferences(&'a str),
+            DeletePreferences(&'a str),
             EmojiByName(&'a str),
         }
         let route = match (method, segments.as_slice()) {
@@ -1244,9 +1271,16 @@ impl ServerState {
             ("DELETE", ["users", id, "status", "custom"]) if is_id(id) => Route::DeleteCustom(id),
             ("DELETE", ["users", id, "status", "custom", "recent"]) if is_id(id) => Route::DeleteRecent(id),
             ("POST", ["users", id, "status", "custom", "recent", "delete"]) if is_id(id) => Route::DeleteRecent(id),
-            ("GET", ["users", id, "preferences", category]) if is_id(id) && !category.is_empty() => {
+            // The router's pattern `{category:[A-Za-z0-9_]+}`: a hyphen is no route at all (404).
+            ("GET", ["users", id, "preferences", category])
+                if is_id(id)
+                    && !category.is_empty()
+                    && category.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
+            {
                 Route::Preferences(id, category)
             }
+            ("PUT", ["users", id, "preferences"]) if is_id(id) => Route::PutPreferences(id),
+            ("POST", ["users", id, "preferences", "delete"]) if is_id(id) => Route::DeletePreferences(id),
             ("GET", ["emoji", "name", name]) => Route::EmojiByName(name),
             _ => return err(404, "api.context.404.app_error", "Sorry, we could not find the page."),
         };
@@ -1278,6 +1312,12 @@ impl ServerState {
             Route::DeleteRecent(id) => resolve(id).map(|id| self.delete_recent(req, &id, &session_user, request_id)),
             Route::Preferences(id, category) => {
                 resolve(id).map(|id| self.preferences(&id, category, &session_user, request_id))
+            }
+            Route::PutPreferences(id) => {
+                resolve(id).map(|id| self.update_preferences(req, &id, &session_user, false, request_id))
+            }
+            Route::DeletePreferences(id) => {
+                resolve(id).map(|id| self.update_preferences(req, &id, &session_user, true, request_id))
             }
             Route::EmojiByName(name) => Ok(self.emoji_by_name(name, request_id)),
         };
@@ -1574,27 +1614,149 @@ impl ServerState {
         status_ok()
     }
 
+    /// `getPreferencesByCategory`: `RequireCategory` (lower case, 2 or more characters, starting and ending with a
+    /// letter or digit), the permission check, then 404 when the category holds nothing.
     fn preferences(&self, id: &str, category: &str, session_user: &str, request_id: &str) -> Response {
+        if !valid_category_param(category) {
+            return invalid_url_param("category", request_id);
+        }
         if id != session_user {
             return permission_error(request_id);
         }
-        let recent = self.user_index(id).and_then(|i| self.users[i].recent.as_ref());
-        match recent {
-            Some(list) if category == "custom_status" => {
-                let value = format!("[{}]", list.iter().map(|cs| cs.to_go_json()).collect::<Vec<_>>().join(","));
-                Response::json(
-                    200,
-                    format!(
-                        "[{{\"user_id\":{},\"category\":\"custom_status\",\"name\":\"recent_custom_statuses\",\
-                         \"value\":{}}}]",
-                        quote(id),
-                        quote(&value)
-                    ),
-                )
-            }
-            _ => Response::json(200, "[]"),
+        let Some(user) = self.user_index(id).map(|i| &self.users[i]) else {
+            return no_preferences(request_id);
+        };
+        let mut items: Vec<String> = user
+            .preferences
+            .iter()
+            .filter(|((c, _), _)| c == category)
+            .map(|((c, n), v)| preference_json(id, c, n, v))
+            .collect();
+        if let Some(list) = user.recent.as_ref().filter(|_| category == "custom_status") {
+            let value = format!("[{}]", list.iter().map(|cs| cs.to_go_json()).collect::<Vec<_>>().join(","));
+            items.push(preference_json(id, "custom_status", "recent_custom_statuses", &value));
         }
+        if items.is_empty() {
+            return no_preferences(request_id);
+        }
+        Response::json(200, format!("[{}]", items.join(",")))
     }
+
+    /// `updatePreferences` and `deletePreferences`, in the server's order: permission, body (1 to 100 entries),
+    /// every entry's `user_id` equal to the resolved user (403, so `me` in an entry is refused), then, for a PUT,
+    /// `Preference.IsValid` on each entry inside one transaction (all or nothing) and an upsert per (category, name);
+    /// for a delete, removal by (category, name) with the value ignored and a missing entry no error.
+    fn update_preferences(
+        &mut self,
+        req: &Request,
+        id: &str,
+        session_user: &str,
+        delete: bool,
+        request_id: &str,
+    ) -> Response {
+        if id != session_user {
+            return permission_error(request_id);
+        }
+        let body = String::from_utf8_lossy(&req.body);
+        let decoded = go_json::decode_first(&body).and_then(|v| match v {
+            Json::Array(items) => items
+                .iter()
+                .map(|item| {
+                    item.check_struct()?;
+                    Ok((
+                        go_json::string_field(item, "user_id", "")?,
+                        go_json::string_field(item, "category", "")?,
+                        go_json::string_field(item, "name", "")?,
+                        go_json::string_field(item, "value", "")?,
+                    ))
+                })
+                .collect::<Result<Vec<_>, _>>(),
+            Json::Null => Ok(Vec::new()),
+            other => Err(go_json::JsonError(format!("cannot unmarshal {other:?} into Preferences"))),
+        });
+        let Ok(entries) = decoded else {
+            return invalid_param("preferences", request_id);
+        };
+        if entries.is_empty() || entries.len() > MAX_PREFERENCES_PER_REQUEST {
+            return invalid_param("preferences", request_id);
+        }
+        if entries.iter().any(|(user_id, ..)| user_id != id) {
+            let (error_id, message) = if delete {
+                ("api.preference.delete_preferences.delete.app_error", "Unable to delete user preferences.")
+            } else {
+                ("api.preference.update_preferences.set.app_error", "Unable to set user preferences.")
+            };
+            return app_error(403, error_id, message, request_id);
+        }
+        let Some(i) = self.user_index(id) else {
+            return app_error(404, "app.user.missing_account.const", "Unable to find the user.", request_id);
+        };
+        if delete {
+            for (_, category, name, _) in &entries {
+                self.users[i].preferences.remove(&(category.clone(), name.clone()));
+            }
+            return status_ok();
+        }
+        for (user_id, category, name, value) in &entries {
+            let invalid = |field: &str| {
+                app_error(
+                    400,
+                    &format!("model.preference.is_valid.{field}.app_error"),
+                    &format!("Invalid {field}."),
+                    request_id,
+                )
+            };
+            if !is_valid_id(user_id) {
+                return invalid("id");
+            }
+            if category.is_empty() || category.len() > 32 {
+                return invalid("category");
+            }
+            if name.len() > 32 {
+                return invalid("name");
+            }
+            if value.chars().count() > MAX_PREFERENCE_VALUE_RUNES {
+                return invalid("value");
+            }
+        }
+        for (_, category, name, value) in entries {
+            self.users[i].preferences.insert((category, name), value);
+        }
+        status_ok()
+    }
+}
+
+/// `model.IsValidAlphaNumHyphenUnderscore(s, true)`: `^[a-z0-9]+([a-z\-\_0-9]+|(__)?)[a-z0-9]+$`.
+fn valid_category_param(s: &str) -> bool {
+    let b = s.as_bytes();
+    let edge = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    b.len() >= 2 && edge(b[0]) && edge(b[b.len() - 1]) && b.iter().all(|&c| edge(c) || c == b'-' || c == b'_')
+}
+
+/// `model.IsValidId`: 26 letters and digits.
+fn is_valid_id(s: &str) -> bool {
+    s.len() == 26 && s.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// One `model.Preference` as `json.Marshal` writes it.
+fn preference_json(user_id: &str, category: &str, name: &str, value: &str) -> String {
+    format!(
+        "{{\"user_id\":{},\"category\":{},\"name\":{},\"value\":{}}}",
+        quote(user_id),
+        quote(category),
+        quote(name),
+        quote(value)
+    )
+}
+
+/// What `GetPreferenceByCategoryForUser` answers for a category with no entry.
+fn no_preferences(request_id: &str) -> Response {
+    app_error(
+        404,
+        "api.preference.preferences_category.get.app_error",
+        "Unable to find preferences for the given category.",
+        request_id,
+    )
 }
 
 /// `model.User` after `Sanitize`, fields in the Go struct's order; `props` omitted when empty.
