@@ -399,16 +399,12 @@ impl Daemon {
     }
 
     /// Why `new` cannot replace the running configuration, if it cannot: where the backup lives is fixed for the
-    /// life of the process (a restart reads the new place), and the server and user the saved status belongs to
-    /// stay until it is put back (else the restore would go to the wrong one, and the old server keep the marker).
+    /// life of the process (a restart reads the new place), and so is dry-run.
     fn cannot_reload(&self, new: &Config) -> Option<&'static str> {
-        let server = |c: &Config| c.server.as_ref().map(|s| (s.url.as_str().to_owned(), s.user_id.clone()));
         if new.dry_run != self.config.dry_run {
             Some("dry-run cannot change while running")
         } else if new.state_dir != self.config.state_dir {
             Some("state-dir cannot change while running (the backup stays where it is)")
-        } else if self.sync.has_backup() && server(new) != server(&self.config) {
-            Some("url and user-id cannot change while a saved status waits to be put back on the current server")
         } else {
             None
         }
