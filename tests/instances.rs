@@ -113,7 +113,13 @@ fn two_instances_mark_and_restore_two_servers_from_one_camera() {
     work_daemon.settle().unwrap();
     community_daemon.settle().unwrap();
     for (instance, other) in [(&work, &community), (&community, &work)] {
-        assert_eq!(instance.state_files(), ["state.json"], "{}: state dir holds more than its backup", instance.name);
+        // The backup, and the device's instance id for the shared place on that server (kept across meetings).
+        assert_eq!(
+            instance.state_files(),
+            ["instance", "state.json"],
+            "{}: state dir holds more than its backup and instance id",
+            instance.name
+        );
         let backup = instance.backup();
         assert!(backup.contains(&instance.fake.user_id()), "{}: backup is not for its server: {backup}", instance.name);
         assert!(
@@ -129,7 +135,12 @@ fn two_instances_mark_and_restore_two_servers_from_one_camera() {
     wait_both("both servers restored", [work_server, &community_server], |s| !in_meeting(s));
     for (instance, daemon) in [(&work, &work_daemon), (&community, &community_daemon)] {
         daemon.wait_log("backup deleted").unwrap_or_else(|e| panic!("{}: {e}", instance.name));
-        assert_eq!(instance.state_files(), Vec::<String>::new(), "{}: state dir not empty", instance.name);
+        assert_eq!(
+            instance.state_files(),
+            ["instance"],
+            "{}: state dir holds more than its instance id",
+            instance.name
+        );
     }
     for (name, before, after) in
         [("work", &before[0], work_server.state()), ("community", &before[1], community_server.state())]
