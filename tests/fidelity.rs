@@ -69,6 +69,11 @@ fn a_meeting_ending_between_the_servers_rounded_lapse_and_the_end_sent_restores_
     let before = scene.fake.state();
     let d = scene.daemon(&["--lease", "300"]).unwrap();
     // Start late in a minute, so that the server's truncation moves the end 40 s or more earlier.
+    // Up to 40 s away, longer than a wait allows: slept out, then checked.
+    let second = scene.fake.now_unix().rem_euclid(60);
+    if second < 40 {
+        std::thread::sleep(Duration::from_secs((40 - second) as u64));
+    }
     wait_for("a second late in the minute", || scene.fake.now_unix() % 60 >= 40).unwrap();
     let camera = scene.open_camera();
     scene.wait_state("meeting set", in_meeting).unwrap();
