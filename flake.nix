@@ -42,6 +42,7 @@
         {
           lib,
           rustPlatform,
+          installShellFiles,
           python3,
           util-linux,
         }:
@@ -51,6 +52,9 @@
           inherit src;
           # Crates come from their Cargo.lock checksums: no vendor hash to maintain (and no git dependencies).
           cargoLock.lockFile = ./Cargo.lock;
+          # The man page, generated from the key table and committed (dist/mm-status-sync.1): `man mm-status-sync`.
+          nativeBuildInputs = [ installShellFiles ];
+          postInstall = "installManPage dist/mm-status-sync.1";
           # The end-to-end tests run the fake camera holders under python3 and signal with kill(1)
           # (util-linux, which also has prlimit for the full-disk tests).
           nativeCheckInputs = [
