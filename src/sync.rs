@@ -405,9 +405,12 @@ impl<B: Backend, S: Store> Sync<B, S> {
                 let renewing = plan.calls.iter().any(|c| {
                     matches!(c, Call::PutCustom(_, Purpose::Renew) | Call::PutStatus { purpose: Purpose::Renew, .. })
                 });
-                announce_own = self.announce || renewing;
-                if self.announce {
-                    put_before.push(peers::original_entry(&b.previous));
+                // A meeting that starts again before the last restore finished takes the parts already put back
+                // afresh from the server: the original the other devices read changes with them.
+                let rebased = plan.backup.previous != b.previous;
+                announce_own = self.announce || renewing || rebased;
+                if self.announce || rebased {
+                    put_before.push(peers::original_entry(&plan.backup.previous));
                 }
                 plan
             }

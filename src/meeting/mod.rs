@@ -89,20 +89,30 @@ pub struct Ours {
 /// How far one part of the meeting status (the custom status, the availability) has got.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Progress {
-    /// Not on the server: not set yet, or put back already.
+    /// Not on the server yet.
     Pending,
     /// On the server, as far as the daemon knows.
     Applied,
     /// The user changed it during the meeting: it is theirs now, neither maintained nor restored.
     Released,
+    /// Put back by a restore that has not finished yet (another part's call failed). What the server shows for this
+    /// part from then on is the user's: a meeting that starts before the restore is done takes it as the user's
+    /// own, and the restore leaves it alone.
+    Restored,
 }
 
 impl Progress {
+    /// Whether the part is the daemon's to set, keep and put back: not yet the user's again.
+    fn is_ours(self) -> bool {
+        matches!(self, Progress::Pending | Progress::Applied)
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             Progress::Pending => "pending",
             Progress::Applied => "applied",
             Progress::Released => "released",
+            Progress::Restored => "restored",
         }
     }
 }
@@ -128,6 +138,7 @@ impl miniserde::de::Visitor for Progress {
             "pending" => Progress::Pending,
             "applied" => Progress::Applied,
             "released" => Progress::Released,
+            "restored" => Progress::Restored,
             _ => return Err(miniserde::Error),
         };
         Ok(())
@@ -327,10 +338,10 @@ pub fn begin_from(previous: Previous, view: &ServerView, settings: &MeetingSetti
 pub fn during(backup: &Backup, view: &ServerView, settings: &MeetingSettings, now: i64) -> Plan {
     let mut next = backup.clone();
     let mut calls = Vec::new();
-    let mut notes = Vec::new();
+    let mut notes = rebase_restored(&mut next, view, settings, now);
     let ours = &mut next.ours;
 
-    let custom_kept = ours.custom_progress != Progress::Released && view.custom_supported;
+    let custom_kept = ours.custom_progress.is_ours() && view.custom_supported;
     if let Some(mut our_custom) = ours.custom.clone().filter(|_| custom_kept) {
         let on_server = shows_ours(view, &our_custom);
         // The backup takes a new expiry only from `Backup::record`, once the server has accepted it: saved ahead of
@@ -361,7 +372,7 @@ pub fn during(backup: &Backup, view: &ServerView, settings: &MeetingSettings, no
         }
     }
 
-    if let Some(our_status) = ours.status.clone().filter(|_| ours.status_progress != Progress::Released) {
+    if let Some(our_status) = ours.status.clone().filter(|_| ours.status_progress.is_ours()) {
         let current = &view.status.status;
         // The server's expiry job puts the previous availability back as automatic; by the time we look, activity
         // may have moved an automatic one on (online <-> away), which is no sign of the user either.
@@ -408,6 +419,36 @@ pub fn during(backup: &Backup, view: &ServerView, settings: &MeetingSettings, no
     Plan { backup: next, calls, notes }
 }
 
+/// A meeting that starts again before the restore of the last one finished: a part already put back is the user's
+/// again, and whatever the server shows for it now is what they had before this meeting (they may have changed it
+/// since the restore). That part starts afresh from it, as [`begin_from`] would; the parts not yet put back are
+/// still ours, with the user's state from before the first meeting.
+fn rebase_restored(next: &mut Backup, view: &ServerView, settings: &MeetingSettings, now: i64) -> Vec<Note> {
+    let mut notes = Vec::new();
+    if next.ours.custom_progress == Progress::Restored && view.custom_supported {
+        let shown = view.custom.clone().filter(|cs| !cs.is_expired(now));
+        next.ours.custom = Some(meeting_custom_status(shown.as_ref().map_or("", |c| c.text.as_str()), settings, now));
+        next.ours.custom_progress = Progress::Pending;
+        next.previous.custom = shown;
+    }
+    if next.ours.status_progress == Progress::Restored {
+        let shown = &view.status;
+        next.previous.status = shown.status.clone();
+        next.previous.manual = shown.manual;
+        let status = settings.status.as_api().filter(|_| {
+            let users_own = matches!(shown.status, Availability::Dnd | Availability::Ooo | Availability::Other(_));
+            if users_own {
+                notes.push(Note::StatusLeftAlone(shown.status.clone()));
+            }
+            !users_own
+        });
+        next.ours.dnd_end_time = dnd_end_time(status.as_ref(), settings, now);
+        next.ours.status = status;
+        next.ours.status_progress = Progress::Pending;
+    }
+    notes
+}
+
 /// The meeting is over: put back what is still ours to put back. Once every call of the plan succeeded, the
 /// backup can go.
 pub fn finish(backup: &Backup, view: &ServerView, settings: &MeetingSettings, now: i64) -> Plan {
@@ -415,7 +456,8 @@ pub fn finish(backup: &Backup, view: &ServerView, settings: &MeetingSettings, no
     let mut notes = Vec::new();
     let ours = &backup.ours;
 
-    let custom_kept = ours.custom_progress != Progress::Released && view.custom_supported;
+    // A part already put back (`Restored`) is the user's again, whatever the server shows for it now.
+    let custom_kept = ours.custom_progress.is_ours() && view.custom_supported;
     if let Some(our_custom) = ours.custom.as_ref().filter(|_| custom_kept) {
         let on_server = shows_ours(view, our_custom);
         let previous = backup.previous.custom.as_ref().filter(|cs| !cs.is_expired(now));
@@ -432,7 +474,7 @@ pub fn finish(backup: &Backup, view: &ServerView, settings: &MeetingSettings, no
         }
     }
 
-    if let Some(our_status) = ours.status.as_ref().filter(|_| ours.status_progress != Progress::Released) {
+    if let Some(our_status) = ours.status.as_ref().filter(|_| ours.status_progress.is_ours()) {
         let current = &view.status;
         let previous = &backup.previous;
         let lapsed = *our_status == Availability::Dnd && ours.dnd_end_time > 0 && now >= ours.dnd_end_time;
@@ -468,14 +510,13 @@ pub fn next_check(backup: &Backup, settings: &MeetingSettings, now: i64) -> Opti
     let renew = ours
         .custom
         .as_ref()
-        .filter(|_| ours.custom_progress != Progress::Released && settings.lease > 0)
+        .filter(|_| ours.custom_progress.is_ours() && settings.lease > 0)
         .and_then(CustomStatus::expires_at_unix)
         .map(|end| end - renewal_margin(settings));
     // The server's DND expiry job runs every 1 to 5 minutes; look shortly after our end time, then each minute
     // until it has run, to set DND again.
-    let lapse =
-        (ours.status == Some(Availability::Dnd) && ours.status_progress != Progress::Released && ours.dnd_end_time > 0)
-            .then(|| (ours.dnd_end_time + 30).max(now + 60));
+    let lapse = (ours.status == Some(Availability::Dnd) && ours.status_progress.is_ours() && ours.dnd_end_time > 0)
+        .then(|| (ours.dnd_end_time + 30).max(now + 60));
     match (renew, lapse) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -508,10 +549,11 @@ impl Backup {
                 self.ours.status_progress = Progress::Applied;
                 self.ours.dnd_end_time = dnd_end_time.map_or(0, truncate_to_minute);
             }
-            // Put back, so ours is no longer on the server: a retried restore finds that part already back, and a
-            // meeting that starts again before the rest is put back sets it again.
-            Call::PutCustom(_, Purpose::Restore) | Call::DeleteCustom => self.ours.custom_progress = Progress::Pending,
-            Call::PutStatus { purpose: Purpose::Restore, .. } => self.ours.status_progress = Progress::Pending,
+            // Put back, so ours is no longer on the server, and what the server shows for that part from now on is
+            // the user's: a retried restore leaves it alone, and a meeting that starts again before the rest is put
+            // back starts that part afresh from it.
+            Call::PutCustom(_, Purpose::Restore) | Call::DeleteCustom => self.ours.custom_progress = Progress::Restored,
+            Call::PutStatus { purpose: Purpose::Restore, .. } => self.ours.status_progress = Progress::Restored,
         }
     }
 
@@ -529,8 +571,8 @@ impl Backup {
     /// Whether every part of the meeting status is on the server, or was let go.
     pub fn is_set(&self) -> bool {
         let ours = &self.ours;
-        (ours.custom.is_none() || ours.custom_progress != Progress::Pending)
-            && (ours.status.is_none() || ours.status_progress != Progress::Pending)
+        let done = |p: Progress| matches!(p, Progress::Applied | Progress::Released);
+        (ours.custom.is_none() || done(ours.custom_progress)) && (ours.status.is_none() || done(ours.status_progress))
     }
 
     /// The server answered 501 to the custom status `call`: custom statuses are turned off there. Decides what the

@@ -897,3 +897,79 @@ fn a_meeting_status_equal_to_an_automatic_one_is_still_put() {
         assert_eq!(puts, put, "{meeting:?} over {current} manual {manual}: {:?}", p.calls);
     }
 }
+
+/// Found in review: a restore that put one part back and stopped (the other part's call failed) left that part
+/// `Pending`, as if never set. A meeting starting before the rest was put back then set the marker over whatever the
+/// user had put up since, and its end put back the status from before the first meeting; a retried restore put the
+/// user's own availability over when it equalled the meeting's. Once put back, a part is the user's again.
+#[test]
+fn a_part_already_put_back_is_the_users_again() {
+    let s = settings();
+    let lunch = never("sandwich", "Lunch");
+    let gym = never("muscle", "Gym");
+    let b = applied(&view(status("online", false), Some(lunch.clone())), &s);
+    let mut server = ModelServer { status: our_dnd(&b), prev: "online".into(), custom: b.ours.custom.clone() };
+
+    // The custom status goes back; the availability call fails. The user then puts up a custom status of their own.
+    let end = finish(&b, &server.view(), &s, NOW + 600);
+    assert_eq!(end.calls[0], put_custom(lunch.clone(), Purpose::Restore));
+    server.apply(&end.calls[0], NOW + 600);
+    let mut partly = b.clone();
+    partly.record(&end.calls[0]);
+    server.custom = Some(gym.clone());
+
+    // A new meeting before the restore is retried: the marker goes on the user's new text, and its end puts that
+    // back, with the availability from before the first meeting.
+    let again = NOW + 900;
+    let plan = during(&partly, &server.view(), &s, again);
+    assert_eq!(plan.calls, vec![put_custom(ours_custom("Gym [In a meeting]", again), Purpose::Apply)]);
+    assert_eq!(plan.backup.previous.custom, Some(gym.clone()));
+    assert_eq!(plan.backup.previous.status, Availability::Online, "the availability part was never put back");
+    let mut backup = plan.backup;
+    for call in &plan.calls {
+        server.apply(call, again);
+        backup.record(call);
+    }
+    let end = finish(&backup, &server.view(), &s, again + 600);
+    for call in &end.calls {
+        server.apply(call, again + 600);
+    }
+    assert_eq!((server.custom.clone(), server.status.status.clone()), (Some(gym.clone()), Availability::Online));
+
+    // The retried restore alone (the camera stays off) leaves the user's new custom status alone.
+    let mut server = ModelServer { status: our_dnd(&b), prev: "online".into(), custom: Some(gym.clone()) };
+    let retry = finish(&partly, &server.view(), &s, NOW + 900);
+    assert_eq!(retry.calls, vec![put_status("online", None, Purpose::Restore)]);
+    server.apply(&retry.calls[0], NOW + 900);
+    assert_eq!(server.custom, Some(gym.clone()));
+
+    // Meeting status away: the availability went back, then the user set away by hand. Neither the retried restore
+    // nor a new meeting's end puts "online" over it.
+    let away = MeetingSettings { status: MeetingStatus::Away, ..settings() };
+    let b = applied(&view(status("online", false), Some(lunch.clone())), &away);
+    let restore_status = put_status("online", None, Purpose::Restore);
+    let mut partly = b.clone();
+    partly.record(&restore_status);
+    let shown = view(status("away", true), b.ours.custom.clone());
+    let retry = finish(&partly, &shown, &away, NOW + 900);
+    assert_eq!(retry.calls, vec![put_custom(lunch.clone(), Purpose::Restore)]);
+    let plan = during(&partly, &shown, &away, NOW + 900);
+    assert_eq!(plan.calls, vec![], "a manual away is what the meeting status would set: already in place");
+    assert_eq!((plan.backup.previous.status.clone(), plan.backup.previous.manual), (Availability::Away, true));
+    let mut backup = plan.backup;
+    for call in &plan.calls {
+        backup.record(call);
+    }
+    let end = finish(&backup, &view(status("away", true), b.ours.custom.clone()), &away, NOW + 1200);
+    assert_eq!(
+        end.calls,
+        vec![put_custom(lunch, Purpose::Restore), put_status("away", None, Purpose::Restore)],
+        "the user's manual away is what comes back"
+    );
+
+    // The user's own DND after the availability went back: a new meeting leaves it alone.
+    let plan = during(&partly, &view(status("dnd", true), b.ours.custom.clone()), &away, NOW + 900);
+    assert_eq!(plan.calls, vec![]);
+    assert_eq!(plan.notes, vec![Note::StatusLeftAlone(Availability::Dnd)]);
+    assert_eq!(plan.backup.ours.status, None);
+}

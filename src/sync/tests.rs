@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use super::{Backend, Sync, Want};
+use crate::meeting::peers;
 use crate::meeting::tests::*;
 use crate::meeting::*;
 use crate::model::{CustomStatus, UserStatus};
@@ -88,7 +89,11 @@ fn custom_statuses_off_at_the_end_keep_ours_in_the_backup_until_it_can_be_put_ba
     let availability = |s: &UserStatus| (s.status.clone(), s.manual);
     assert_eq!(availability(&server.borrow().0.status), ("away".into(), true), "availability is put back at once");
     assert_eq!(server.borrow().0.custom.as_ref().unwrap().text, "Lunch [In a meeting]");
-    assert_eq!(sync.backup().unwrap().ours.status_progress, Progress::Pending, "the restored availability is recorded");
+    assert_eq!(
+        sync.backup().unwrap().ours.status_progress,
+        Progress::Restored,
+        "the restored availability is recorded"
+    );
 
     // Still off when the next meeting starts: it gets DND again, and ends with the same previous state.
     let again = sync.step(Want::Meeting, retry.unwrap());
@@ -106,6 +111,37 @@ fn custom_statuses_off_at_the_end_keep_ours_in_the_backup_until_it_can_be_put_ba
     assert_eq!(s.0.custom, Some(lunch));
     assert_eq!(availability(&s.0.status), ("away".into(), true));
     assert_eq!(s.2, vec![put_custom(never("sandwich", "Lunch"), Purpose::Restore)], "only what was left is redone");
+}
+
+/// A meeting that starts again before the last restore finished (here the custom status cannot be put back while
+/// custom statuses are off) takes the availability already put back afresh: the user set away by hand since, so
+/// that is what the new meeting's end puts back, and what the other devices read as the user's own.
+#[test]
+fn a_meeting_after_a_partial_restore_keeps_the_availability_the_user_set_since() {
+    let lunch = never("sandwich", "Lunch");
+    let model = ModelServer { status: status("online", false), prev: "".into(), custom: Some(lunch.clone()) };
+    let server = std::rc::Rc::new(std::cell::RefCell::new((model, true, Vec::new())));
+    let backend = SwitchableServer { server: server.clone(), preferences: Vec::new() };
+    let mut sync = Sync::new(backend, crate::state::MemoryStore::default(), settings());
+    let availability = |s: &UserStatus| (s.status.clone(), s.manual);
+
+    let renew = sync.step(Want::Meeting, Instant::now()).expect("renewal is scheduled");
+    server.borrow_mut().1 = false;
+    let retry = sync.step(Want::NoMeeting, renew).expect("the custom status is retried later");
+    assert_eq!(availability(&server.borrow().0.status), ("online".into(), false));
+    server.borrow_mut().0.status = status("away", true);
+
+    let again = sync.step(Want::Meeting, retry).expect("renewal is scheduled");
+    assert_eq!(server.borrow().0.status.status, "dnd");
+    let original = sync.backend.preferences.iter().find(|p| p.name == peers::ORIGINAL).expect("original").clone();
+    assert!(original.value.contains(r#""status":"away","manual":true"#), "{}", original.value);
+
+    server.borrow_mut().1 = true;
+    assert_eq!(sync.step(Want::NoMeeting, again), None);
+    assert!(!sync.has_backup());
+    let s = server.borrow();
+    assert_eq!((s.0.custom.clone(), availability(&s.0.status)), (Some(lunch), ("away".into(), true)));
+    assert!(sync.backend.preferences.is_empty(), "{:?}", sync.backend.preferences);
 }
 
 /// Custom statuses already off when the meeting starts: nothing of ours is on the server, so the meeting goes on
