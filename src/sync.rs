@@ -670,19 +670,8 @@ impl Backend for DryRun {
     }
 
     fn call(&mut self, _: &str, call: &Call) -> Result<Option<UserStatus>, ApiError> {
-        match call {
-            Call::PutCustom(cs, _) => self.custom = Some(cs.clone()),
-            Call::DeleteCustom => self.custom = None,
-            Call::PutStatus { status, dnd_end_time, .. } => {
-                self.status = UserStatus {
-                    status: status.clone(),
-                    manual: *status != Availability::Online,
-                    dnd_end_time: dnd_end_time.map_or(0, meeting::truncate_to_minute),
-                };
-                return Ok(Some(self.status.clone()));
-            }
-        }
-        Ok(None)
+        call.apply_to(&mut self.status, &mut self.custom);
+        Ok(matches!(call, Call::PutStatus { .. }).then(|| self.status.clone()))
     }
 
     fn get_preferences(&mut self, _: &str, category: &str) -> Result<Vec<Preference>, ApiError> {

@@ -191,6 +191,25 @@ impl fmt::Display for Call {
     }
 }
 
+impl Call {
+    /// What a server makes of this call, in short, for a view kept without one (a dry run, the tables of the
+    /// devices' protocol): a status set this way is manual except online, and a DND end time is stored truncated to
+    /// the minute (docs/mattermost-semantics.md, section 2).
+    pub fn apply_to(&self, status: &mut UserStatus, custom: &mut Option<CustomStatus>) {
+        match self {
+            Call::PutCustom(cs, _) => *custom = Some(cs.clone()),
+            Call::DeleteCustom => *custom = None,
+            Call::PutStatus { status: availability, dnd_end_time, .. } => {
+                *status = UserStatus {
+                    status: availability.clone(),
+                    manual: *availability != Availability::Online,
+                    dnd_end_time: dnd_end_time.map_or(0, truncate_to_minute),
+                }
+            }
+        }
+    }
+}
+
 /// Something the user should read in the log, beside the calls.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Note {

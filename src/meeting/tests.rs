@@ -562,20 +562,28 @@ fn a_failed_renewal_is_still_due_on_the_retry() {
     assert_eq!(done.ours.custom, Some(ours_custom("[In a meeting]", t)));
 }
 
+/// A meeting (online, custom status "Lunch") whose restore put the custom status back at `NOW + 600` and then
+/// failed on the availability: the backup before the restore, the backup after it, and the server.
+fn custom_put_back_availability_failed() -> (Backup, Backup, ModelServer) {
+    let s = settings();
+    let lunch = never("sandwich", "Lunch");
+    let b = applied(&view(status("online", false), Some(lunch.clone())), &s);
+    let mut server = ModelServer { status: our_dnd(&b), prev: "online".into(), custom: b.ours.custom.clone() };
+    let end = finish(&b, &server.view(), &s, NOW + 600);
+    assert_eq!(end.calls[0], put_custom(lunch, Purpose::Restore));
+    server.apply(&end.calls[0], NOW + 600);
+    let mut partly = b.clone();
+    partly.record(&end.calls[0]);
+    (b, partly, server)
+}
+
 /// Found in review: after a restore that put the custom status back but could not finish (the availability call
 /// failed), a meeting hours later set our custom status again with its old, past expiry, which the server
 /// refuses (400): the new meeting got neither the marker nor DND.
 #[test]
 fn ours_set_again_hours_later_carries_a_fresh_expiry() {
     let s = settings();
-    let lunch = never("sandwich", "Lunch");
-    let b = applied(&view(status("online", false), Some(lunch.clone())), &s);
-    let mut server = ModelServer { status: our_dnd(&b), prev: "online".into(), custom: b.ours.custom.clone() };
-    let end = finish(&b, &server.view(), &s, NOW + 600);
-    assert_eq!(end.calls[0], put_custom(lunch.clone(), Purpose::Restore));
-    server.apply(&end.calls[0], NOW + 600);
-    let mut partly = b.clone();
-    partly.record(&end.calls[0]);
+    let (_, partly, mut server) = custom_put_back_availability_failed();
     // The availability call failed; later the server's job ended our DND.
     server.status = status("online", false);
     let later = NOW + 5 * 3600;
@@ -907,15 +915,8 @@ fn a_part_already_put_back_is_the_users_again() {
     let s = settings();
     let lunch = never("sandwich", "Lunch");
     let gym = never("muscle", "Gym");
-    let b = applied(&view(status("online", false), Some(lunch.clone())), &s);
-    let mut server = ModelServer { status: our_dnd(&b), prev: "online".into(), custom: b.ours.custom.clone() };
-
-    // The custom status goes back; the availability call fails. The user then puts up a custom status of their own.
-    let end = finish(&b, &server.view(), &s, NOW + 600);
-    assert_eq!(end.calls[0], put_custom(lunch.clone(), Purpose::Restore));
-    server.apply(&end.calls[0], NOW + 600);
-    let mut partly = b.clone();
-    partly.record(&end.calls[0]);
+    // The user then puts up a custom status of their own.
+    let (b, partly, mut server) = custom_put_back_availability_failed();
     server.custom = Some(gym.clone());
 
     // A new meeting before the restore is retried: the marker goes on the user's new text, and its end puts that

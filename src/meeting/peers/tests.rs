@@ -3,28 +3,13 @@
 
 use super::*;
 use crate::meeting::{Backup, Begin, Call, MeetingStatus, Plan, begin_from, finish};
-use crate::model::{Availability, UserStatus, ZERO_TIME};
+use crate::model::{Availability, UserStatus};
 use crate::time::format_rfc3339;
 
-const NOW: i64 = 1_800_000_000;
-const LEASE: i64 = 14_400;
+use crate::meeting::tests::{LEASE, NOW, UID, never, settings};
+
 const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaa";
 const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbb";
-const UID: &str = "abcdefghijklmnopqrstuvwxyz";
-
-fn settings() -> MeetingSettings {
-    MeetingSettings {
-        message: " [In a meeting]".into(),
-        emoji: "calendar".into(),
-        status: MeetingStatus::Dnd,
-        ignore_if_offline: true,
-        lease: LEASE as u64,
-    }
-}
-
-fn never(emoji: &str, text: &str) -> CustomStatus {
-    CustomStatus { emoji: emoji.into(), text: text.into(), duration: String::new(), expires_at: ZERO_TIME.into() }
-}
 
 fn until(emoji: &str, text: &str, at: i64) -> CustomStatus {
     CustomStatus {
@@ -293,17 +278,7 @@ impl Server {
     }
 
     fn apply(&mut self, call: &Call) {
-        match call {
-            Call::PutCustom(cs, _) => self.custom = Some(cs.clone()),
-            Call::DeleteCustom => self.custom = None,
-            Call::PutStatus { status, dnd_end_time, .. } => {
-                self.status = UserStatus {
-                    status: status.clone(),
-                    manual: *status != Availability::Online,
-                    dnd_end_time: dnd_end_time.unwrap_or(0) / 60 * 60,
-                }
-            }
-        }
+        call.apply_to(&mut self.status, &mut self.custom);
     }
 
     fn shows_marker(&self) -> bool {
