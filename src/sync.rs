@@ -298,10 +298,14 @@ impl<B: Backend, S: Store> Sync<B, S> {
         if let (Want::NoMeeting, Some(_)) = (want, &self.backup) {
             let me = self.instance()?;
             let found = self.read_shared(&user_id, &me)?;
-            if let End::Leave { delete, others } = peers::end(&me, &found) {
-                self.delete_shared(&user_id, &delete)?;
+            if let End::Leave { others } = peers::end(&me, &found) {
+                let leaving = peers::leaving_entry(&me, &self.settings, crate::time::now_unix());
+                self.put_shared(&user_id, &[leaving])?;
+                // Should the camera come back before this end is through, the meeting writes its entry again.
+                self.announce = true;
                 let again = self.read_shared(&user_id, &me)?;
                 if peers::end_after_leaving(&again) {
+                    self.delete_shared(&user_id, &peers::own_removal(&me))?;
                     self.store.remove().map_err(Failure::State)?;
                     self.backup = None;
                     self.confirm_join_until = None;
@@ -324,7 +328,7 @@ impl<B: Backend, S: Store> Sync<B, S> {
             rejoin = peers::restored_meanwhile(&found);
             // Done once the status came back under us, once no other device is in (it left without restoring, as
             // this one is in), or once a restore begun before this device joined would have finished or failed.
-            if rejoin || !found.others_live() || crate::time::now_unix() >= until {
+            if rejoin || !found.others_in() || crate::time::now_unix() >= until {
                 self.confirm_join_until = None;
             }
         }

@@ -346,8 +346,9 @@ fn shared_steps(role: Role) -> Vec<Step> {
         }
         Role::Leaving => {
             out.push(step("GET shared", "GET", SHARED, 1, Fault::NeverAnswer));
-            out.extend(both("DELETE own entry", "POST", SHARED_DELETE));
+            out.extend(both("PUT own entry leaving", "PUT", SHARED_PUT));
             out.push(step("GET shared again", "GET", SHARED, 2, Fault::NeverAnswer));
+            out.extend(both("DELETE own entry", "POST", SHARED_DELETE));
         }
         Role::LastOut => {
             out.push(step("GET shared", "GET", SHARED, 1, Fault::NeverAnswer));

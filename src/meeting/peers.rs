@@ -12,9 +12,10 @@
 //!   sees a marker takes the user's status from the original, never from the server.
 //! - A start reads the server first, then the shared place, then writes its entry, then sets the marker. So a
 //!   device that does not see another's entry cannot have seen that device's marker either.
-//! - An end removes its own entry and restores only when no other device's entry is live. A device that finds
-//!   another live removes its entry and looks once more: of two devices ending together, at least one sees the
-//!   other gone and restores.
+//! - An end restores only when no other device's entry is live. A device that finds another live marks its entry
+//!   leaving and looks once more: of devices ending together, at least one sees no other live and restores. Its
+//!   entry goes only once its end is through, so a device starting meanwhile sees the marker may be put back under
+//!   it, joins, and looks again.
 //!
 //! ARCHITECTURE.md has the whole protocol and the outcome of each race.
 
@@ -30,9 +31,24 @@ pub const CATEGORY: &str = "mm_status_sync";
 pub const ORIGINAL: &str = "original";
 
 /// A device's entry: in a meeting until `until` (Unix seconds; 0 when the lease is off: until it says otherwise).
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
 struct DeviceValue {
     until: i64,
+}
+
+/// A device's entry once its meeting ended while another device was still in one: it may yet put the status back
+/// (if that one leaves meanwhile), so it stays in the shared place until it knows.
+#[derive(Serialize)]
+struct LeavingValue {
+    until: i64,
+    leaving: bool,
+}
+
+/// Either entry, as read.
+#[derive(Deserialize)]
+struct EntryValue {
+    until: i64,
+    leaving: Option<bool>,
 }
 
 /// The `original` entry: the user's availability and custom status from before the meeting.
@@ -48,6 +64,9 @@ struct OriginalValue {
 pub struct Shared {
     /// Other devices in a meeting now: (instance id, end of lease, 0 for none).
     pub live: Vec<(String, i64)>,
+    /// Other devices whose meeting ended while another was still in one, and which may be putting the status back
+    /// now (instance ids).
+    pub leaving: Vec<String>,
     /// Entries of devices whose lease has passed (a laptop that died mid-meeting): ignored, and removed by the
     /// last one out.
     pub stale: Vec<String>,
@@ -70,11 +89,13 @@ pub fn read(entries: &[Preference], me: &str, now: i64) -> Shared {
             });
         } else if entry.name == me {
             shared.ours = true;
-        } else if let Ok(device) = json::from_str::<DeviceValue>(&entry.value) {
-            if device.until == 0 || device.until > now {
-                shared.live.push((entry.name.clone(), device.until));
-            } else {
+        } else if let Ok(device) = json::from_str::<EntryValue>(&entry.value) {
+            if device.until != 0 && device.until <= now {
                 shared.stale.push(entry.name.clone());
+            } else if device.leaving == Some(true) {
+                shared.leaving.push(entry.name.clone());
+            } else {
+                shared.live.push((entry.name.clone(), device.until));
             }
         }
     }
@@ -91,12 +112,34 @@ impl Shared {
     pub fn live_names(&self) -> String {
         self.live.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>().join(", ")
     }
+
+    /// Whether the meeting status on the server may be another device's: one is in a meeting, or has left one and
+    /// may be putting the status back. A start then joins the marker, takes the user's own state from the
+    /// original, and looks again until that is settled (see [`restored_meanwhile`]).
+    pub fn others_in(&self) -> bool {
+        self.others_live() || !self.leaving.is_empty()
+    }
+
+    /// The other devices, for the log.
+    pub fn others_names(&self) -> String {
+        let leaving = self.leaving.iter().map(|name| format!("{name} (leaving)"));
+        self.live.iter().map(|(name, _)| name.clone()).chain(leaving).collect::<Vec<_>>().join(", ")
+    }
 }
 
 /// This device's entry: in a meeting for one lease from `now`.
 pub fn own_entry(me: &str, settings: &MeetingSettings, now: i64) -> Preference {
-    let until = if settings.lease > 0 { now + settings.lease as i64 } else { 0 };
-    entry(me, json::to_string(&DeviceValue { until }))
+    entry(me, json::to_string(&DeviceValue { until: lease_end(settings, now) }))
+}
+
+/// This device's entry once its meeting ended while another's goes on ([`End::Leave`]). It holds for one lease, like
+/// a meeting's: a device that dies while leaving is then stale, not in the way for good.
+pub fn leaving_entry(me: &str, settings: &MeetingSettings, now: i64) -> Preference {
+    entry(me, json::to_string(&LeavingValue { until: lease_end(settings, now), leaving: true }))
+}
+
+fn lease_end(settings: &MeetingSettings, now: i64) -> i64 {
+    if settings.lease > 0 { now + settings.lease as i64 } else { 0 }
 }
 
 /// The `original` entry holding `previous`.
@@ -182,7 +225,7 @@ pub struct Start {
 /// place was not read (the server showed nothing a meeting could have set, see [`may_show_marker`]).
 pub fn start(shared: Option<&Shared>, view: &ServerView, settings: &MeetingSettings, now: i64) -> Start {
     let original = shared.and_then(|s| s.original.as_ref());
-    let live = shared.is_some_and(Shared::others_live);
+    let live = shared.is_some_and(Shared::others_in);
     let mut marker_without_original = false;
 
     let custom = match (&view.custom, original) {
@@ -226,16 +269,16 @@ pub fn start(shared: Option<&Shared>, view: &ServerView, settings: &MeetingSetti
     let previous = Previous { status, manual, custom };
 
     let original = original.is_none().then(|| original_entry(&previous));
-    let joined = shared.filter(|s| s.others_live()).map(Shared::live_names);
+    let joined = shared.filter(|s| s.others_in()).map(Shared::others_names);
     Start { previous, original, joined, marker_without_original }
 }
 
 /// How a meeting ends on this device.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum End {
-    /// Another device is still in a meeting: remove our entry and leave the status to it (after one more look,
-    /// see [`end_after_leaving`]).
-    Leave { delete: Vec<Preference>, others: String },
+    /// Another device is still in a meeting: mark our entry leaving ([`leaving_entry`]) and leave the status to it,
+    /// after one more look ([`end_after_leaving`]).
+    Leave { others: String },
     /// The last one out: put the user's status back, then remove our entry, the original and stale entries.
     Restore { delete: Vec<Preference> },
 }
@@ -243,15 +286,22 @@ pub enum End {
 /// Who puts the status back at this device's end.
 pub fn end(me: &str, shared: &Shared) -> End {
     if shared.others_live() {
-        return End::Leave { delete: vec![entry(me, String::new())], others: shared.live_names() };
+        return End::Leave { others: shared.live_names() };
     }
     End::Restore { delete: cleanup(me, shared) }
 }
 
-/// After removing our entry, the shared place read again: `true` when another device is still in, so the status is
-/// theirs to put back; `false` when they left meanwhile (two devices ending together), so this one restores.
+/// After marking our entry leaving, the shared place read again: `true` when another device is still in, so the
+/// status is theirs to put back and our entry goes ([`own_removal`]); `false` when they left meanwhile (devices
+/// ending together), so this one restores. Of devices ending together, several may restore; each restore is safe to
+/// repeat.
 pub fn end_after_leaving(shared: &Shared) -> bool {
     shared.others_live()
+}
+
+/// What a device that leaves the status to another removes: its own entry.
+pub fn own_removal(me: &str) -> Vec<Preference> {
+    vec![entry(me, String::new())]
 }
 
 /// At a joining device's first look after its start: whether the original has gone meanwhile. Only the last one out
