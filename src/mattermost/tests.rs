@@ -82,7 +82,7 @@ fn dead_address() -> String {
     format!("http://{}", listener.local_addr().unwrap())
 }
 
-/// Runs `call` against a server giving `reply`; checks that exactly one request was made and that the error does
+/// Runs `call` against the fake answering `answer`; checks that exactly one request was made and that the error does
 /// not show the token.
 fn fail_with<T: std::fmt::Debug>(answer: Fault, call: impl FnOnce(&Client) -> Result<T, ApiError>) -> ApiError {
     let fake = scripted(vec![answer]);
