@@ -1,142 +1,71 @@
-//! The client against tiny canned-response HTTP(S) servers on 127.0.0.1: what goes on the wire, what comes back,
-//! and every way a call can fail, including the ones that must not take longer than the configured limits.
+//! The client against the project's one fake Mattermost server (`tests/support/`) on 127.0.0.1, mostly told
+//! answer by answer what to say: what goes on the wire, what comes back, and every way a call can fail, including
+//! the ones that must not take longer than the configured limits.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::*;
 use crate::model::{CustomStatus, Preference, UserStatus, ZERO_TIME};
+use fake_mattermost::{FakeMattermost, Fault, FaultScope, RecordedCall};
+use http::Response;
+use tls::TestTls;
+
+// The fake server and certificate authority of the integration tests, compiled in as modules of this one: the
+// client's private parts stay private, and `fake_mattermost` finds its siblings (`super::http`, ...) here as it
+// does in `tests/support/`.
+#[allow(dead_code)]
+#[path = "../../tests/support/fake_mattermost.rs"]
+mod fake_mattermost;
+#[allow(dead_code)]
+#[path = "../../tests/support/go_json.rs"]
+mod go_json;
+#[allow(dead_code)]
+#[path = "../../tests/support/go_time.rs"]
+mod go_time;
+#[allow(dead_code)]
+#[path = "../../tests/support/http.rs"]
+mod http;
+#[allow(dead_code)]
+#[path = "../../tests/support/tls.rs"]
+mod tls;
 
 /// Shaped like a personal access token, so that a leak would be a realistic one.
 const TOKEN: &str = "k9w3pz7tokensecretq4d8f1xa";
 const ME: &str = "u1xq5rj8bbyzmg3ifsr3j4c6ya";
 const USER_AGENT: &str = concat!("mm-status-sync/", env!("CARGO_PKG_VERSION"));
 
-/// What the canned server does with one connection, after reading the request.
-enum Reply {
-    /// Writes these bytes and closes.
-    Bytes(Vec<u8>),
-    /// Says nothing until the client hangs up.
-    Silent,
-    /// Writes these bytes one at a time, `gap` apart, until done or the client hangs up.
-    Dribble(Vec<u8>, Duration),
+/// An answer with status `code`, `headers`, and `body` (the fake adds `Content-Length`).
+fn reply(code: u16, headers: &[(&str, &str)], body: &str) -> Fault {
+    let response = Response { status: code, headers: Vec::new(), body: body.into() };
+    Fault::Respond(headers.iter().fold(response, |response, (name, value)| response.header(name, *value)))
 }
 
-/// `status` (e.g. `"200 OK"`) with `headers`, a `Content-Length` and `body`.
-fn reply(status: &str, headers: &[(&str, &str)], body: &str) -> Reply {
-    let mut out = format!("HTTP/1.1 {status}\r\n");
-    for (name, value) in headers {
-        out.push_str(&format!("{name}: {value}\r\n"));
+fn json(code: u16, body: &str) -> Fault {
+    reply(code, &[("Content-Type", "application/json")], body)
+}
+
+/// Exactly these bytes on the wire, then the connection closes.
+fn raw(text: &str) -> Fault {
+    Fault::Raw(text.as_bytes().to_vec())
+}
+
+/// A fake whose user has our token, answering each request with the next of `answers`.
+fn scripted(answers: Vec<Fault>) -> FakeMattermost {
+    let fake = FakeMattermost::start();
+    fake.set_token(TOKEN);
+    for answer in answers {
+        fake.respond_with(answer);
     }
-    out.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()));
-    Reply::Bytes(out.into_bytes())
+    fake
 }
 
-fn json(status: &str, body: &str) -> Reply {
-    reply(status, &[("Content-Type", "application/json")], body)
-}
-
-fn raw(text: &str) -> Reply {
-    Reply::Bytes(text.as_bytes().to_vec())
-}
-
-/// A request as the server received it.
-struct Request {
-    head: String,
-    body: String,
-}
-
-impl Request {
-    fn line(&self) -> &str {
-        self.head.lines().next().unwrap_or_default()
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.head.lines().skip(1).find_map(|line| {
-            let (n, v) = line.split_once(':')?;
-            n.eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-    }
-}
-
-/// Reads one request (head, then a `Content-Length` body); `None` if the client gave up or failed first.
-fn read_request(stream: &mut impl Read) -> Option<Request> {
-    let mut data = Vec::new();
-    let mut buf = [0u8; 4096];
-    let head_end = loop {
-        if let Some(i) = data.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i;
-        }
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => data.extend_from_slice(&buf[..n]),
-        }
-    };
-    let head = String::from_utf8(data[..head_end].to_vec()).ok()?;
-    let mut request = Request { head, body: String::new() };
-    let length: usize = request.header("content-length").map_or(0, |v| v.parse().unwrap());
-    let mut body = data[head_end + 4..].to_vec();
-    while body.len() < length {
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => body.extend_from_slice(&buf[..n]),
-        }
-    }
-    request.body = String::from_utf8(body).ok()?;
-    Some(request)
-}
-
-/// Serves one connection on `stream`.
-fn serve(stream: &mut (impl Read + Write), reply: &Reply) -> Option<Request> {
-    let request = read_request(stream)?;
-    match reply {
-        Reply::Bytes(bytes) => {
-            let _ = stream.write_all(bytes).and_then(|()| stream.flush());
-        }
-        Reply::Silent => while stream.read(&mut [0u8; 64]).is_ok_and(|n| n > 0) {},
-        Reply::Dribble(bytes, gap) => {
-            for byte in bytes {
-                if stream.write_all(&[*byte]).and_then(|()| stream.flush()).is_err() {
-                    break;
-                }
-                thread::sleep(*gap);
-            }
-        }
-    }
-    Some(request)
-}
-
-/// A plain HTTP server answering one connection per reply, in order.
-struct Server {
-    base_url: String,
-    handle: JoinHandle<Vec<Request>>,
-}
-
-impl Server {
-    fn start(replies: Vec<Reply>) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let base_url = format!("http://{}", listener.local_addr().unwrap());
-        let handle = thread::spawn(move || {
-            let mut requests = Vec::new();
-            for reply in &replies {
-                let (mut stream, _) = listener.accept().unwrap();
-                stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-                requests.extend(serve(&mut stream, reply));
-            }
-            requests
-        });
-        Server { base_url, handle }
-    }
-
-    /// Waits for all replies to be served; returns the requests received.
-    fn requests(self) -> Vec<Request> {
-        self.handle.join().unwrap()
-    }
+/// The requests `fake` received, once every scripted answer was used.
+fn requests(fake: &FakeMattermost) -> Vec<RecordedCall> {
+    assert_eq!(fake.pending_faults(), 0, "answers were scripted for requests that never came");
+    fake.calls()
 }
 
 fn quick() -> Timeouts {
@@ -153,12 +82,12 @@ fn dead_address() -> String {
     format!("http://{}", listener.local_addr().unwrap())
 }
 
-/// Runs `call` against a server giving `reply`; checks that exactly one request was made and that the error does
+/// Runs `call` against the fake answering `answer`; checks that exactly one request was made and that the error does
 /// not show the token.
-fn fail_with<T: std::fmt::Debug>(reply: Reply, call: impl FnOnce(&Client) -> Result<T, ApiError>) -> ApiError {
-    let server = Server::start(vec![reply]);
-    let error = call(&client(&server.base_url)).unwrap_err();
-    assert_eq!(server.requests().len(), 1);
+fn fail_with<T: std::fmt::Debug>(answer: Fault, call: impl FnOnce(&Client) -> Result<T, ApiError>) -> ApiError {
+    let fake = scripted(vec![answer]);
+    let error = call(&client(&fake.url())).unwrap_err();
+    assert_eq!(requests(&fake).len(), 1);
     assert_no_token(&error);
     error
 }
@@ -187,9 +116,9 @@ const STATUS_DND: &str = r#"{"user_id":"u1xq5rj8bbyzmg3ifsr3j4c6ya","status":"dn
 #[test]
 fn get_me_sends_bearer_token_and_reads_the_user() {
     let custom = r#""{\"emoji\":\"calendar\",\"text\":\"In a meeting\",\"duration\":\"one_hour\",\"expires_at\":\"2030-01-01T10:00:00Z\"}""#;
-    let server = Server::start(vec![json("200 OK", &user_body(custom))]);
-    let host = server.base_url.trim_start_matches("http://").to_owned();
-    let user = client(&server.base_url).get_me().unwrap();
+    let fake = scripted(vec![json(200, &user_body(custom))]);
+    let host = fake.url().trim_start_matches("http://").to_owned();
+    let user = client(&fake.url()).get_me().unwrap();
     assert_eq!(user.id, ME);
     assert_eq!(user.username, "alice");
     assert_eq!(
@@ -201,9 +130,9 @@ fn get_me_sends_bearer_token_and_reads_the_user() {
             expires_at: "2030-01-01T10:00:00Z".into()
         })
     );
-    let requests = server.requests();
+    let requests = requests(&fake);
     let request = &requests[0];
-    assert_eq!(request.line(), "GET /api/v4/users/me HTTP/1.1");
+    assert_eq!(request.request_line(), "GET /api/v4/users/me HTTP/1.1");
     assert_eq!(request.header("authorization"), Some(format!("Bearer {TOKEN}").as_str()));
     assert_eq!(request.header("accept"), Some("application/json"));
     assert_eq!(request.header("user-agent"), Some(USER_AGENT));
@@ -216,15 +145,15 @@ fn get_me_sends_bearer_token_and_reads_the_user() {
 
 #[test]
 fn subpath_and_user_ids_end_up_in_the_request_path() {
-    let server = Server::start(vec![json("200 OK", STATUS_DND), json("200 OK", &user_body(r#""""#))]);
-    let client = client(&format!("{}/chat/", server.base_url));
+    let fake = scripted(vec![json(200, STATUS_DND), json(200, &user_body(r#""""#))]);
+    let client = client(&format!("{}/chat/", fake.url()));
     assert_eq!(
         client.get_status(ME).unwrap(),
         UserStatus { status: "dnd".into(), manual: true, dnd_end_time: 1_700_003_580 }
     );
     let user = client.get_user(ME).unwrap();
     assert_eq!(user.custom_status, None);
-    let lines: Vec<_> = server.requests().iter().map(|r| r.line().to_owned()).collect();
+    let lines: Vec<_> = requests(&fake).iter().map(|r| r.request_line().to_owned()).collect();
     assert_eq!(
         lines,
         [format!("GET /chat/api/v4/users/{ME}/status HTTP/1.1"), format!("GET /chat/api/v4/users/{ME} HTTP/1.1")]
@@ -234,8 +163,8 @@ fn subpath_and_user_ids_end_up_in_the_request_path() {
 #[test]
 fn put_status_sends_the_user_id_and_dnd_end_time_only_when_given() {
     let online = r#"{"user_id":"u1xq5rj8bbyzmg3ifsr3j4c6ya","status":"online","manual":false,"last_activity_at":1700000000000,"dnd_end_time":0}"#;
-    let server = Server::start(vec![json("200 OK", STATUS_DND), json("200 OK", online)]);
-    let client = client(&server.base_url);
+    let fake = scripted(vec![json(200, STATUS_DND), json(200, online)]);
+    let client = client(&fake.url());
     assert_eq!(
         client.put_status(ME, "dnd", Some(1_700_003_600)).unwrap(),
         UserStatus { status: "dnd".into(), manual: true, dnd_end_time: 1_700_003_580 }
@@ -244,9 +173,9 @@ fn put_status_sends_the_user_id_and_dnd_end_time_only_when_given() {
         client.put_status(ME, "online", None).unwrap(),
         UserStatus { status: "online".into(), manual: false, dnd_end_time: 0 }
     );
-    let requests = server.requests();
+    let requests = requests(&fake);
     for request in &requests {
-        assert_eq!(request.line(), format!("PUT /api/v4/users/{ME}/status HTTP/1.1"));
+        assert_eq!(request.request_line(), format!("PUT /api/v4/users/{ME}/status HTTP/1.1"));
         assert_eq!(request.header("content-type"), Some("application/json"));
         assert_eq!(request.header("authorization"), Some(format!("Bearer {TOKEN}").as_str()));
     }
@@ -257,8 +186,8 @@ fn put_status_sends_the_user_id_and_dnd_end_time_only_when_given() {
 #[test]
 fn custom_status_is_put_with_all_four_fields_and_deleted_without_a_body() {
     let ok = r#"{"status":"OK"}"#;
-    let server = Server::start(vec![json("200 OK", ok), json("200 OK", ok)]);
-    let client = client(&server.base_url);
+    let fake = scripted(vec![json(200, ok), json(200, ok)]);
+    let client = client(&fake.url());
     let status = CustomStatus {
         emoji: "calendar".into(),
         text: "In a meeting".into(),
@@ -267,14 +196,14 @@ fn custom_status_is_put_with_all_four_fields_and_deleted_without_a_body() {
     };
     client.put_custom_status(ME, &status).unwrap();
     client.delete_custom_status(ME).unwrap();
-    let requests = server.requests();
-    assert_eq!(requests[0].line(), format!("PUT /api/v4/users/{ME}/status/custom HTTP/1.1"));
+    let requests = requests(&fake);
+    assert_eq!(requests[0].request_line(), format!("PUT /api/v4/users/{ME}/status/custom HTTP/1.1"));
     assert_eq!(requests[0].header("content-type"), Some("application/json"));
     assert_eq!(
         requests[0].body,
         r#"{"emoji":"calendar","text":"In a meeting","duration":"","expires_at":"0001-01-01T00:00:00Z"}"#
     );
-    assert_eq!(requests[1].line(), format!("DELETE /api/v4/users/{ME}/status/custom HTTP/1.1"));
+    assert_eq!(requests[1].request_line(), format!("DELETE /api/v4/users/{ME}/status/custom HTTP/1.1"));
     assert_eq!(requests[1].body, "");
     assert_eq!(requests[1].header("authorization"), Some(format!("Bearer {TOKEN}").as_str()));
 }
@@ -291,20 +220,15 @@ fn preferences_are_read_put_and_deleted_with_the_real_user_id_in_each_entry() {
     );
     let empty = r#"{"id":"api.preference.preferences_category.get.app_error","message":"Unable to find preferences for the given category.","detailed_error":"","request_id":"8j5mxkq1ztdd3c5kgw9z1ymcqe","status_code":404}"#;
     let ok = r#"{"status":"OK"}"#;
-    let server = Server::start(vec![
-        json("200 OK", &listed),
-        json("404 Not Found", empty),
-        json("200 OK", ok),
-        json("200 OK", ok),
-    ]);
-    let client = client(&server.base_url);
+    let fake = scripted(vec![json(200, &listed), json(404, empty), json(200, ok), json(200, ok)]);
+    let client = client(&fake.url());
     assert_eq!(client.get_preferences(ME, "mm_status_sync").unwrap(), [pref("a", "1"), pref("b", "")]);
     // The server's 404 for a category without entries is an empty list.
     assert_eq!(client.get_preferences(ME, "mm_status_sync").unwrap(), []);
     client.put_preferences(ME, &[pref("a", "{\"until\":5}"), pref("original", "x")]).unwrap();
     client.delete_preferences(ME, &[pref("a", "")]).unwrap();
-    let requests = server.requests();
-    let lines: Vec<&str> = requests.iter().map(Request::line).collect();
+    let requests = requests(&fake);
+    let lines: Vec<String> = requests.iter().map(RecordedCall::request_line).collect();
     assert_eq!(
         lines,
         [
@@ -332,11 +256,11 @@ fn preferences_are_read_put_and_deleted_with_the_real_user_id_in_each_entry() {
 #[test]
 fn other_404s_on_preferences_stay_errors() {
     let error = fail_with(
-        json("404 Not Found", r#"{"id":"api.context.404.app_error","message":"Sorry, we could not find the page."}"#),
+        json(404, r#"{"id":"api.context.404.app_error","message":"Sorry, we could not find the page."}"#),
         |c| c.get_preferences(ME, "mm_status_sync"),
     );
     assert_eq!(error.status(), Some(404));
-    let error = fail_with(reply("404 Not Found", &[("Content-Type", "text/html")], "<html>nginx</html>"), |c| {
+    let error = fail_with(reply(404, &[("Content-Type", "text/html")], "<html>nginx</html>"), |c| {
         c.get_preferences(ME, "mm_status_sync")
     });
     assert_eq!(error.status(), Some(404));
@@ -368,11 +292,11 @@ fn preference_calls_the_server_would_refuse_are_not_sent() {
 fn cookies_set_by_the_server_are_never_sent_back() {
     let set_cookie =
         [("Set-Cookie", "MMAUTHTOKEN=cookie-session; Path=/; HttpOnly"), ("Content-Type", "application/json")];
-    let server = Server::start(vec![reply("200 OK", &set_cookie, &user_body(r#""""#)), json("200 OK", STATUS_DND)]);
-    let client = client(&server.base_url);
+    let fake = scripted(vec![reply(200, &set_cookie, &user_body(r#""""#)), json(200, STATUS_DND)]);
+    let client = client(&fake.url());
     client.get_me().unwrap();
     client.get_status(ME).unwrap();
-    let requests = server.requests();
+    let requests = requests(&fake);
     assert_eq!(requests[1].header("cookie"), None);
 }
 
@@ -397,7 +321,7 @@ fn invalid_arguments_are_refused_before_sending() {
 #[test]
 fn unauthorized_app_error_is_an_auth_error() {
     let body = r#"{"id":"api.context.session_expired.app_error","message":"Invalid or expired session, please login again.","detailed_error":"","request_id":"8j5mxkq1ztdd3c5kgw9z1ymcqe","status_code":401}"#;
-    let error = fail_with(json("401 Unauthorized", body), Client::get_me);
+    let error = fail_with(json(401, body), Client::get_me);
     assert_eq!(
         error.to_string(),
         "API ERROR: GET /api/v4/users/me: 401 api.context.session_expired.app_error: Invalid or expired session, please login again."
@@ -409,7 +333,7 @@ fn unauthorized_app_error_is_an_auth_error() {
 #[test]
 fn forbidden_is_an_auth_error() {
     let body = r#"{"id":"api.context.permissions.app_error","message":"You do not have the appropriate permissions.","detailed_error":"","status_code":403}"#;
-    let error = fail_with(json("403 Forbidden", body), |c| c.put_status(ME, "dnd", None));
+    let error = fail_with(json(403, body), |c| c.put_status(ME, "dnd", None));
     assert!(error.is_auth() && !error.is_retryable());
 }
 
@@ -417,7 +341,7 @@ fn forbidden_is_an_auth_error() {
 fn bad_custom_status_reads_as_the_server_said_it() {
     let body = r#"{"id":"api.context.invalid_body_param.app_error","message":"Invalid or missing custom_status in request body.","detailed_error":"","request_id":"x","status_code":400}"#;
     let status = CustomStatus { emoji: "".into(), text: "".into(), duration: "".into(), expires_at: ZERO_TIME.into() };
-    let error = fail_with(json("400 Bad Request", body), |c| c.put_custom_status("me", &status));
+    let error = fail_with(json(400, body), |c| c.put_custom_status("me", &status));
     assert_eq!(
         error.to_string(),
         "API ERROR: PUT /api/v4/users/me/status/custom: 400 api.context.invalid_body_param.app_error: Invalid or missing custom_status in request body."
@@ -428,8 +352,7 @@ fn bad_custom_status_reads_as_the_server_said_it() {
 #[test]
 fn rate_limit_is_plain_text_with_retry_after() {
     let headers = [("Content-Type", "text/plain; charset=utf-8"), ("Retry-After", "3"), ("X-Ratelimit-Limit", "101")];
-    let error =
-        fail_with(reply("429 Too Many Requests", &headers, "limit exceeded\n"), |c| c.put_status(ME, "dnd", None));
+    let error = fail_with(reply(429, &headers, "limit exceeded\n"), |c| c.put_status(ME, "dnd", None));
     assert_eq!(
         error.kind(),
         &ApiErrorKind::Http { status: 429, id: None, message: Some("limit exceeded".into()), retry_after: Some(3) }
@@ -445,18 +368,18 @@ fn rate_limit_is_plain_text_with_retry_after() {
 #[test]
 fn server_error_with_an_html_body_is_retryable() {
     let html = "<html><head><title>500 Internal Server Error</title></head><body><h1>oops</h1></body></html>";
-    let error = fail_with(reply("500 Internal Server Error", &[("Content-Type", "text/html")], html), Client::get_me);
+    let error = fail_with(reply(500, &[("Content-Type", "text/html")], html), Client::get_me);
     assert_eq!(error.kind(), &ApiErrorKind::Http { status: 500, id: None, message: None, retry_after: None });
     assert_eq!(error.to_string(), "API ERROR: GET /api/v4/users/me: 500 internal server error");
     assert!(error.is_retryable() && error.retry_after().is_none());
-    let error = fail_with(reply("502 Bad Gateway", &[], ""), Client::get_me);
+    let error = fail_with(reply(502, &[], ""), Client::get_me);
     assert!(error.is_retryable());
 }
 
 #[test]
 fn custom_statuses_disabled_is_not_implemented() {
     let body = r#"{"id":"api.custom_status.disabled","message":"Custom status feature has been disabled. Please contact your system administrator for details.","detailed_error":"","status_code":501}"#;
-    let error = fail_with(json("501 Not Implemented", body), |c| c.delete_custom_status(ME));
+    let error = fail_with(json(501, body), |c| c.delete_custom_status(ME));
     assert!(error.is_not_implemented() && !error.is_retryable() && !error.is_auth());
     assert!(error.to_string().starts_with(&format!(
         "API ERROR: DELETE /api/v4/users/{ME}/status/custom: 501 api.custom_status.disabled: Custom status feature"
@@ -468,7 +391,7 @@ fn app_error_texts_are_one_line_of_bounded_length() {
     // JSON escapes put a line break and a terminal control sequence into the message, and it goes on for 200 KB.
     let long = "x".repeat(200_000);
     let body = format!(r#"{{"id":"api.bad\nid","message":"first\r\nsecond \u001b[31mred {long}","status_code":500}}"#);
-    let error = fail_with(json("500 Internal Server Error", &body), Client::get_me);
+    let error = fail_with(json(500, &body), Client::get_me);
     let shown = error.to_string();
     assert!(!shown.chars().any(char::is_control), "{shown:?}");
     assert!(shown.len() < 1000, "{} bytes", shown.len());
@@ -502,7 +425,7 @@ fn an_error_status_stays_the_error_even_with_an_unreadable_body() {
 
 #[test]
 fn malformed_json_is_a_decode_error() {
-    let error = fail_with(json("200 OK", r#"{"id":"u1","username":"#), Client::get_me);
+    let error = fail_with(json(200, r#"{"id":"u1","username":"#), Client::get_me);
     assert!(matches!(error.kind(), ApiErrorKind::Decode { truncated: false, .. }), "{error:?}");
     assert_eq!(error.to_string(), "API ERROR: GET /api/v4/users/me: unexpected response: the body is not valid json");
     assert!(!error.is_retryable());
@@ -510,7 +433,7 @@ fn malformed_json_is_a_decode_error() {
 
 #[test]
 fn wrong_types_are_a_decode_error() {
-    let error = fail_with(json("200 OK", r#"{"status":"dnd","manual":"yes"}"#), |c| c.get_status(ME));
+    let error = fail_with(json(200, r#"{"status":"dnd","manual":"yes"}"#), |c| c.get_status(ME));
     assert!(error.to_string().contains("the json is not a status"), "{error}");
     assert!(!error.is_retryable());
 }
@@ -534,7 +457,7 @@ fn wrong_types_and_missing_fields_are_clear_decode_errors() {
         ("\u{feff}{\"status\":\"dnd\"}", "the body is not valid json"),
     ];
     for (body, reason) in statuses {
-        let error = fail_with(json("200 OK", body), |c| c.get_status(ME));
+        let error = fail_with(json(200, body), |c| c.get_status(ME));
         let prefix = format!("API ERROR: GET /api/v4/users/{ME}/status: unexpected response: {reason}");
         assert!(error.to_string().starts_with(&prefix), "{body}: {error}");
         assert!(!error.is_retryable(), "{body}");
@@ -547,7 +470,7 @@ fn wrong_types_and_missing_fields_are_clear_decode_errors() {
         (r#"{"id":"u1","props":{"customStatus":"x"}"#, "the body is not valid json"),
     ];
     for (body, reason) in users {
-        let error = fail_with(json("200 OK", body), Client::get_me);
+        let error = fail_with(json(200, body), Client::get_me);
         assert!(error.to_string().contains(reason), "{body}: {error}");
     }
 }
@@ -560,7 +483,7 @@ fn deep_nesting_neither_overflows_the_stack_nor_hides_the_user() {
     let nested = format!("{}{}", "[".repeat(DEPTH), "]".repeat(DEPTH));
     let unclosed = "[".repeat(DEPTH);
     for body in [&nested, &unclosed, &format!(r#"{{"a":{nested}"#)] {
-        let error = fail_with(json("200 OK", body), Client::get_me);
+        let error = fail_with(json(200, body), Client::get_me);
         assert!(matches!(error.kind(), ApiErrorKind::Decode { truncated: false, .. }), "{error:?}");
     }
     let objects = format!("{}1{}", r#"{"a":"#.repeat(DEPTH), "}".repeat(DEPTH));
@@ -569,9 +492,9 @@ fn deep_nesting_neither_overflows_the_stack_nor_hides_the_user() {
     let in_custom_status = user_body(&format!(r#""{{\"text\":{nested}}}""#));
     let expected = [("alice", None), ("", Some("x")), ("alice", None)];
     for (body, (username, text)) in [in_unknown_field, in_props, in_custom_status].iter().zip(expected) {
-        let server = Server::start(vec![json("200 OK", body)]);
-        let user = client(&server.base_url).get_me().unwrap_or_else(|e| panic!("{e}"));
-        server.requests();
+        let fake = scripted(vec![json(200, body)]);
+        let user = client(&fake.url()).get_me().unwrap_or_else(|e| panic!("{e}"));
+        requests(&fake);
         assert_eq!((user.id.as_str(), user.username.as_str()), (ME, username));
         assert_eq!(user.custom_status.map(|cs| cs.text).as_deref(), text);
     }
@@ -583,17 +506,17 @@ fn huge_strings_up_to_the_body_cap_are_read_and_beyond_it_refused() {
     let text = "t".repeat(1_000_000);
     let big = user_body(&format!(r#""{{\"emoji\":\"calendar\",\"text\":\"{text}\"}}""#));
     assert!(big.len() as u64 <= MAX_BODY_BYTES);
-    let server = Server::start(vec![json("200 OK", &big)]);
-    let user = client(&server.base_url).get_me().unwrap();
-    server.requests();
+    let fake = scripted(vec![json(200, &big)]);
+    let user = client(&fake.url()).get_me().unwrap();
+    requests(&fake);
     assert_eq!(user.custom_status.unwrap().text.len(), 1_000_000);
 
     let five_mb = format!(r#"{{"id":"{ME}","username":"{}"}}"#, "u".repeat(5_000_000));
-    let error = fail_with(json("200 OK", &five_mb), Client::get_me);
+    let error = fail_with(json(200, &five_mb), Client::get_me);
     assert_eq!(error.kind(), &ApiErrorKind::TooLarge { limit: MAX_BODY_BYTES });
     // An error status with a 5 MB AppError message is still that status, with no message quoted.
     let app_error = format!(r#"{{"id":"api.x","message":"{}"}}"#, "m".repeat(5_000_000));
-    let error = fail_with(json("503 Service Unavailable", &app_error), Client::get_me);
+    let error = fail_with(json(503, &app_error), Client::get_me);
     assert_eq!(error.status(), Some(503));
     assert!(error.to_string().len() < 200, "{}", error.to_string().len());
 }
@@ -601,7 +524,7 @@ fn huge_strings_up_to_the_body_cap_are_read_and_beyond_it_refused() {
 #[test]
 fn an_html_page_with_status_200_names_its_content_type() {
     let login_page = "<!doctype html><html><body>Please sign in</body></html>";
-    let error = fail_with(reply("200 OK", &[("Content-Type", "text/html; charset=utf-8")], login_page), Client::get_me);
+    let error = fail_with(reply(200, &[("Content-Type", "text/html; charset=utf-8")], login_page), Client::get_me);
     assert!(
         error.to_string().ends_with("the body is not valid json (content-type text/html; charset=utf-8)"),
         "{error}"
@@ -630,9 +553,9 @@ fn chunked_bodies_are_read() {
     let body = user_body(r#""""#);
     let chunked =
         format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
-    let server = Server::start(vec![raw(&chunked)]);
-    assert_eq!(client(&server.base_url).get_me().unwrap().id, ME);
-    server.requests();
+    let fake = scripted(vec![raw(&chunked)]);
+    assert_eq!(client(&fake.url()).get_me().unwrap().id, ME);
+    requests(&fake);
 }
 
 #[test]
@@ -647,7 +570,7 @@ fn bodies_over_one_mebibyte_are_refused() {
     // Not announced (ends at close): cut off at the limit.
     let mut endless = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n".to_vec();
     endless.resize(endless.len() + MAX_BODY_BYTES as usize + 1, b' ');
-    let error = fail_with(Reply::Bytes(endless), Client::get_me);
+    let error = fail_with(Fault::Raw(endless), Client::get_me);
     assert_eq!(error.kind(), &ApiErrorKind::TooLarge { limit: MAX_BODY_BYTES });
 }
 
@@ -657,9 +580,9 @@ fn a_body_of_exactly_one_mebibyte_is_accepted() {
     body.push_str(&"x".repeat(MAX_BODY_BYTES as usize - body.len() - 2));
     body.push_str("\"}");
     assert_eq!(body.len() as u64, MAX_BODY_BYTES);
-    let server = Server::start(vec![json("200 OK", &body)]);
-    assert_eq!(client(&server.base_url).get_me().unwrap().username, "alice");
-    server.requests();
+    let fake = scripted(vec![json(200, &body)]);
+    assert_eq!(client(&fake.url()).get_me().unwrap().username, "alice");
+    requests(&fake);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -667,10 +590,10 @@ fn a_body_of_exactly_one_mebibyte_is_accepted() {
 
 #[test]
 fn a_server_that_never_answers_times_out_at_the_read_timeout() {
-    let server = Server::start(vec![Reply::Silent]);
+    let fake = scripted(vec![Fault::NeverAnswer]);
     let timeouts =
         Timeouts { connect: Duration::from_secs(1), read: Duration::from_millis(300), total: Duration::from_secs(5) };
-    let client = Client::new(&server.base_url, Secret::new(TOKEN), None, timeouts).unwrap();
+    let client = Client::new(&fake.url(), Secret::new(TOKEN), None, timeouts).unwrap();
     let started = Instant::now();
     let error = client.get_me().unwrap_err();
     let elapsed = started.elapsed();
@@ -680,25 +603,27 @@ fn a_server_that_never_answers_times_out_at_the_read_timeout() {
     assert!(error.to_string().contains("timed out after 0."), "{error}");
     assert!(error.is_retryable());
     assert_no_token(&error);
-    server.requests();
+    requests(&fake);
 }
 
 #[test]
 fn a_server_that_trickles_is_cut_off_at_the_total_deadline() {
-    let response = format!("HTTP/1.1 200 OK\r\nContent-Length: 4000\r\nX-Padding: {}\r\n\r\n", "a".repeat(4000));
-    let server = Server::start(vec![Reply::Dribble(response.into_bytes(), Duration::from_millis(20))]);
+    // The fake's own answer to get_me, one byte every 20 ms; a custom status of 4000 characters makes it more
+    // than 4000 bytes long.
+    let fake = scripted(vec![Fault::Trickle { interval: Duration::from_millis(20) }]);
+    fake.set_custom_status_raw(&"a".repeat(4000));
     let timeouts =
         Timeouts { connect: Duration::from_secs(1), read: Duration::from_secs(2), total: Duration::from_millis(700) };
-    let client = Client::new(&server.base_url, Secret::new(TOKEN), None, timeouts).unwrap();
+    let client = Client::new(&fake.url(), Secret::new(TOKEN), None, timeouts).unwrap();
     let started = Instant::now();
     let error = client.get_me().unwrap_err();
     let elapsed = started.elapsed();
-    // Without the total deadline the trickle (20 ms a byte, every read in time) would go on for 80 s: ending far
+    // Without the total deadline the trickle (20 ms a byte, every read in time) would go on for more than 80 s: ending far
     // sooner is the deadline's doing, however slow the machine.
     assert!(elapsed >= Duration::from_millis(650) && elapsed < Duration::from_secs(40), "{elapsed:?}");
     assert!(error.to_string().contains("timed out after"), "{error}");
     assert!(error.is_retryable());
-    server.requests();
+    requests(&fake);
 }
 
 #[test]
@@ -728,7 +653,7 @@ fn a_host_that_does_not_resolve_is_named_in_a_retryable_error() {
 #[test]
 fn redirects_are_not_followed_and_name_only_the_target_host() {
     let target = "https://sso.example.com:8443/login?next=/api/v4&session=s3cr3t-value";
-    let error = fail_with(reply("302 Found", &[("Location", target)], ""), Client::get_me);
+    let error = fail_with(reply(302, &[("Location", target)], ""), Client::get_me);
     assert_eq!(
         error.kind(),
         &ApiErrorKind::Redirect { status: 302, location: Some("https://sso.example.com:8443".into()) }
@@ -740,7 +665,7 @@ fn redirects_are_not_followed_and_name_only_the_target_host() {
     assert!(!error.is_retryable() && !error.is_auth());
 
     // A relative redirect (e.g. to add a trailing slash) is not followed either.
-    let error = fail_with(reply("301 Moved Permanently", &[("Location", "/login")], ""), Client::get_me);
+    let error = fail_with(reply(301, &[("Location", "/login")], ""), Client::get_me);
     assert_eq!(error.kind(), &ApiErrorKind::Redirect { status: 301, location: None });
 }
 
@@ -753,18 +678,18 @@ fn the_token_never_appears_in_errors_or_debug_output() {
     let body = format!(
         r#"{{"id":"api.context.session_expired.app_error","message":"Invalid or expired session: token={TOKEN}","detailed_error":"token={TOKEN}","status_code":401}}"#
     );
-    let error = fail_with(json("401 Unauthorized", &body), Client::get_me);
+    let error = fail_with(json(401, &body), Client::get_me);
     assert!(error.to_string().ends_with("Invalid or expired session: token=<redacted>"), "{error}");
 
-    let error = fail_with(reply("400 Bad Request", &[], &format!("bad token {TOKEN}")), Client::get_me);
+    let error = fail_with(reply(400, &[], &format!("bad token {TOKEN}")), Client::get_me);
     assert!(error.to_string().ends_with("bad token <redacted>"), "{error}");
 
     // The token given as a user id by a swapped configuration.
-    let error = fail_with(json("404 Not Found", "{}"), |c| c.get_status(TOKEN));
+    let error = fail_with(json(404, "{}"), |c| c.get_status(TOKEN));
     assert_eq!(error.path(), "/api/v4/users/<redacted>/status");
 
     let location = format!("https://{TOKEN}.example.com/");
-    let error = fail_with(reply("302 Found", &[("Location", &location)], ""), Client::get_me);
+    let error = fail_with(reply(302, &[("Location", &location)], ""), Client::get_me);
     assert!(error.to_string().contains("https://<redacted>.example.com"), "{error}");
 
     let client = client(&dead_address());
@@ -842,117 +767,66 @@ fn ca_file_problems_are_clear_errors() {
     let error = new(&not_a_certificate.0);
     assert!(error.to_string().contains("certificate 1 cannot be used as a root"), "{error}");
 
-    let pki = TestPki::new(vec!["127.0.0.1".into()]);
-    let good_then_bad = TempFile::new(format!("{}{junk_certificate}", pki.ca_pem).as_bytes());
+    let tls = TestTls::new();
+    let good_then_bad = TempFile::new(format!("{}{junk_certificate}", tls.ca_pem()).as_bytes());
     assert!(new(&good_then_bad.0).to_string().contains("certificate 2 cannot be used as a root"));
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // TLS
 
-/// A test CA and a server certificate it signed.
-struct TestPki {
-    ca_pem: String,
-    server_chain: Vec<rustls_pki_types::CertificateDer<'static>>,
-    server_key: rustls_pki_types::PrivateKeyDer<'static>,
-}
-
-impl TestPki {
-    fn new(server_names: Vec<String>) -> TestPki {
-        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(DnType::CommonName, "mm-status-sync test ca");
-        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = Issuer::new(ca_params, ca_key);
-        let server_key = KeyPair::generate().unwrap();
-        let server_cert = CertificateParams::new(server_names).unwrap().signed_by(&server_key, &issuer).unwrap();
-        TestPki {
-            ca_pem: ca_cert.pem(),
-            server_chain: vec![server_cert.der().clone()],
-            server_key: rustls_pki_types::PrivatePkcs8KeyDer::from(server_key.serialize_der()).into(),
-        }
-    }
-
-    /// An HTTPS server on 127.0.0.1 for one connection; yields the request if the handshake succeeded.
-    fn serve_once(&self, reply: Reply) -> (String, JoinHandle<Option<Request>>) {
-        let config = rustls::ServerConfig::builder()
-            .with_no_client_auth()
-            .with_single_cert(self.server_chain.clone(), self.server_key.clone_key())
-            .unwrap();
-        let config = Arc::new(config);
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let base_url = format!("https://{}", listener.local_addr().unwrap());
-        let handle = thread::spawn(move || {
-            let (tcp, _): (TcpStream, _) = listener.accept().unwrap();
-            tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            let connection = rustls::ServerConnection::new(config).unwrap();
-            let mut tls = rustls::StreamOwned::new(connection, tcp);
-            let request = serve(&mut tls, &reply);
-            tls.conn.send_close_notify();
-            let _ = tls.flush();
-            request
-        });
-        (base_url, handle)
-    }
-}
-
 #[test]
 fn https_with_a_private_ca_works_with_ca_file_and_fails_clearly_without() {
-    let pki = TestPki::new(vec!["127.0.0.1".into()]);
-    let ca_file = TempFile::new(pki.ca_pem.as_bytes());
-
-    let (base_url, server) = pki.serve_once(json("200 OK", &user_body(r#""""#)));
-    let client = Client::new(&base_url, Secret::new(TOKEN), Some(&ca_file.0), quick()).unwrap();
+    let tls = TestTls::new();
+    let fake = FakeMattermost::start_tls(&tls);
+    fake.set_token(TOKEN);
+    fake.respond_with(json(200, &user_body(r#""""#)));
+    let client = Client::new(&fake.url(), Secret::new(TOKEN), Some(tls.ca_file()), quick()).unwrap();
     assert_eq!(client.get_me().unwrap().id, ME);
-    let request = server.join().unwrap().expect("request over tls");
-    assert_eq!(request.line(), "GET /api/v4/users/me HTTP/1.1");
+    let requests = requests(&fake);
+    let request = requests.first().expect("request over tls");
+    assert_eq!(request.request_line(), "GET /api/v4/users/me HTTP/1.1");
     assert_eq!(request.header("authorization"), Some(format!("Bearer {TOKEN}").as_str()));
 
-    let (base_url, server) = pki.serve_once(json("200 OK", "{}"));
-    let error = Client::new(&base_url, Secret::new(TOKEN), None, quick()).unwrap().get_me().unwrap_err();
+    let error = Client::new(&fake.url(), Secret::new(TOKEN), None, quick()).unwrap().get_me().unwrap_err();
     assert_eq!(
         error.to_string(),
         "API ERROR: GET /api/v4/users/me: tls: certificate not trusted (UnknownIssuer); for a private CA set ca-file"
     );
     assert!(error.is_retryable());
-    assert!(server.join().unwrap().is_none(), "no request may be sent over an untrusted connection");
+    assert_eq!(fake.connections_accepted(), 2);
+    assert_eq!(fake.calls().len(), 1, "no request may be sent over an untrusted connection");
 }
 
 #[test]
 fn https_certificate_for_another_name_is_refused() {
-    let pki = TestPki::new(vec!["mm.example.com".into()]);
-    let ca_file = TempFile::new(pki.ca_pem.as_bytes());
-    let (base_url, server) = pki.serve_once(json("200 OK", "{}"));
-    let client = Client::new(&base_url, Secret::new(TOKEN), Some(&ca_file.0), quick()).unwrap();
+    let tls = TestTls::for_names(&["mm.example.com"]);
+    let fake = FakeMattermost::start_tls(&tls);
+    let client = Client::new(&fake.url(), Secret::new(TOKEN), Some(tls.ca_file()), quick()).unwrap();
     let error = client.get_me().unwrap_err();
     assert!(error.to_string().contains("tls: certificate not valid for this host name"), "{error}");
-    assert!(server.join().unwrap().is_none());
+    assert_eq!(fake.connections_accepted(), 1);
+    assert!(fake.calls().is_empty());
 }
 
 #[test]
 fn a_tls_server_that_never_handshakes_is_cut_off_at_the_deadline() {
-    // A plain TCP listener that accepts and never answers the ClientHello.
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let base_url = format!("https://{}", listener.local_addr().unwrap());
-    let silent = thread::spawn(move || {
-        let (mut tcp, _) = listener.accept().unwrap();
-        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        while tcp.read(&mut [0u8; 512]).is_ok_and(|n| n > 0) {}
-    });
+    // The connection is made (the kernel's backlog takes it), and nobody ever answers the ClientHello.
+    let tls = TestTls::new();
+    let fake = FakeMattermost::start_tls(&tls);
+    fake.set_fault(Fault::StopAccepting, FaultScope::all());
     let timeouts = Timeouts {
         connect: Duration::from_secs(1),
         read: Duration::from_millis(200),
         total: Duration::from_millis(800),
     };
-    let client = Client::new(&base_url, Secret::new(TOKEN), None, timeouts).unwrap();
+    let client = Client::new(&fake.url(), Secret::new(TOKEN), None, timeouts).unwrap();
     let started = Instant::now();
     let error = client.get_me().unwrap_err();
     let elapsed = started.elapsed();
-    // The silent peer gives up after 10 s: ending before that is the client's deadline.
+    // Nothing on the server side ends the wait: ending at all, and that soon, is the client's deadline.
     assert!(elapsed >= Duration::from_millis(750) && elapsed < Duration::from_secs(10), "{elapsed:?}");
     assert!(error.to_string().contains("timed out after"), "{error}");
     assert!(error.is_retryable());
-    silent.join().unwrap();
+    assert_eq!(fake.connections_accepted(), 0);
 }

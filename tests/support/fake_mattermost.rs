@@ -24,6 +24,7 @@
 //! wait_until(timeout, |&UserState| -> bool) -> bool, wait_for_requests(n, timeout) -> bool
 //!
 //! set_fault(Fault, FaultScope), clear_faults(), pending_faults()
+//! respond_with(Fault)                                        one canned answer to the next request, in order
 //! set_fault_on_nth(Fault, method, exact_path, nth)             one fault, on the nth such request from now on
 //! run_dnd_expiry() -> usize, set_dnd_expiry_interval(Option<Duration>) (default every 200 ms), dnd_expiry_runs()
 //! set_dnd_expiry_like_the_server()                           every minute at second :00 of the fake's clock
@@ -193,6 +194,8 @@ pub struct RecordedCall {
     /// Path as sent (with `me` or the id), without the query string.
     pub path: String,
     pub query: String,
+    /// `HTTP/1.1` or `HTTP/1.0`.
+    pub version: String,
     pub headers: Vec<(String, String)>,
     /// The request body as text (lossy UTF-8).
     pub body: String,
@@ -209,6 +212,12 @@ impl RecordedCall {
     /// The first request header called `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// The request line as sent: `GET /api/v4/users/me HTTP/1.1` (with `?query` when there was one).
+    pub fn request_line(&self) -> String {
+        let query = if self.query.is_empty() { String::new() } else { format!("?{}", self.query) };
+        format!("{} {}{query} {}", self.method, self.path, self.version)
     }
 }
 
@@ -252,6 +261,18 @@ pub enum Fault {
     /// Answer `code` with the request's headers reflected in the body, `Authorization` included, as a debugging
     /// proxy or a misconfigured gateway does. Not processed.
     EchoRequestHeaders { code: u16, style: EchoStyle },
+    /// Answer with this response instead of the API's: any status, headers and body, as a proxy in front of the
+    /// server or a server of another version may send (a redirect, a login page, a body of the wrong shape).
+    /// `Content-Length` is added. Not processed.
+    Respond(Response),
+    /// Write exactly these bytes as the whole answer, status line included, then close. Not processed. For what
+    /// no HTTP library writes on purpose but a broken peer does: a body shorter than its `Content-Length`, a chunk
+    /// cut off, a body that ends only at close.
+    Raw(Vec<u8>),
+    /// Keep the port open but stop accepting, as a hung server process does: the kernel still completes new TCP
+    /// connections into the listen backlog, and nothing ever reads from them (no TLS handshake, no answer). Until
+    /// `clear_faults`. The scope is ignored.
+    StopAccepting,
 }
 
 /// How `Fault::EchoRequestHeaders` writes the reflected headers.
@@ -299,6 +320,20 @@ impl Fault {
     /// A 10 MB body.
     pub fn ten_megabytes() -> Fault {
         Fault::HugeBody { bytes: 10 * 1024 * 1024 }
+    }
+
+    /// How a call records this fault: its `Debug` form, with canned bodies shown by length only.
+    fn describe(&self) -> String {
+        match self {
+            Fault::Respond(r) => format!("Respond({} with a {}-byte body)", r.status, r.body.len()),
+            Fault::Raw(bytes) => format!("Raw({} bytes)", bytes.len()),
+            other => format!("{other:?}"),
+        }
+    }
+
+    /// Whether the fault acts on the listener rather than on requests.
+    fn on_listener(&self) -> bool {
+        matches!(self, Fault::RefuseConnections | Fault::StopAccepting)
     }
 }
 
@@ -464,6 +499,8 @@ struct Shared {
     state: Mutex<ServerState>,
     shutdown: AtomicBool,
     refusing: AtomicBool,
+    /// `Fault::StopAccepting` is armed.
+    not_accepting: AtomicBool,
     tls: Option<Arc<rustls::ServerConfig>>,
     connections_accepted: AtomicU64,
     open_connections: AtomicUsize,
@@ -515,6 +552,7 @@ impl FakeMattermost {
             state: Mutex::new(state),
             shutdown: AtomicBool::new(false),
             refusing: AtomicBool::new(false),
+            not_accepting: AtomicBool::new(false),
             tls,
             connections_accepted: AtomicU64::new(0),
             open_connections: AtomicUsize::new(0),
@@ -755,8 +793,10 @@ impl FakeMattermost {
 
     /// Adds a fault; faults are tried in the order they were set, the first matching one applies.
     pub fn set_fault(&self, fault: Fault, scope: FaultScope) {
-        if fault == Fault::RefuseConnections {
-            self.shared.refusing.store(true, Ordering::SeqCst);
+        match fault {
+            Fault::RefuseConnections => self.shared.refusing.store(true, Ordering::SeqCst),
+            Fault::StopAccepting => self.shared.not_accepting.store(true, Ordering::SeqCst),
+            _ => {}
         }
         let remaining = scope.times;
         self.shared.lock().faults.push(ActiveFault { fault, scope, remaining, skip: 0, exact_path: false });
@@ -777,6 +817,14 @@ impl FakeMattermost {
     pub fn clear_faults(&self) {
         self.shared.lock().faults.clear();
         self.shared.refusing.store(false, Ordering::SeqCst);
+        self.shared.not_accepting.store(false, Ordering::SeqCst);
+    }
+
+    /// Arms `answer` (typically `Respond` or `Raw`) for the next request that no earlier armed fault takes: calls
+    /// made one after another get the answers in the order they were armed. The way to script a conversation
+    /// answer by answer.
+    pub fn respond_with(&self, answer: Fault) {
+        self.set_fault(answer, FaultScope::all().times(1));
     }
 
     /// Faults still armed.
@@ -870,6 +918,10 @@ fn accept_loop(shared: Arc<Shared>, listener: TcpListener, addr: SocketAddr) {
             std::thread::sleep(Duration::from_millis(5));
             continue;
         };
+        if shared.not_accepting.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        }
         match l.accept() {
             Ok((stream, _)) => {
                 shared.connections_accepted.fetch_add(1, Ordering::SeqCst);
@@ -930,6 +982,8 @@ enum Delivery {
     Hang,
     Trickle(Response, Duration),
     Truncate(Response),
+    /// These bytes, then close.
+    Raw(Vec<u8>),
 }
 
 fn serve_connection(shared: &Shared, stream: TcpStream) {
@@ -975,6 +1029,10 @@ fn serve_connection(shared: &Shared, stream: TcpStream) {
             Delivery::Truncate(response) => {
                 let mut bytes = response.head_bytes(response.body.len() + 100, true);
                 bytes.extend_from_slice(&response.body);
+                let _ = conn.write_all(&bytes);
+                false
+            }
+            Delivery::Raw(bytes) => {
                 let _ = conn.write_all(&bytes);
                 false
             }
@@ -1120,7 +1178,7 @@ impl ServerState {
             let f = &self.faults[i];
             let exact = !f.exact_path
                 || f.scope.path_prefix.as_deref().is_some_and(|p| self.normalise_path(p) == self.normalise_path(path));
-            if f.fault == Fault::RefuseConnections || !exact || !self.scope_matches(&f.scope, method, path) {
+            if f.fault.on_listener() || !exact || !self.scope_matches(&f.scope, method, path) {
                 continue;
             }
             if self.faults[i].skip > 0 {
@@ -1153,6 +1211,8 @@ impl ServerState {
             Some(Fault::EchoRequestHeaders { code, style }) => {
                 Delivery::Send(echo_headers(*code, *style, req, &request_id))
             }
+            Some(Fault::Respond(response)) => Delivery::Send(response.clone()),
+            Some(Fault::Raw(bytes)) => Delivery::Raw(bytes.clone()),
             _ => {
                 let response = self.rate_limited_api(req, &request_id);
                 match &fault {
@@ -1181,17 +1241,22 @@ impl ServerState {
             Delivery::Send(r) | Delivery::Trickle(r, _) | Delivery::Truncate(r) => {
                 (Some(r.status), String::from_utf8_lossy(&r.body[..r.body.len().min(64 * 1024)]).into_owned())
             }
+            Delivery::Raw(bytes) => {
+                let (status, body) = http::split_raw_response(bytes);
+                (status, String::from_utf8_lossy(&body[..body.len().min(64 * 1024)]).into_owned())
+            }
             Delivery::Close | Delivery::Hang => (None, String::new()),
         };
         self.calls.push(RecordedCall {
             method: req.method.clone(),
             path: req.path.clone(),
             query: req.query.clone(),
+            version: req.version.clone(),
             headers: req.headers.clone(),
             body: String::from_utf8_lossy(&req.body).into_owned(),
             status,
             response_body,
-            fault: fault.map(|f| format!("{f:?}")),
+            fault: fault.map(|f| f.describe()),
             at: SystemTime::now(),
         });
         delivery

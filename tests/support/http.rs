@@ -47,7 +47,7 @@ impl Request {
 }
 
 /// One HTTP response to send.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
@@ -98,6 +98,8 @@ impl Response {
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        301 => "Moved Permanently",
+        302 => "Found",
         304 => "Not Modified",
         400 => "Bad Request",
         401 => "Unauthorized",
@@ -114,6 +116,17 @@ fn reason(status: u16) -> &'static str {
         504 => "Gateway Timeout",
         _ => "Status",
     }
+}
+
+/// The status code of a raw answer's status line (`None` when it has none) and the bytes after its head (all of
+/// them when the head does not end).
+pub fn split_raw_response(bytes: &[u8]) -> (Option<u16>, &[u8]) {
+    let status = bytes
+        .strip_prefix(b"HTTP/1.")
+        .and_then(|rest| rest.get(2..5))
+        .and_then(|code| std::str::from_utf8(code).ok()?.parse().ok());
+    let body = find(bytes, b"\r\n\r\n").map_or(bytes, |i| &bytes[i + 4..]);
+    (status, body)
 }
 
 /// What reading the next request produced.
