@@ -315,3 +315,38 @@ fn a_server_under_a_path_works() {
     assert!(calls.len() >= 8 && calls.iter().all(|c| c.path.starts_with("/chat/api/v4/")), "{calls:?}");
     assert_eq!(d.stop(), Some(0));
 }
+
+/// Found in review: a restore that put one part back and not the other left the part put back as if never set.
+/// Here custom statuses are off on the server at the end (501), so the availability goes back and the custom status
+/// waits; the user then sets away by hand, and a call starts again before custom statuses are back. Before, the new
+/// meeting's end put back "online" from before the first meeting over the user's away.
+#[test]
+fn a_meeting_after_a_partial_restore_keeps_the_availability_the_user_set_since() {
+    use support::{Fault, FaultScope};
+    let scene = Scene::new("partial-restore");
+    scene.fake.set_status("online", false, 0);
+    scene.fake.set_custom_status("sandwich", "Lunch", "", "0001-01-01T00:00:00Z");
+    let d = scene.daemon(&[]).unwrap();
+    let camera = scene.open_camera();
+    scene.wait_state("meeting set", in_meeting).unwrap();
+    d.wait_log("meeting status set").unwrap();
+
+    scene.fake.set_fault(Fault::custom_status_disabled(), FaultScope::on("PUT", "/api/v4/users/me/status/custom"));
+    drop(camera);
+    let availability_back = |s: &support::UserState| {
+        s.status == "online" && s.custom_status.as_ref().is_some_and(|c| c.text == "Lunch [In a meeting]")
+    };
+    scene.wait_state("the availability put back, the custom status not", availability_back).unwrap();
+    scene.fake.set_status("away", true, 0);
+
+    let camera = scene.open_camera();
+    scene.wait_state("DND again", |s| s.status == "dnd").unwrap();
+    scene.fake.clear_faults();
+    drop(camera);
+    d.wait_log_count("backup deleted", 1).unwrap();
+    let s = scene.fake.state();
+    let custom = s.custom_status.clone().unwrap();
+    assert_eq!((custom.emoji.as_str(), custom.text.as_str()), ("sandwich", "Lunch"), "{}", d.log());
+    assert_eq!((s.status.as_str(), s.manual), ("away", true), "the user's away, set after the first restore");
+    assert_eq!(d.stop(), Some(0));
+}
