@@ -7,12 +7,13 @@
 
 mod support;
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
 use support::UserState;
 use support::daemon_run::{Camera, Daemon, Device, Scene, differences, in_meeting, wait_for};
+use support::devices::is_root;
 use support::go_time::GoTime;
 use support::{FakeMattermost, Fault};
 
@@ -510,10 +511,6 @@ fn kill_9_of_either_device_at_every_step_of_the_shared_protocol_then_restart_res
 /// The user the daemon runs as when the tests run as root, who writes anywhere whatever the modes say.
 const NOBODY: u32 = 65534;
 
-fn running_as_root() -> bool {
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
-
 /// While the backup cannot be saved: a clear line, retries, nothing but reads on the server, the daemon running.
 fn assert_nothing_changed_while_unsaved(scene: &Scene, d: &mut Daemon, before: &UserState, why: &str) {
     d.wait_log_count("BACKUP FAILED", 2).unwrap();
@@ -559,7 +556,7 @@ fn state_dir_not_writable_changes_nothing_until_it_is() {
     (USERS[1].apply)(&scene.fake);
     let before = scene.fake.state();
     let state_dir = scene.state_dir();
-    let root = running_as_root();
+    let root = is_root();
     let mut cmd = scene.command(&[]);
     if root {
         // The dir stays root's (0755); the daemon runs as a user who may read but not write it, and so does the

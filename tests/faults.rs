@@ -262,11 +262,6 @@ fn setup(fake: &FakeMattermost, user: User) -> UserState {
     fake.state()
 }
 
-/// The meeting status is on the server: DND, and our custom status unless custom statuses are off.
-fn in_meeting(s: &UserState, with_custom: bool) -> bool {
-    in_meeting_as(s, if with_custom { Marker::Text } else { Marker::None })
-}
-
 /// What a user can see of their status: availability, whether it is manual, the custom status as stored (an
 /// absent key and the empty string the server's DELETE leaves are both "none"; the API cannot remove the key).
 fn visible(s: &UserState) -> (String, bool, Option<String>) {
@@ -314,8 +309,9 @@ struct Run<'a> {
     new_token: String,
     /// Failures expected in the log: counted by this text.
     expect: &'static str,
-    /// Whether the meeting carries our custom status (not when custom statuses are off as it starts).
-    with_custom: bool,
+    /// What the meeting status is: DND and our custom status, or DND alone when custom statuses are off as it
+    /// starts.
+    marker: Marker,
 }
 
 /// What the scenario saw; the checks run on it whether or not the scenario got to the end.
@@ -342,7 +338,11 @@ fn run_scenario(index: usize, s: &Scenario, phase: Phase, user: User, row: &Mute
             Phase::Start => s.expect,
             Phase::End => s.expect_at_end.unwrap_or(s.expect),
         },
-        with_custom: !(matches!(s.trouble, Trouble::CustomStatusesOff) && phase == Phase::Start),
+        marker: if matches!(s.trouble, Trouble::CustomStatusesOff) && phase == Phase::Start {
+            Marker::None
+        } else {
+            Marker::Text
+        },
     };
     let url = match (&s.trouble, phase) {
         (Trouble::Unresolvable, Phase::Start) => "https://nonexistent.invalid".to_string(),
@@ -509,7 +509,7 @@ fn drive(run: &Run, d: &mut Daemon) -> Result<Seen, String> {
             run.clear(d)?;
             fault_window = fault_at.elapsed();
             env.wait_until("the meeting status once the fault cleared", || {
-                Ok(in_meeting(&env.fake.state(), run.with_custom))
+                Ok(in_meeting_as(&env.fake.state(), run.marker))
             })?;
             env.wait_log(d, "meeting status set", 1)?;
             meeting = env.fake.state();
@@ -517,7 +517,7 @@ fn drive(run: &Run, d: &mut Daemon) -> Result<Seen, String> {
         }
         Phase::End => {
             let camera = env.open_camera();
-            env.wait_until("the meeting status", || Ok(in_meeting(&env.fake.state(), run.with_custom)))?;
+            env.wait_until("the meeting status", || Ok(in_meeting_as(&env.fake.state(), run.marker)))?;
             env.wait_log(d, "meeting status set", 1)?;
             meeting = env.fake.state();
             run.inject(d, &mut reloads_in_fault)?;

@@ -4,11 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+/// A child process, killed (SIGKILL) and reaped when dropped.
 pub struct Reaped(pub Child);
 
 /// A `sleep` process holding `path` open on descriptor 3 (opened by the shell before it becomes `sleep`); `setup`
-/// may add a uid or anything else to the command first. It may still be the shell when this returns: see
-/// `Reaped::wait_comm`.
+/// may add a uid or anything else to the command first. It may still be the shell when this returns: a test that
+/// needs the node open waits for `Reaped::comm` to be `sleep`.
 pub fn hold_open(path: &Path, setup: impl FnOnce(&mut Command)) -> Reaped {
     let mut cmd = Command::new("sh");
     cmd.args(["-c", "exec 3<\"$1\"; exec sleep 600", "sh"]).arg(path).stdin(Stdio::null()).stdout(Stdio::null());
