@@ -3,13 +3,15 @@
 //! accepted by a documented rule (and then shown by `config` with its source) or refused by `config` and by `run`
 //! with exit code 2 and one short line on stderr naming the key; never a panic, never the token's value.
 
+mod support;
+
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_mm-status-sync");
+use support::{BIN, TempDir};
 
 /// Huge values on the command line and in the environment: the kernel refuses any single argv or environment
 /// string over MAX_ARG_STRLEN (128 KiB) before the binary runs, so 100 KiB is as huge as they get.
@@ -104,24 +106,6 @@ const RULES: &[Rule] = &[
     rule("on-meeting-start", ("", b'x'), "5", [Accepted; 4]),
     rule("on-meeting-end", ("", b'x'), "5", [Accepted; 4]),
 ];
-
-/// A scratch directory (HOME, config files), removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("mm-bad-input-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn binary_keys() -> Vec<String> {
     let out = Command::new(BIN).args(["config", "--keys"]).env_clear().output().unwrap();
@@ -255,7 +239,7 @@ fn assert_accepted(out: &Output, key: &str, value: &[u8], source: Source, what: 
 
 /// Every bad value of every key through `source`, with `config`, and with `run` for the refused ones.
 fn every_key_through(source: Source) {
-    let scratch = Scratch::new(&format!("{source:?}"));
+    let scratch = TempDir::new(&format!("bad-input-{source:?}"));
     let keys = binary_keys();
     let ruled: Vec<&str> = RULES.iter().map(|r| r.key).collect();
     assert_eq!(ruled, keys, "tests/bad_input.rs needs a rule for every key the binary lists, in its order");
@@ -266,12 +250,12 @@ fn every_key_through(source: Source) {
         }
         for (label, value, verdict) in values(rule, source) {
             let what = format!("{} {label} from {source:?}", rule.key);
-            let out = finish(command(&scratch.0, "config", rule.key, &value, source, rule.with), &what);
+            let out = finish(command(&scratch, "config", rule.key, &value, source, rule.with), &what);
             match verdict {
                 Accepted => assert_accepted(&out, rule.key, &value, source, &format!("config: {what}")),
                 Refused => {
                     assert_refused(&out, rule.key, &value, &format!("config: {what}"));
-                    let mut run = command(&scratch.0, "run", rule.key, &value, source, rule.with);
+                    let mut run = command(&scratch, "run", rule.key, &value, source, rule.with);
                     if rule.key != "dry-run" {
                         // Should validation let it through, a dry run starts (and is caught by the time limit)
                         // rather than stopping at the missing url, which would pass for a refusal.
@@ -304,13 +288,13 @@ fn every_key_given_in_the_config_file() {
 
 #[test]
 fn the_message_limit_is_100_characters_not_bytes() {
-    let scratch = Scratch::new("message-limit");
+    let scratch = TempDir::new("bad-input-message-limit");
     for source in [Source::Flag, Source::Environment, Source::File] {
         for (message, verdict) in
             [("é".repeat(100), Accepted), ("🎥".repeat(101), Refused), ("[".repeat(100), Accepted)]
         {
             let what = format!("meeting-message of {} characters from {source:?}", message.chars().count());
-            let out = finish(command(&scratch.0, "config", "meeting-message", message.as_bytes(), source, &[]), &what);
+            let out = finish(command(&scratch, "config", "meeting-message", message.as_bytes(), source, &[]), &what);
             match verdict {
                 Accepted => assert_accepted(&out, "meeting-message", message.as_bytes(), source, &what),
                 Refused => {
@@ -324,16 +308,16 @@ fn the_message_limit_is_100_characters_not_bytes() {
 
 #[test]
 fn the_token_is_never_a_flag_and_never_echoed() {
-    let scratch = Scratch::new("token-flag");
+    let scratch = TempDir::new("bad-input-token-flag");
     let secret = "k9w3pz7tokensecretq4d8f1xa";
     for command_name in ["config", "run"] {
-        let out = finish(command(&scratch.0, command_name, "token", secret.as_bytes(), Source::Flag, &[]), "--token");
+        let out = finish(command(&scratch, command_name, "token", secret.as_bytes(), Source::Flag, &[]), "--token");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{stderr}");
         assert!(!stderr.contains(secret) && !String::from_utf8_lossy(&out.stdout).contains(secret), "{stderr}");
     }
     // A token with a space is refused once a server makes it used; the line says so without the value.
-    let out = finish(command(&scratch.0, "run", "token", b"two words secret", Source::Environment, SERVER), "token");
+    let out = finish(command(&scratch, "run", "token", b"two words secret", Source::Environment, SERVER), "token");
     assert_refused(&out, "token", b"two words secret", "token with a space");
     assert!(String::from_utf8_lossy(&out.stderr).contains("(value not shown)"));
 }
@@ -341,9 +325,9 @@ fn the_token_is_never_a_flag_and_never_echoed() {
 #[test]
 fn a_config_file_or_token_file_that_never_ends_is_refused() {
     // procfs says 0 bytes for /proc/self/pagemap, then reads on for gigabytes: the reads must stop at the limit.
-    let scratch = Scratch::new("endless");
+    let scratch = TempDir::new("bad-input-endless");
     for command_name in ["config", "run"] {
-        let mut cmd = command(&scratch.0, command_name, "log", b"stderr", Source::Environment, &[]);
+        let mut cmd = command(&scratch, command_name, "log", b"stderr", Source::Environment, &[]);
         cmd.args(["--config", "/proc/self/pagemap"]);
         let out = finish(cmd, "--config /proc/self/pagemap");
         assert_eq!(out.status.code(), Some(2), "{}", brief(&out.stderr));
@@ -353,7 +337,7 @@ fn a_config_file_or_token_file_that_never_ends_is_refused() {
     }
     let with = [("MM_STATUS_SYNC_URL", "http://127.0.0.1:9")];
     let out = finish(
-        command(&scratch.0, "config", "token-file", b"/proc/self/pagemap", Source::Flag, &with),
+        command(&scratch, "config", "token-file", b"/proc/self/pagemap", Source::Flag, &with),
         "--token-file /proc/self/pagemap",
     );
     assert_refused(&out, "token-file", b"/proc/self/pagemap", "token-file /proc/self/pagemap");

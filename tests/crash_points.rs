@@ -7,12 +7,13 @@
 
 mod support;
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
 use support::UserState;
 use support::daemon_run::{Camera, Daemon, Device, Scene, differences, in_meeting, wait_for};
+use support::devices::is_root;
 use support::go_time::GoTime;
 use support::{FakeMattermost, Fault};
 
@@ -170,6 +171,18 @@ fn steps(user: &UserSetup) -> Vec<Step> {
     out
 }
 
+/// Waits until `d` is frozen at the armed step, then kills it with -9.
+fn kill_at_the_step(scene: &Scene, d: Daemon) -> Result<(), String> {
+    // The fake takes the fault, applies (or not) and records the call under one lock: once it is used up, the
+    // daemon is waiting for an answer that never comes, exactly at this step.
+    scene.wait_for("the step is reached", || scene.fake.pending_faults() == 0).map_err(|e| {
+        let calls: Vec<String> = scene.fake.calls().iter().map(|c| format!("{} {}", c.method, c.path)).collect();
+        format!("{e}; calls {calls:?}\nlog:\n{}", d.log())
+    })?;
+    d.kill9();
+    Ok(())
+}
+
 /// Whether `step` is a call that puts part of the user's status back.
 fn is_restore_call(step: &Step) -> bool {
     step.phase == Phase::End && [STATUS, CUSTOM].contains(&step.path) && step.method != "GET"
@@ -204,13 +217,7 @@ fn crash_cell(user: &UserSetup, step: &Step, camera_on_at_restart: bool) -> Resu
             (d, None)
         }
     };
-    // The fake takes the fault, applies (or not) and records the call under one lock: once it is used up, the
-    // daemon is waiting for an answer that never comes, exactly at this step.
-    scene.wait_for("the step is reached", || scene.fake.pending_faults() == 0).map_err(|e| {
-        let calls: Vec<String> = scene.fake.calls().iter().map(|c| format!("{} {}", c.method, c.path)).collect();
-        format!("{e}; calls {calls:?}\nlog:\n{}", first.log())
-    })?;
-    first.kill9();
+    kill_at_the_step(&scene, first)?;
     let backup_after_kill = scene.backup_exists();
     scene.fake.clear_faults();
     if camera_on_at_restart {
@@ -289,8 +296,14 @@ fn kill_9_at_every_step_then_restart_restores_exactly() {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
+    let header = format!("{:<30} {:<5} {:<36}", "user state", "phase", "killed at");
+    assert_matrix_exact(&header, &results);
+}
+
+/// Prints the matrix (`header` names the row columns) and fails with every failed cell.
+fn assert_matrix_exact(header: &str, results: &[Vec<Row>]) {
     let mut failures = Vec::new();
-    eprintln!("\n{:<30} {:<5} {:<36} {:<10} {:<10}", "user state", "phase", "killed at", "camera on", "camera off");
+    eprintln!("\n{header} {:<10} {:<10}", "camera on", "camera off");
     for (row, [on, off]) in results.iter().flatten() {
         let mark = |r: &Result<(), String>| if r.is_ok() { "exact" } else { "FAIL" };
         eprintln!("{row} {:<10} {:<10}", mark(on), mark(off));
@@ -420,11 +433,7 @@ fn shared_crash_cell(role: Role, step: &Step, camera_on_at_restart: bool) -> Res
         }
     }
     let victim = if role == Role::Leaving { &mut a } else { &mut b };
-    scene.wait_for("the step is reached", || scene.fake.pending_faults() == 0).map_err(|e| {
-        let calls: Vec<String> = scene.fake.calls().iter().map(|c| format!("{} {}", c.method, c.path)).collect();
-        format!("{e}; calls {calls:?}\nlog:\n{}", victim.log())
-    })?;
-    victim.daemon.take().unwrap().kill9();
+    kill_at_the_step(&scene, victim.daemon.take().unwrap())?;
     scene.fake.clear_faults();
     victim.camera = camera_on_at_restart.then(|| scene.open_device_camera(&victim.device));
     let restarted = scene.device_daemon(&victim.device, &[])?;
@@ -494,20 +503,7 @@ fn kill_9_of_either_device_at_every_step_of_the_shared_protocol_then_restart_res
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    let mut failures = Vec::new();
-    eprintln!("\n{:<30} {:<36} {:<10} {:<10}", "killed device", "killed at", "camera on", "camera off");
-    for (row, [on, off]) in results.iter().flatten() {
-        let mark = |r: &Result<(), String>| if r.is_ok() { "exact" } else { "FAIL" };
-        eprintln!("{row} {:<10} {:<10}", mark(on), mark(off));
-        for (camera, r) in [("camera on", on), ("camera off", off)] {
-            if let Err(e) = r {
-                failures.push(format!("{} / {camera}: {e}", row.split_whitespace().collect::<Vec<_>>().join(" ")));
-            }
-        }
-    }
-    let cells = results.iter().flatten().count() * 2;
-    eprintln!("{} cells, {} failed", cells, failures.len());
-    assert!(failures.is_empty(), "{} of {cells} cells failed:\n\n{}", failures.len(), failures.join("\n\n"));
+    assert_matrix_exact(&format!("{:<30} {:<36}", "killed device", "killed at"), &results);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -515,10 +511,6 @@ fn kill_9_of_either_device_at_every_step_of_the_shared_protocol_then_restart_res
 
 /// The user the daemon runs as when the tests run as root, who writes anywhere whatever the modes say.
 const NOBODY: u32 = 65534;
-
-fn running_as_root() -> bool {
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
 
 /// While the backup cannot be saved: a clear line, retries, nothing but reads on the server, the daemon running.
 fn assert_nothing_changed_while_unsaved(scene: &Scene, d: &mut Daemon, before: &UserState, why: &str) {
@@ -546,11 +538,17 @@ fn assert_meeting_proceeds_and_restores(scene: &Scene, d: Daemon, camera: Camera
     d.wait_log("backup saved again").unwrap();
     let log = d.log();
     assert!(!log.contains("server reachable again"), "{log}");
+    ends_exactly(scene, d, camera, before, "");
+}
+
+/// The camera goes off: the backup is deleted, the server holds exactly `before`, the daemon stops cleanly and
+/// leaves no backup. `what` (a case name, or "") prefixes the failure messages.
+fn ends_exactly(scene: &Scene, d: Daemon, camera: Camera, before: &UserState, what: &str) {
     drop(camera);
     d.wait_log("backup deleted").unwrap();
-    assert_eq!(differences(before, &scene.fake.state()), Vec::<String>::new(), "{}", d.log());
-    assert_eq!(d.stop(), Some(0));
-    assert!(!scene.backup_exists());
+    assert_eq!(differences(before, &scene.fake.state()), Vec::<String>::new(), "{what}:\n{}", d.log());
+    assert_eq!(d.stop(), Some(0), "{what}");
+    assert!(!scene.backup_exists(), "{what}");
 }
 
 #[test]
@@ -559,7 +557,7 @@ fn state_dir_not_writable_changes_nothing_until_it_is() {
     (USERS[1].apply)(&scene.fake);
     let before = scene.fake.state();
     let state_dir = scene.state_dir();
-    let root = running_as_root();
+    let root = is_root();
     let mut cmd = scene.command(&[]);
     if root {
         // The dir stays root's (0755); the daemon runs as a user who may read but not write it, and so does the
@@ -656,11 +654,7 @@ fn disk_full_after_the_backup_was_saved_loses_nothing_and_the_meeting_ends_exact
     assert_eq!(during.status, "away", "nothing after the failed save");
 
     // The meeting ends while the disk is still full: removing the backup needs no room.
-    drop(camera);
-    d.wait_log("backup deleted").unwrap();
-    assert_eq!(differences(&before, &scene.fake.state()), Vec::<String>::new(), "{}", d.log());
-    assert!(!scene.backup_exists());
-    assert_eq!(d.stop(), Some(0));
+    ends_exactly(&scene, d, camera, &before, "disk full");
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -752,10 +746,7 @@ fn damaged_backups_are_moved_aside_and_the_daemon_works() {
         d.wait_log("meeting status set").unwrap();
         let meta = std::fs::symlink_metadata(scene.backup_path()).unwrap();
         assert!(meta.is_file(), "{name}: the new backup is a regular file");
-        drop(camera);
-        d.wait_log("backup deleted").unwrap();
-        assert_eq!(differences(&before, &scene.fake.state()), Vec::<String>::new(), "{name}:\n{}", d.log());
-        assert_eq!(d.stop(), Some(0), "{name}");
+        ends_exactly(&scene, d, camera, &before, name);
         assert_eq!(std::fs::read(&precious).unwrap(), precious_bytes, "{name}: the link's target is untouched");
         assert!(aside[0].symlink_metadata().is_ok(), "{name}: the moved-aside file is kept");
     }

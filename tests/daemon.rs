@@ -1,23 +1,26 @@
 //! The real binary as a user runs it: a dry run that notices a real process opening a fake camera through inotify
 //! (the safety tick is an hour away), SIGHUP reloads that change behaviour, and bad input that exits 2.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_mm-status-sync");
+use support::child::hold_open;
+use support::devices::{SoundNodes, is_root, mknod};
+use support::{BIN, Reaped, TempDir};
 
+/// A temp dir with `video0`, the fake camera.
 struct Fixture {
-    dir: PathBuf,
+    dir: TempDir,
 }
 
 impl Fixture {
     fn new(name: &str) -> Fixture {
-        let dir = std::env::temp_dir().join(format!("mm-daemon-test-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TempDir::new(&format!("daemon-{name}"));
         std::fs::write(dir.join("video0"), b"").unwrap();
         Fixture { dir }
     }
@@ -29,33 +32,14 @@ impl Fixture {
     }
 }
 
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A child process holding the fake device open, killed on drop.
-struct Holder(Child);
-
-impl Holder {
-    fn open(device: &Path) -> Holder {
-        let child =
-            Command::new("sh").arg("-c").arg("exec 3<\"$1\"; exec sleep 60").arg("sh").arg(device).spawn().unwrap();
-        Holder(child)
-    }
-}
-
-impl Drop for Holder {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// A child process holding `device` open, killed on drop.
+fn open(device: &Path) -> Reaped {
+    hold_open(device, |_| {})
 }
 
 /// The daemon with its stderr lines delivered to the test as they come.
 struct Daemon {
-    child: Child,
+    child: Reaped,
     lines: Receiver<(Instant, String)>,
     seen: Vec<String>,
 }
@@ -91,7 +75,7 @@ impl Daemon {
                 }
             }
         });
-        Daemon { child, lines, seen: Vec::new() }
+        Daemon { child: Reaped(child), lines, seen: Vec::new() }
     }
 
     /// Waits for a line containing `needle`; returns when it was printed. `limit` only says when to give up and
@@ -131,15 +115,7 @@ impl Daemon {
     }
 
     fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status().unwrap();
-        assert!(ok.success());
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.signal(sig);
     }
 }
 
@@ -160,7 +136,7 @@ fn dry_run_starts_and_ends_a_meeting_from_inotify_not_the_tick() {
     std::thread::sleep(Duration::from_millis(300));
 
     let opened = Instant::now();
-    let holder = Holder::open(&fx.device());
+    let holder = open(&fx.device());
     d.wait_for("camera in use by ", Duration::from_secs(5));
     let started = d.wait_for("meeting started", Duration::from_secs(10));
     let took = started - opened;
@@ -188,7 +164,7 @@ fn a_brief_probe_is_not_a_meeting() {
     let args = dry_run_args(&fx, "2", "1");
     let mut d = Daemon::start(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
     d.wait_for("Starting Mattermost Status Sync Daemon", Duration::from_secs(10));
-    let probe = Holder::open(&fx.device());
+    let probe = open(&fx.device());
     d.wait_for("camera in use", Duration::from_secs(5));
     std::thread::sleep(Duration::from_millis(500));
     drop(probe);
@@ -211,7 +187,7 @@ fn sighup_applies_a_valid_config_and_keeps_the_old_one_when_invalid() {
     let mut d = Daemon::start(&all, &[]);
     d.wait_for("Starting Mattermost Status Sync Daemon", Duration::from_secs(10));
 
-    let h = Holder::open(&fx.device());
+    let h = open(&fx.device());
     d.wait_for("would set custom status :calendar: \"[first]\"", Duration::from_secs(5));
     drop(h);
     d.wait_for("RESTORE: Status restored", Duration::from_secs(5));
@@ -220,7 +196,7 @@ fn sighup_applies_a_valid_config_and_keeps_the_old_one_when_invalid() {
         .unwrap();
     d.signal("HUP");
     d.wait_for("configuration reloaded", Duration::from_secs(5));
-    let h = Holder::open(&fx.device());
+    let h = open(&fx.device());
     d.wait_for("would set custom status :phone: \"[second]\"", Duration::from_secs(5));
     drop(h);
     d.wait_for("RESTORE: Status restored", Duration::from_secs(5));
@@ -234,13 +210,13 @@ fn sighup_applies_a_valid_config_and_keeps_the_old_one_when_invalid() {
         last.contains("invalid meeting-status \"busy\"") && last.contains("keeping the current configuration"),
         "{last}"
     );
-    let h = Holder::open(&fx.device());
+    let h = open(&fx.device());
     d.wait_for("would set custom status :phone: \"[second]\"", Duration::from_secs(5));
     d.wait_for("would set availability dnd", Duration::from_secs(5));
     drop(h);
     d.signal("TERM");
     d.wait_for("stopped after", Duration::from_secs(10));
-    assert_eq!(d.child.wait().unwrap().code(), Some(0));
+    assert_eq!(d.child.0.wait().unwrap().code(), Some(0));
 }
 
 #[test]
@@ -280,11 +256,11 @@ fn scan_reports_holders_and_exits_0_only_when_one_counts() {
         (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
     };
     assert_eq!(scan(&[]).0, Some(1));
-    let h = Holder::open(&fx.device());
+    let h = open(&fx.device());
     std::thread::sleep(Duration::from_millis(200));
     let (code, out) = scan(&[]);
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains(&format!("pid {:<8} sleep", h.0.id())) && out.contains("counted"), "{out}");
+    assert!(out.contains(&format!("pid {:<8} sleep", h.pid())) && out.contains("counted"), "{out}");
     let (code, out) = scan(&["--ignore-processes", "sleep,sh"]);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("ignored (ignore-processes)"), "{out}");
@@ -357,7 +333,7 @@ fn an_idle_daemon_does_no_full_scans_and_a_meeting_only_a_few() {
 
     let mut d = Daemon::start(&all, &[]);
     d.wait_for("Starting Mattermost Status Sync Daemon", Duration::from_secs(10));
-    let h = Holder::open(&fx.device());
+    let h = open(&fx.device());
     d.wait_for("would set availability dnd", Duration::from_secs(5));
     std::thread::sleep(Duration::from_secs(2));
     drop(h);
@@ -369,24 +345,21 @@ fn an_idle_daemon_does_no_full_scans_and_a_meeting_only_a_few() {
     eprintln!("a 2 s meeting: {meeting} full scans besides the startup one");
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").unwrap().contains("\nUid:\t0\t")
-}
-
-/// `mknod -m MODE PATH c 1 3`: a character device node like `/dev/null`, standing in for a camera or a microphone.
-fn mknod(path: &Path, mode: &str) {
-    let ok = Command::new("mknod").args(["-m", mode]).arg(path).args(["c", "1", "3"]).status().unwrap().success();
-    assert!(ok, "mknod {}", path.display());
-}
-
 /// A process holding `device` open as user 65534.
-fn hold_as_nobody(device: &Path) -> Holder {
-    let child = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c", "exec 3<\"$1\"; exec sleep 60", "sh"])
-        .arg(device)
-        .spawn()
-        .unwrap();
-    Holder(child)
+fn hold_as_nobody(device: &Path) -> Reaped {
+    Reaped::spawn(
+        Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "sh",
+                "-c",
+                "exec 3<\"$1\"; exec sleep 600",
+                "sh",
+            ])
+            .arg(device),
+    )
 }
 
 /// A camera unplugged and plugged back in under a user service: the kernel creates the node 0600 root, udev opens
@@ -404,7 +377,7 @@ fn a_replugged_camera_is_watched_again_once_udev_opens_it_up() {
     std::fs::set_permissions(&fx.dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let node = fx.dir.join("video0");
     std::fs::remove_file(&node).unwrap();
-    mknod(&node, "0666");
+    mknod(&node, "0666", 3);
     let args = dry_run_args(&fx, "0", "0");
     let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
     all.extend(["--log-level", "debug"]);
@@ -421,7 +394,7 @@ fn a_replugged_camera_is_watched_again_once_udev_opens_it_up() {
     // Unplugged, plugged back in as root's 0600 node: the daemon tries and is refused.
     let refused = format!("not watching {}", node.display());
     std::fs::remove_file(&node).unwrap();
-    mknod(&node, "0600");
+    mknod(&node, "0600", 3);
     d.wait_for(&refused, Duration::from_secs(10));
     // udev opens it up; the user's next call starts at once.
     std::thread::sleep(Duration::from_millis(50));
@@ -438,7 +411,7 @@ fn a_replugged_camera_is_watched_again_once_udev_opens_it_up() {
 /// A python process that opens `path` and maps it, as a streaming V4L2 client (or PipeWire) maps its buffers; a
 /// line on its stdin makes it unmap and keep the descriptor, as PipeWire does when a stream stops.
 struct Streamer {
-    child: Child,
+    child: Reaped,
     stdin: std::process::ChildStdin,
     stdout: BufReader<std::process::ChildStdout>,
 }
@@ -460,11 +433,11 @@ impl Streamer {
         let mut line = String::new();
         stdout.read_line(&mut line).unwrap();
         assert_eq!(line.trim(), "mapped");
-        Streamer { child, stdin, stdout }
+        Streamer { child: Reaped(child), stdin, stdout }
     }
 
     fn comm(&self) -> String {
-        std::fs::read_to_string(format!("/proc/{}/comm", self.child.id())).unwrap().trim_end().to_owned()
+        self.child.comm()
     }
 
     /// Unmaps, keeping the device open; returns once done.
@@ -474,13 +447,6 @@ impl Streamer {
         let mut line = String::new();
         self.stdout.read_line(&mut line).unwrap();
         assert_eq!(line.trim(), "unmapped");
-    }
-}
-
-impl Drop for Streamer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -502,7 +468,7 @@ fn a_streaming_gated_holder_that_stops_streaming_ends_the_meeting() {
     let ended = d.wait_for("meeting ended", Duration::from_secs(20));
     eprintln!("end of streaming: meeting ended {:?} after the unmap (end-delay 0)", ended - stopped);
     // The descriptor is still open: only the memory map told.
-    assert!(std::fs::read_dir(format!("/proc/{}/fd", streamer.child.id())).unwrap().count() > 3);
+    assert!(std::fs::read_dir(format!("/proc/{}/fd", streamer.child.pid())).unwrap().count() > 3);
 }
 
 /// The start line counts the device nodes (not the inotify watches, which include their directories), and says
@@ -531,14 +497,10 @@ fn the_start_line_counts_device_nodes_and_says_when_it_waits_for_one() {
     assert!(d.seen.last().unwrap().contains(&want), "{}", d.seen.last().unwrap());
 }
 
-/// A fixture with sound nodes besides the camera: `pcmC0D0c` (capture) and `pcmC0D0p` (playback), real character
-/// devices. Needs root for mknod.
+/// A fixture with sound nodes besides the camera, and a microphone pattern that matches the playback node too: it
+/// must not count anyway. Needs root for mknod.
 fn sound_nodes(fx: &Fixture) -> (PathBuf, PathBuf, String) {
-    let capture = fx.dir.join("pcmC0D0c");
-    let playback = fx.dir.join("pcmC0D0p");
-    mknod(&capture, "0666");
-    mknod(&playback, "0666");
-    // Matches the playback node too: it must not count anyway.
+    let SoundNodes { capture, playback } = SoundNodes::new(&fx.dir);
     (capture, playback, format!("{}/pcmC*", fx.dir.display()))
 }
 
@@ -563,16 +525,16 @@ fn microphones_start_and_end_meetings_with_cameras_or_alone() {
     d.wait_for("full scan (Startup", Duration::from_secs(10));
 
     // Playback: the daemon looks (a full scan on the open) and finds nothing that counts.
-    let player = Holder::open(&playback);
+    let player = open(&playback);
     d.wait_for("full scan (Opened", Duration::from_secs(10));
     assert_eq!(d.count("in use by"), 0, "{:#?}", d.seen);
 
     // Recording: a microphone alone starts the meeting, and its end ends it.
     let opened = Instant::now();
-    let recorder = Holder::open(&capture);
+    let recorder = open(&capture);
     // Named by pid, not by name: the scan can run while the holder is still the shell that opened the node,
     // before it became `sleep`.
-    let line = format!("(pid {}) on {}", recorder.0.id(), capture.display());
+    let line = format!("(pid {}) on {}", recorder.pid(), capture.display());
     d.wait_for(&line, Duration::from_secs(10));
     assert!(d.seen.last().unwrap().contains("microphone in use by "), "{:#?}", d.seen);
     let started = d.wait_for("meeting started", Duration::from_secs(10));
@@ -589,12 +551,12 @@ fn microphones_start_and_end_meetings_with_cameras_or_alone() {
     );
 
     // Camera, then microphone, camera off, microphone off: one meeting.
-    let camera = Holder::open(&fx.device());
-    d.wait_for(&format!("(pid {}) on {}", camera.0.id(), fx.device().display()), Duration::from_secs(10));
+    let camera = open(&fx.device());
+    d.wait_for(&format!("(pid {}) on {}", camera.pid(), fx.device().display()), Duration::from_secs(10));
     assert!(d.seen.last().unwrap().contains("camera in use by "), "{:#?}", d.seen);
     d.wait_for_nth("meeting started", 2, Duration::from_secs(10));
-    let recorder = Holder::open(&capture);
-    d.wait_for(&format!("(pid {}) on {}", recorder.0.id(), capture.display()), Duration::from_secs(10));
+    let recorder = open(&capture);
+    d.wait_for(&format!("(pid {}) on {}", recorder.pid(), capture.display()), Duration::from_secs(10));
     assert!(d.seen.last().unwrap().contains("microphone in use by "), "{:#?}", d.seen);
     drop(camera);
     d.wait_for("camera free", Duration::from_secs(10));
@@ -624,8 +586,8 @@ fn scan_says_camera_or_microphone_and_exits_0_only_when_one_counts() {
             .unwrap();
         (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
     };
-    let player = Holder::open(&playback);
-    let player_line = |out: &str| out.lines().find(|l| l.contains(&player.0.id().to_string())).map(str::to_owned);
+    let player = open(&playback);
+    let player_line = |out: &str| out.lines().find(|l| l.contains(&player.pid().to_string())).map(str::to_owned);
     let wait_listed = |pid: u32| {
         let deadline = Instant::now() + Duration::from_secs(10);
         while !scan(&[]).1.contains(&format!("pid {pid:<8}")) {
@@ -633,17 +595,17 @@ fn scan_says_camera_or_microphone_and_exits_0_only_when_one_counts() {
             std::thread::sleep(Duration::from_millis(10));
         }
     };
-    wait_listed(player.0.id());
+    wait_listed(player.pid());
     let (code, out) = scan(&[]);
     assert_eq!(code, Some(1), "{out}");
     let line = player_line(&out).unwrap();
     assert!(line.contains("microphone") && line.contains("not a capture node (playback, control or timer)"), "{out}");
 
-    let recorder = Holder::open(&capture);
-    wait_listed(recorder.0.id());
+    let recorder = open(&capture);
+    wait_listed(recorder.pid());
     let (code, out) = scan(&[]);
     assert_eq!(code, Some(0), "{out}");
-    let line = out.lines().find(|l| l.contains(&format!("pid {:<8}", recorder.0.id()))).unwrap();
+    let line = out.lines().find(|l| l.contains(&format!("pid {:<8}", recorder.pid()))).unwrap();
     assert!(
         line.contains("sleep")
             && line.contains(" microphone ")
@@ -658,10 +620,10 @@ fn scan_says_camera_or_microphone_and_exits_0_only_when_one_counts() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("no process holds a device"));
 
-    let camera = Holder::open(&fx.device());
-    wait_listed(camera.0.id());
+    let camera = open(&fx.device());
+    wait_listed(camera.pid());
     let (_, out) = scan(&[]);
-    let line = out.lines().find(|l| l.contains(&format!("pid {:<8}", camera.0.id()))).unwrap();
+    let line = out.lines().find(|l| l.contains(&format!("pid {:<8}", camera.pid()))).unwrap();
     assert!(line.contains(" camera ") && line.ends_with("counted"), "{out}");
 }
 
@@ -670,16 +632,14 @@ fn scan_says_camera_or_microphone_and_exits_0_only_when_one_counts() {
 #[test]
 fn a_holder_that_does_not_count_hides_no_one() {
     let fx = Fixture::new("ignored-beside");
-    let producer = Holder(
+    let producer = Reaped::spawn(
         Command::new("sh")
             .args(["-c", "exec 3<\"$1\"; exec tail -f /dev/null", "sh"])
             .arg(fx.device())
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap(),
+            .stdin(Stdio::null()),
     );
     let deadline = Instant::now() + Duration::from_secs(10);
-    while std::fs::read_to_string(format!("/proc/{}/comm", producer.0.id())).unwrap_or_default() != "tail\n" {
+    while std::fs::read_to_string(format!("/proc/{}/comm", producer.pid())).unwrap_or_default() != "tail\n" {
         assert!(Instant::now() < deadline, "the producer never became tail");
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -689,12 +649,12 @@ fn a_holder_that_does_not_count_hides_no_one() {
     let mut d = Daemon::start(&all, &[]);
     d.wait_for("full scan (Startup", Duration::from_secs(10));
 
-    let first = Holder::open(&fx.device());
-    d.wait_for(&format!("(pid {}) on {}", first.0.id(), fx.device().display()), Duration::from_secs(20));
+    let first = open(&fx.device());
+    d.wait_for(&format!("(pid {}) on {}", first.pid(), fx.device().display()), Duration::from_secs(20));
     assert!(d.seen.last().unwrap().contains("camera in use by "), "{:#?}", d.seen);
     d.wait_for("meeting started", Duration::from_secs(10));
     // A second app joins, then the first leaves: still in the meeting, and the second is the one in use.
-    let second = Holder::open(&fx.device());
+    let second = open(&fx.device());
     std::thread::sleep(Duration::from_millis(300));
     drop(first);
     // On a busy machine the second app's open and the first one's close can come in one read of inotify, as
@@ -728,7 +688,7 @@ fn sighup_keeps_the_state_dir() {
     d.signal("HUP");
     d.wait_for("reload rejected", Duration::from_secs(10));
     assert!(d.seen.last().unwrap().contains("state-dir cannot change while running"), "{:#?}", d.seen);
-    let h = Holder::open(&fx.device());
+    let h = open(&fx.device());
     d.wait_for("would set availability dnd", Duration::from_secs(10));
     d.signal("HUP");
     d.wait_for("reload rejected", Duration::from_secs(10));

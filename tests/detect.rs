@@ -2,99 +2,59 @@
 //! camera nodes, found through the real `/proc`, and real inotify events; plus fake proc trees for the cases a real
 //! system cannot produce on demand.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use mm_status_sync::detect::{DeviceClass, DeviceSet, Filter, Pattern, Scanner, Verdict, Wake, Watcher};
 use mm_status_sync::sys;
+use support::child::hold_open;
+use support::devices::{SoundNodes, hardened_holder, is_root, mknod, thread_holder, wait_main_thread_exited};
+use support::{BIN, Reaped, TempDir};
 
-/// A fresh directory under the system temp dir, removed on drop. Canonical, so paths compare with `/proc` targets.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let base = std::env::temp_dir().canonicalize().unwrap();
-        let dir = base.join(format!("mmss-detect-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
+/// What the scanner tests make in their temp dir.
+trait Scratch {
     /// Creates a 4096-byte file (big enough to map) and returns its path.
+    fn file(&self, name: impl AsRef<Path>) -> PathBuf;
+    fn pattern(&self, glob: &str) -> Pattern;
+}
+
+impl Scratch for TempDir {
     fn file(&self, name: impl AsRef<Path>) -> PathBuf {
-        let path = self.0.join(name);
+        let path = self.join(name);
         std::fs::write(&path, vec![0u8; 4096]).unwrap();
         path
     }
 
     fn pattern(&self, glob: &str) -> Pattern {
-        Pattern::new(&format!("{}/{glob}", self.0.display())).unwrap()
+        Pattern::new(&format!("{}/{glob}", self.display())).unwrap()
     }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A child process killed and reaped on drop, so a failing test leaves nothing behind.
-struct Kid(Child);
-
-impl Kid {
-    fn pid(&self) -> u32 {
-        self.0.id()
-    }
-
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Kid {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn comm_of(pid: u32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim_end().to_owned()
 }
 
 /// A `sleep` process holding `path` open on descriptor 3 (opened by the shell before it becomes `sleep`).
-fn hold(path: &Path) -> Kid {
-    let kid = Kid(Command::new("sh")
-        .args(["-c", "exec 3<\"$1\"; exec sleep 30", "sh"])
-        .arg(path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while comm_of(kid.pid()) != "sleep" {
-        assert!(Instant::now() < deadline, "child {} never became sleep", kid.pid());
-        std::thread::sleep(Duration::from_millis(2));
-    }
+fn hold(path: &Path) -> Reaped {
+    let kid = hold_open(path, |_| {});
+    support::wait_for(&format!("child {} to become sleep", kid.pid()), || kid.comm() == "sleep").unwrap();
     kid
 }
 
 /// A python process that opens `path` and maps it, as a streaming V4L2 client maps its buffers.
-fn map(path: &Path) -> Kid {
+fn map(path: &Path) -> Reaped {
     let script = "import mmap,sys,time\nf=open(sys.argv[1],'r+b')\nm=mmap.mmap(f.fileno(),4096)\nprint('ready',flush=True)\ntime.sleep(30)";
-    let mut kid = Kid(Command::new("python3")
-        .args(["-c", script])
-        .arg(path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap());
+    let mut kid = Reaped(
+        Command::new("python3")
+            .args(["-c", script])
+            .arg(path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let mut line = String::new();
     BufReader::new(kid.0.stdout.take().unwrap()).read_line(&mut line).unwrap();
     assert_eq!(line.trim(), "ready");
@@ -164,7 +124,7 @@ fn require_streaming_tells_an_open_from_a_mapping() {
     let mapped = dir.file("video1");
     let opener = hold(&opened);
     let mapper = map(&mapped);
-    let mapper_comm = comm_of(mapper.pid());
+    let mapper_comm = mapper.comm();
     let devices = devices(&[dir.pattern("video*")]);
 
     let by_name = Filter { require_streaming_for: vec!["sleep".into(), mapper_comm.clone()], ..Filter::default() };
@@ -253,8 +213,8 @@ fn scans_survive_processes_vanishing_underneath() {
 fn fake_proc_tree_skips_what_it_cannot_read() {
     let dir = TempDir::new("fakeproc");
     let camera = dir.file("video0");
-    let proc_root = dir.0.join("proc");
-    for (pid, target) in [("100", Some(&camera)), ("101", None), ("102", Some(&dir.0.join("notes")))] {
+    let proc_root = dir.join("proc");
+    for (pid, target) in [("100", Some(&camera)), ("101", None), ("102", Some(&dir.join("notes")))] {
         std::fs::create_dir_all(proc_root.join(pid)).unwrap();
         std::fs::write(proc_root.join(pid).join("comm"), format!("app{pid}\n")).unwrap();
         if let Some(target) = target {
@@ -294,13 +254,13 @@ fn by_id_symlink_patterns_resolve_to_the_node_proc_shows() {
     let dir = TempDir::new("byid");
     let camera = dir.file("video0");
     let unlinked = dir.file("video1");
-    std::fs::create_dir(dir.0.join("by-id")).unwrap();
-    std::os::unix::fs::symlink("../video0", dir.0.join("by-id/usb-cam-video-index0")).unwrap();
+    std::fs::create_dir(dir.join("by-id")).unwrap();
+    std::os::unix::fs::symlink("../video0", dir.join("by-id/usb-cam-video-index0")).unwrap();
     let mut devices = devices(&[dir.pattern("by-id/*")]);
     assert_eq!(devices.resolved().collect::<Vec<_>>(), [camera.as_os_str().as_bytes()]);
 
     // Opened through the link or directly, /proc shows the node.
-    let through_link = hold(&dir.0.join("by-id/usb-cam-video-index0"));
+    let through_link = hold(&dir.join("by-id/usb-cam-video-index0"));
     let direct = hold(&camera);
     let other = hold(&unlinked);
     let filter = Filter::default();
@@ -314,7 +274,7 @@ fn by_id_symlink_patterns_resolve_to_the_node_proc_shows() {
     assert!(scanner.holders().iter().all(|h| h.device() == camera.as_os_str().as_bytes()));
 
     // A camera plugged in later is picked up by refresh.
-    std::os::unix::fs::symlink("../video1", dir.0.join("by-id/usb-other-video-index0")).unwrap();
+    std::os::unix::fs::symlink("../video1", dir.join("by-id/usb-other-video-index0")).unwrap();
     scanner.full_scan(&devices, &filter);
     assert!(!scanner.holders().iter().any(|h| h.pid == other.pid()));
     devices.refresh();
@@ -328,11 +288,11 @@ fn uvc_metadata_nodes_never_count() {
     let capture = dir.file("video0");
     let metadata = dir.file("video1");
     for (node, index) in [("video0", "0\n"), ("video1", "1\n")] {
-        let attr = dir.0.join("sys/class/video4linux").join(node);
+        let attr = dir.join("sys/class/video4linux").join(node);
         std::fs::create_dir_all(&attr).unwrap();
         std::fs::write(attr.join("index"), index).unwrap();
     }
-    let devices = DeviceSet::with_sysfs_root(vec![dir.pattern("video*")], &dir.0.join("sys"));
+    let devices = DeviceSet::with_sysfs_root(vec![dir.pattern("video*")], &dir.join("sys"));
     let meta_holder = hold(&metadata);
     let scanner = scan(&devices, &Filter::default());
     assert_eq!(scanner.holders().len(), 1);
@@ -404,7 +364,7 @@ fn watcher_reports_open_close_and_topology() {
 
     // Unrelated names in the directory are not a topology change.
     dir.file("notes2.txt");
-    std::fs::remove_file(dir.0.join("notes.txt")).unwrap();
+    std::fs::remove_file(dir.join("notes.txt")).unwrap();
     assert!(!quiet(&mut watcher).topology);
 
     // A camera appears: topology; after rewatch its opens are seen.
@@ -447,13 +407,13 @@ fn watcher_follows_by_id_links_and_waits_for_missing_directories() {
     // Neither v4l nor by-id exists yet: the temp dir itself is watched for `v4l`.
     let mut watcher = Watcher::new(&patterns).unwrap();
     assert_eq!(watcher.watched(), 1);
-    std::fs::create_dir(dir.0.join("v4l")).unwrap();
+    std::fs::create_dir(dir.join("v4l")).unwrap();
     wait_for(&mut watcher, "topology on parent creation", |w| w.topology);
     watcher.rewatch(&patterns).unwrap();
-    std::fs::create_dir(dir.0.join("v4l/by-id")).unwrap();
+    std::fs::create_dir(dir.join("v4l/by-id")).unwrap();
     wait_for(&mut watcher, "topology on by-id creation", |w| w.topology);
     watcher.rewatch(&patterns).unwrap();
-    std::os::unix::fs::symlink(&camera, dir.0.join("v4l/by-id/usb-cam-index0")).unwrap();
+    std::os::unix::fs::symlink(&camera, dir.join("v4l/by-id/usb-cam-index0")).unwrap();
     wait_for(&mut watcher, "topology on link creation", |w| w.topology);
     watcher.rewatch(&patterns).unwrap();
     assert_eq!(watcher.watched(), 2, "by-id and the node behind the link");
@@ -480,7 +440,7 @@ fn scan_as_child_entry() {
 /// too; with CAP_SYS_PTRACE as well, root's holder is found. Needs root to drop to another uid.
 #[test]
 fn less_privileged_readers_skip_what_they_cannot_read() {
-    if !std::fs::read_to_string("/proc/self/status").unwrap().contains("\nUid:\t0\t") {
+    if !is_root() {
         eprintln!("not root: cannot start a scanner under another uid, nothing to check here");
         return;
     }
@@ -525,20 +485,7 @@ fn less_privileged_readers_skip_what_they_cannot_read() {
 fn a_camera_held_by_a_thread_after_the_main_thread_exited_is_found() {
     let dir = TempDir::new("thread");
     let camera = dir.file("video0");
-    let source = dir.0.join("holder.c");
-    std::fs::write(
-        &source,
-        "#include <fcntl.h>\n#include <pthread.h>\n#include <sys/mman.h>\n#include <unistd.h>\n\
-         static void *hold(void *arg) { (void)arg; sleep(30); return 0; }\n\
-         int main(int argc, char **argv) { int fd; if (argc < 2 || (fd = open(argv[1], O_RDONLY)) < 0) return 1;\n\
-         if (argc > 2 && mmap(0, 4096, PROT_READ, MAP_SHARED, fd, 0) == MAP_FAILED) return 1;\n\
-         pthread_t t; pthread_create(&t, 0, hold, 0); pthread_exit(0); }\n",
-    )
-    .unwrap();
-    let program = dir.0.join("holder");
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let built = Command::new(&cc).arg("-o").arg(&program).arg(&source).arg("-pthread").status().unwrap();
-    assert!(built.success(), "{cc} could not build the holder");
+    let program = thread_holder(&dir);
     // One opens the camera, the other opens and maps it (streams); both then end their main thread.
     let start = |stream: bool| {
         let mut cmd = Command::new(&program);
@@ -546,15 +493,8 @@ fn a_camera_held_by_a_thread_after_the_main_thread_exited_is_found() {
         if stream {
             cmd.arg("map");
         }
-        let kid = Kid(cmd.spawn().unwrap());
-        // Wait for the state under test: the main thread gone (a zombie leader), so the process's own fd
-        // directory is empty to root and unreadable (EACCES) to its unprivileged owner.
-        let status = format!("/proc/{}/status", kid.pid());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !std::fs::read_to_string(&status).unwrap_or_default().contains("\nState:\tZ") {
-            assert!(Instant::now() < deadline, "the main thread of {status} never exited");
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        let kid = Reaped::spawn(&mut cmd);
+        wait_main_thread_exited(&kid);
         kid
     };
     let holder = start(false);
@@ -587,32 +527,15 @@ fn an_unprivileged_scanner_finds_its_own_camera_held_by_a_thread_after_the_main_
         return;
     }
     let dir = TempDir::new("thread-unprivileged");
-    std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let camera = dir.file("video0");
-    let source = dir.0.join("holder.c");
-    std::fs::write(
-        &source,
-        "#include <fcntl.h>\n#include <pthread.h>\n#include <unistd.h>\n\
-         static void *hold(void *arg) { (void)arg; sleep(60); return 0; }\n\
-         int main(int argc, char **argv) { if (argc < 2 || open(argv[1], O_RDONLY) < 0) return 1;\n\
-         pthread_t t; pthread_create(&t, 0, hold, 0); pthread_exit(0); }\n",
-    )
-    .unwrap();
-    let program = dir.0.join("holder");
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let built = Command::new(&cc).arg("-o").arg(&program).arg(&source).arg("-pthread").status().unwrap();
-    assert!(built.success(), "{cc} could not build the holder");
+    let program = thread_holder(&dir);
     let nobody = ["--reuid=65534", "--regid=65534", "--clear-groups"];
     let holder =
-        Kid(Command::new("setpriv").args(nobody).arg(&program).arg(&camera).stdin(Stdio::null()).spawn().unwrap());
+        Reaped(Command::new("setpriv").args(nobody).arg(&program).arg(&camera).stdin(Stdio::null()).spawn().unwrap());
     // The state under test: the main thread gone, so to its unprivileged owner /proc/PID/fd is denied (EACCES).
-    let status = format!("/proc/{}/status", holder.pid());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(&status).unwrap_or_default().contains("\nState:\tZ") {
-        assert!(Instant::now() < deadline, "the main thread of {status} never exited");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let bin = env!("CARGO_BIN_EXE_mm-status-sync");
+    wait_main_thread_exited(&holder);
+    let bin = BIN;
     let pattern = dir.pattern("video*");
     let out = Command::new("setpriv").args(nobody).args([bin, "scan", "--device", pattern.as_str()]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -624,42 +547,32 @@ fn an_unprivileged_scanner_finds_its_own_camera_held_by_a_thread_after_the_main_
 
 #[test]
 fn own_non_dumpable_processes_are_named_apart_from_other_users() {
-    if !std::fs::read_to_string("/proc/self/status").unwrap().contains("\nUid:\t0\t") {
+    if !is_root() {
         eprintln!("SKIPPED: not root: cannot run a scanner and a holder under another uid");
         return;
     }
     let dir = TempDir::new("dumpable");
-    std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let camera = dir.file("video0");
-    let source = dir.0.join("hardened.c");
-    std::fs::write(
-        &source,
-        "#include <fcntl.h>\n#include <sys/prctl.h>\n#include <unistd.h>\n\
-         int main(int argc, char **argv) { if (argc < 2 || open(argv[1], O_RDONLY) < 0) return 1;\n\
-         if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) return 1; if (write(1, \"ready\\n\", 6) != 6) return 1;\n\
-         sleep(60); return 0; }\n",
-    )
-    .unwrap();
-    let program = dir.0.join("hardened");
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let built = Command::new(&cc).arg("-o").arg(&program).arg(&source).status().unwrap();
-    assert!(built.success(), "{cc} could not build the hardened holder");
+    let program = hardened_holder(&dir);
     let nobody = ["--reuid=65534", "--regid=65534", "--clear-groups"];
-    let mut hardened = Kid(Command::new("setpriv")
-        .args(nobody)
-        .arg(&program)
-        .arg(&camera)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap());
+    let mut hardened = Reaped(
+        Command::new("setpriv")
+            .args(nobody)
+            .arg(&program)
+            .arg(&camera)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let mut line = String::new();
     BufReader::new(hardened.0.stdout.take().unwrap()).read_line(&mut line).unwrap();
     assert_eq!(line.trim(), "ready");
     // Another user's holder (root's), to be counted apart.
     let _root_holder = hold(&camera);
     let pattern = dir.pattern("video*");
-    let bin = env!("CARGO_BIN_EXE_mm-status-sync");
+    let bin = BIN;
 
     let out = Command::new("setpriv").args(nobody).args([bin, "scan", "--device", pattern.as_str()]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -674,16 +587,18 @@ fn own_non_dumpable_processes_are_named_apart_from_other_users() {
     assert!(stderr.contains("processes of other users could not be read"), "{stderr}");
 
     // The daemon's debug line says the same.
-    let mut daemon = Kid(Command::new("setpriv")
-        .args(nobody)
-        .args([bin, "--dry-run", "--log", "stderr", "--log-level", "debug", "--interval", "3600"])
-        .args(["--device", pattern.as_str()])
-        .env_remove("MM_STATUS_SYNC_CONFIG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap());
+    let mut daemon = Reaped(
+        Command::new("setpriv")
+            .args(nobody)
+            .args([bin, "--dry-run", "--log", "stderr", "--log-level", "debug", "--interval", "3600"])
+            .args(["--device", pattern.as_str()])
+            .env_remove("MM_STATUS_SYNC_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let scan_line = BufReader::new(daemon.0.stderr.take().unwrap())
         .lines()
         .map_while(Result::ok)
@@ -698,10 +613,6 @@ fn own_non_dumpable_processes_are_named_apart_from_other_users() {
     hardened.kill();
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").unwrap().contains("\nUid:\t0\t")
-}
-
 /// Real ALSA-style device nodes (`mknod`, character device 1:3 like /dev/null): only the capture node counts as a
 /// microphone, even under a pattern that matches the playback node too; ignore-processes applies, and
 /// require-streaming-for does not (sound servers hold capture nodes only while recording). Needs root for mknod.
@@ -712,15 +623,8 @@ fn only_capture_nodes_are_microphones() {
         return;
     }
     let dir = TempDir::new("mic");
-    let node = |name: &str| {
-        let path = dir.0.join(name);
-        let ok = Command::new("mknod").args(["-m", "0666"]).arg(&path).args(["c", "1", "3"]).status().unwrap();
-        assert!(ok.success(), "mknod {}", path.display());
-        path
-    };
-    let capture = node("pcmC0D0c");
-    let playback = node("pcmC0D0p");
-    let control = node("controlC0");
+    let SoundNodes { capture, playback } = SoundNodes::new(&dir);
+    let control = mknod(&dir.join("controlC0"), "0666", 3);
     let camera = dir.file("video0");
     let recorder = hold(&capture);
     let player = hold(&playback);
@@ -774,19 +678,15 @@ fn a_node_reached_through_another_root_is_matched_by_device_number() {
         return;
     }
     let dir = TempDir::new("otherroot");
-    let mknod = |path: &Path, minor: &str| {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        let ok = Command::new("mknod").arg(path).args(["c", "1", minor]).status().unwrap();
-        assert!(ok.success(), "mknod {}", path.display());
-        path.to_path_buf()
-    };
-    mknod(&dir.0.join("video0"), "3");
-    mknod(&dir.0.join("pcmC0D0c"), "7");
-    let chroot = dir.0.join("chroot/dev");
-    let same_camera = hold(&mknod(&chroot.join("video0"), "3"));
-    let same_microphone = hold(&mknod(&chroot.join("snd/pcmC0D0c"), "7"));
-    let other_number = hold(&mknod(&chroot.join("video1"), "5"));
-    let other_name = hold(&mknod(&chroot.join("camera"), "3"));
+    // The mode mknod(1) gives without -m under the usual umask.
+    let mknod = |path: &Path, minor: u32| mknod(path, "0644", minor);
+    mknod(&dir.join("video0"), 3);
+    mknod(&dir.join("pcmC0D0c"), 7);
+    let chroot = dir.join("chroot/dev");
+    let same_camera = hold(&mknod(&chroot.join("video0"), 3));
+    let same_microphone = hold(&mknod(&chroot.join("snd/pcmC0D0c"), 7));
+    let other_number = hold(&mknod(&chroot.join("video1"), 5));
+    let other_name = hold(&mknod(&chroot.join("camera"), 3));
     let devices = DeviceSet::new(vec![dir.pattern("video*")]).with_microphones(vec![dir.pattern("pcmC*D*c")]);
     let scanner = scan(&devices, &Filter::default());
     let find = |pid| scanner.holders().iter().find(|h| h.pid == pid).cloned();

@@ -7,16 +7,14 @@ mod support;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::child::Reaped as Daemon;
-use support::child::Reaped as Holder;
+use support::daemon_run::{Daemon, Scene};
 use support::go_time::GoTime;
-use support::{FakeMattermost, Fault, FaultScope, TestTls, UserState};
+use support::{BIN, FakeMattermost, Fault, FaultScope, Marker, TestTls, UserState, in_meeting_as};
 
-const BIN: &str = env!("CARGO_BIN_EXE_mm-status-sync");
 /// Generous: a trickled answer takes the client's whole 20 s limit, and the machine is shared.
 const WAIT: Duration = Duration::from_secs(90);
 /// Scenarios run this many at a time, each with its own fake, daemon and directory.
@@ -170,40 +168,41 @@ struct Row {
     outcome: String,
 }
 
+/// A scene (over TLS for the certificate scenarios) whose daemon reads its reloadable settings from a config file
+/// and its token from a token file.
 struct Env {
-    dir: PathBuf,
-    fake: FakeMattermost,
-    tls: Option<TestTls>,
+    scene: Scene,
     /// A CA that signed nothing the fake serves.
     wrong_tls: Option<TestTls>,
+}
+
+impl std::ops::Deref for Env {
+    type Target = Scene;
+
+    fn deref(&self) -> &Scene {
+        &self.scene
+    }
 }
 
 impl Env {
     /// `name` is not the scenario's: the log is searched for words like "certificate" and must not find the path.
     fn new(name: &str, tls: bool) -> Env {
-        let dir = std::env::temp_dir().join(format!("mm-faults-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("state")).unwrap();
-        std::fs::write(dir.join("video0"), b"").unwrap();
-        let (fake, tls, wrong_tls) = if tls {
-            let tls = TestTls::new();
-            (FakeMattermost::start_tls(&tls), Some(tls), Some(TestTls::new()))
-        } else {
-            (FakeMattermost::start(), None, None)
-        };
-        let env = Env { dir, fake, tls, wrong_tls };
+        let name = format!("faults-{name}");
+        let (scene, wrong_tls) =
+            if tls { (Scene::tls(&name), Some(TestTls::new())) } else { (Scene::new(&name), None) };
+        let env = Env { scene: scene.waiting(WAIT), wrong_tls };
         env.write_token(&env.fake.token());
         env
     }
 
     fn config_path(&self) -> PathBuf {
-        self.dir.join("config.env")
+        self.path("config.env")
     }
 
     /// The reloadable settings live in the config file (a flag would win over it on reload).
     fn write_config(&self, url: &str, ca_file: Option<&Path>) {
         let mut text =
-            format!("MM_STATUS_SYNC_URL={url}\nMM_STATUS_SYNC_TOKEN_FILE={}\n", self.dir.join("token").display());
+            format!("MM_STATUS_SYNC_URL={url}\nMM_STATUS_SYNC_TOKEN_FILE={}\n", self.path("token").display());
         if let Some(ca) = ca_file {
             text.push_str(&format!("MM_STATUS_SYNC_CA_FILE={}\n", ca.display()));
         }
@@ -212,85 +211,37 @@ impl Env {
 
     fn write_token(&self, token: &str) {
         use std::os::unix::fs::OpenOptionsExt;
-        let path = self.dir.join("token");
+        let path = self.path("token");
         let _ = std::fs::remove_file(&path);
         let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).unwrap();
         std::io::Write::write_all(&mut f, format!("{token}\n").as_bytes()).unwrap();
     }
 
     fn daemon(&self) -> Result<Daemon, String> {
-        let log = std::fs::File::create(self.dir.join("daemon.log")).unwrap();
-        let mut cmd = Command::new(BIN);
-        cmd.args(["run", "--log", "stderr", "--interval", "3600", "--start-delay", "0", "--end-delay", "0"])
-            .args(["--device", &format!("{}/video*", self.dir.display())])
-            .args(["--state-dir", self.dir.join("state").to_str().unwrap()])
-            .args(["--config", self.config_path().to_str().unwrap()]);
-        for (key, _) in std::env::vars_os() {
-            // A proxy from the environment would answer for the host that must not resolve.
-            let k = key.to_string_lossy().to_ascii_lowercase();
-            if k.starts_with("mm_status_sync_") || k.ends_with("_proxy") {
-                cmd.env_remove(key);
-            }
-        }
-        let child = cmd.stderr(log).stdout(Stdio::null()).spawn().unwrap();
-        let d = Daemon(child);
-        self.wait_log("Starting Mattermost Status Sync Daemon", 1)?;
-        Ok(d)
+        let mut cmd = self.bare_command(&["run"]);
+        cmd.args(["--log", "stderr", "--interval", "3600", "--start-delay", "0", "--end-delay", "0"])
+            .args(["--config", self.config_path().to_str().unwrap()])
+            .stdout(Stdio::null());
+        self.spawn(cmd)
     }
 
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
-    }
-
-    fn count(&self, needle: &str) -> usize {
-        let needle = needle.to_lowercase();
-        self.log().lines().filter(|l| l.to_lowercase().contains(&needle)).count()
-    }
-
-    /// Waits until `needle` is in `n` lines of the log.
-    fn wait_log(&self, needle: &str, n: usize) -> Result<(), String> {
-        self.wait(&format!("{n} log lines with {needle:?}"), || Ok(self.count(needle) >= n))
-    }
-
-    /// Polls `done` every 20 ms; its error (a broken invariant) ends the wait at once.
-    fn wait(&self, what: &str, mut done: impl FnMut() -> Result<bool, String>) -> Result<(), String> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if done()? {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(format!("timed out waiting for {what}; server state {:?}", self.fake.state()));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn open_camera(&self) -> Holder {
-        let child = Command::new("sh")
-            .args(["-c", "exec 3<\"$1\"; exec sleep 600", "sh"])
-            .arg(self.dir.join("video0"))
-            .spawn()
-            .unwrap();
-        Holder(child)
-    }
-
-    fn backup_exists(&self) -> bool {
-        self.dir.join("state/state.json").exists()
+    /// Waits until `needle` is in `n` lines of `d`'s log.
+    fn wait_log(&self, d: &Daemon, needle: &str, n: usize) -> Result<(), String> {
+        self.wait_until(&format!("{n} log lines with {needle:?}"), || Ok(count(d, needle) >= n))
     }
 
     /// Sends SIGHUP and waits for the reload to be accepted.
     fn reload(&self, d: &Daemon) -> Result<(), String> {
-        let before = self.count("configuration reloaded");
+        let before = count(d, "configuration reloaded");
         d.signal("HUP");
-        self.wait_log("configuration reloaded", before + 1)
+        self.wait_log(d, "configuration reloaded", before + 1)
     }
 }
 
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// Lines of `d`'s log with `needle` in them, in any case.
+fn count(d: &Daemon, needle: &str) -> usize {
+    let needle = needle.to_lowercase();
+    d.log().lines().filter(|l| l.to_lowercase().contains(&needle)).count()
 }
 
 fn setup(fake: &FakeMattermost, user: User) -> UserState {
@@ -309,11 +260,6 @@ fn setup(fake: &FakeMattermost, user: User) -> UserState {
         User::Online => fake.set_status("online", false, 0),
     }
     fake.state()
-}
-
-/// The meeting status is on the server: DND, and our custom status unless custom statuses are off.
-fn in_meeting(s: &UserState, with_custom: bool) -> bool {
-    s.status == "dnd" && (!with_custom || s.custom_status.as_ref().is_some_and(|c| c.text.ends_with("[In a meeting]")))
 }
 
 /// What a user can see of their status: availability, whether it is manual, the custom status as stored (an
@@ -363,8 +309,9 @@ struct Run<'a> {
     new_token: String,
     /// Failures expected in the log: counted by this text.
     expect: &'static str,
-    /// Whether the meeting carries our custom status (not when custom statuses are off as it starts).
-    with_custom: bool,
+    /// What the meeting status is: DND and our custom status, or DND alone when custom statuses are off as it
+    /// starts.
+    marker: Marker,
 }
 
 /// What the scenario saw; the checks run on it whether or not the scenario got to the end.
@@ -391,7 +338,11 @@ fn run_scenario(index: usize, s: &Scenario, phase: Phase, user: User, row: &Mute
             Phase::Start => s.expect,
             Phase::End => s.expect_at_end.unwrap_or(s.expect),
         },
-        with_custom: !(matches!(s.trouble, Trouble::CustomStatusesOff) && phase == Phase::Start),
+        marker: if matches!(s.trouble, Trouble::CustomStatusesOff) && phase == Phase::Start {
+            Marker::None
+        } else {
+            Marker::Text
+        },
     };
     let url = match (&s.trouble, phase) {
         (Trouble::Unresolvable, Phase::Start) => "https://nonexistent.invalid".to_string(),
@@ -405,10 +356,10 @@ fn run_scenario(index: usize, s: &Scenario, phase: Phase, user: User, row: &Mute
     let mut d = env.daemon()?;
     let seen = drive(&run, &mut d);
 
-    let log = env.log();
+    let log = d.log();
     let needle = run.expect.to_lowercase();
     let first = log.lines().find(|l| l.to_lowercase().contains(&needle)).unwrap_or("");
-    let failures = env.count(run.expect);
+    let failures = count(&d, run.expect);
     let peak = d.peak_rss_kib();
     let emulator = d.emulator(BIN);
     {
@@ -483,7 +434,7 @@ impl Run<'_> {
                 if *fault == Fault::RefuseConnections {
                     // The fake closes its listener a few milliseconds later; a connection made before that is reset
                     // instead, which is another fault.
-                    env.wait("the port to refuse connections", || {
+                    env.wait_until("the port to refuse connections", || {
                         Ok(std::net::TcpStream::connect(env.fake.addr())
                             .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused))
                     })?;
@@ -545,39 +496,39 @@ fn drive(run: &Run, d: &mut Daemon) -> Result<Seen, String> {
             run.inject(d, &mut reloads_in_fault)?;
             let fault_at = Instant::now();
             let camera = env.open_camera();
-            env.wait(&format!("{} failed attempts ({:?})", s.failures, run.expect), || {
+            env.wait_until(&format!("{} failed attempts ({:?})", s.failures, run.expect), || {
                 let now = env.fake.state();
                 if visible(&now) != visible(&run.before) && !env.backup_exists() {
                     return Err(format!("changed without a backup: {:?}", visible(&now)));
                 }
-                Ok(env.count(run.expect) >= s.failures)
+                Ok(count(d, run.expect) >= s.failures)
             })?;
             if !d.alive() {
                 return Err("the daemon exited during the fault".into());
             }
             run.clear(d)?;
             fault_window = fault_at.elapsed();
-            env.wait("the meeting status once the fault cleared", || {
-                Ok(in_meeting(&env.fake.state(), run.with_custom))
+            env.wait_until("the meeting status once the fault cleared", || {
+                Ok(in_meeting_as(&env.fake.state(), run.marker))
             })?;
-            env.wait_log("meeting status set", 1)?;
+            env.wait_log(d, "meeting status set", 1)?;
             meeting = env.fake.state();
             drop(camera);
         }
         Phase::End => {
             let camera = env.open_camera();
-            env.wait("the meeting status", || Ok(in_meeting(&env.fake.state(), run.with_custom)))?;
-            env.wait_log("meeting status set", 1)?;
+            env.wait_until("the meeting status", || Ok(in_meeting_as(&env.fake.state(), run.marker)))?;
+            env.wait_log(d, "meeting status set", 1)?;
             meeting = env.fake.state();
             run.inject(d, &mut reloads_in_fault)?;
             let fault_at = Instant::now();
             drop(camera);
-            env.wait_log("meeting ended", 1)?;
-            env.wait(&format!("{} failed attempts ({:?})", s.failures, run.expect), || {
+            env.wait_log(d, "meeting ended", 1)?;
+            env.wait_until(&format!("{} failed attempts ({:?})", s.failures, run.expect), || {
                 if !env.backup_exists() {
                     return Err("the backup is gone while the restore cannot be done".into());
                 }
-                Ok(env.count(run.expect) >= s.failures)
+                Ok(count(d, run.expect) >= s.failures)
             })?;
             if !d.alive() {
                 return Err("the daemon exited during the fault".into());
@@ -592,7 +543,7 @@ fn drive(run: &Run, d: &mut Daemon) -> Result<Seen, String> {
             fault_window = fault_at.elapsed();
         }
     }
-    env.wait_log("backup deleted", 1)?;
+    env.wait_log(d, "backup deleted", 1)?;
     Ok(Seen { meeting, fault_window, reloads_in_fault })
 }
 

@@ -7,6 +7,7 @@ mod support;
 use std::time::Duration;
 
 use support::daemon_run::{Scene, differences, in_meeting, wait_for};
+use support::wait_until;
 
 /// A backup written by release 0.1.0 (`tests/fixtures/state-v1.json`) in the middle of a meeting is restored by
 /// this release: the user's manual away and their own custom status come back, and the backup goes.
@@ -137,11 +138,7 @@ fn while_offline_with_the_camera_on_each_look_is_one_get_every_15_s() {
     let user_path = format!("/api/v4/users/{id}");
     let looks = gets(&status_path);
     // The next look comes within 15 s (the limit is a failure deadline with room for a loaded machine).
-    let deadline = std::time::Instant::now() + Duration::from_secs(45);
-    while gets(&status_path) <= looks && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let next_look = gets(&status_path) > looks;
+    let next_look = wait_until("a second look", Duration::from_secs(45), || Ok(gets(&status_path) > looks)).is_ok();
     assert!(next_look, "no second look within 45 s:\n{}", d.log());
     assert_eq!(gets(&user_path), 0, "a look while offline reads the availability only");
     assert_eq!(d.count("user is offline"), 1, "said once:\n{}", d.log());

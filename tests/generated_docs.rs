@@ -3,12 +3,13 @@
 //! page renders with `man -l`, and every key of `config --keys` is in the man page and in `--help` (the README
 //! table and `dist/config.env` are checked against the same list by tests/packaging.rs).
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use mm_status_sync::config::docs;
-
-const BIN: &str = env!("CARGO_BIN_EXE_mm-status-sync");
+use support::BIN;
 
 fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)

@@ -11,12 +11,15 @@
 //! - `MM_STATUS_SYNC_CONFIG` names the config file and is not a key; `MM_STATUS_SYNC_KEY` is the documentation's
 //!   placeholder for "any key".
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_mm-status-sync");
+use support::BIN;
+
 const LEGACY_SNAP_KEYS: [&str; 1] = ["sleep-seconds"];
 
 fn repo_path(relative: &str) -> PathBuf {
@@ -28,7 +31,7 @@ fn read(relative: &str) -> String {
 }
 
 fn binary_keys() -> BTreeSet<String> {
-    let output = Command::new(BINARY).args(["config", "--keys"]).env_clear().output().unwrap();
+    let output = Command::new(BIN).args(["config", "--keys"]).env_clear().output().unwrap();
     assert!(
         output.status.success(),
         "mm-status-sync config --keys failed: {}",
@@ -123,7 +126,7 @@ fn example_config_shows_the_binarys_defaults() {
     // environment ($STATE_DIRECTORY, $SNAP_DATA, XDG), which the example explains in words.
     let not_compared = ["url", "token", "state-dir"];
     let effective = effective_config(
-        Command::new(BINARY)
+        Command::new(BIN)
             .arg("config")
             .env_clear()
             .env("MM_STATUS_SYNC_URL", "https://mattermost.example.com")

@@ -2,11 +2,16 @@
 //! `recheck` while a real child holds a matching file (so the holder path, `comm` and verdict code all run); and
 //! that attribute events on a node the watcher may not watch yet cost no heap either.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use mm_status_sync::detect::{DeviceSet, Filter, Pattern, Scanner, Verdict, Watcher};
 use mm_status_sync::sys::CountingAllocator;
+use support::child::hold_open;
+use support::devices::is_root;
+use support::{Reaped, TempDir, wait_for};
 
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
@@ -16,35 +21,14 @@ fn allocations_in(f: impl FnOnce()) -> usize {
     CountingAllocator::count(f).1
 }
 
-struct Kid(Child);
-
-impl Drop for Kid {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn warmed_up_full_scan_and_recheck_do_not_allocate() {
-    let dir = std::env::temp_dir().canonicalize().unwrap().join(format!("mmss-alloc-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("alloc");
     let camera = dir.join("video0");
     std::fs::write(&camera, [0u8; 16]).unwrap();
-    let kid = Kid(Command::new("sh")
-        .args(["-c", "exec 3<\"$1\"; exec sleep 30", "sh"])
-        .arg(&camera)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap());
-    let pid = kid.0.id();
-    let comm = format!("/proc/{pid}/comm");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::fs::read_to_string(&comm).unwrap_or_default() != "sleep\n" {
-        assert!(Instant::now() < deadline, "child never became sleep");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    let kid = hold_open(&camera, |_| {});
+    let pid = kid.pid();
+    wait_for("the child to become sleep", || kid.comm() == "sleep").unwrap();
 
     let devices = DeviceSet::new(vec![Pattern::new(&format!("{}/video*", dir.display())).unwrap()]);
     // Streaming evidence is asked for, so the maps reader runs too.
@@ -74,7 +58,6 @@ fn warmed_up_full_scan_and_recheck_do_not_allocate() {
 
     // The counter works: a scanner built from scratch allocates its buffers.
     assert!(allocations_in(|| drop(Scanner::new().unwrap())) > 0);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Run by `refused_watch_retries_do_not_allocate` as uid 65534: watches the pattern in the environment (its one
@@ -105,25 +88,26 @@ fn refused_watch_child_entry() {
 #[test]
 fn refused_watch_retries_do_not_allocate() {
     use std::io::{BufRead, BufReader, Write};
-    if !std::fs::read_to_string("/proc/self/status").unwrap().contains("\nUid:\t0\t") {
+    if !is_root() {
         eprintln!("SKIPPED: not root: cannot make a node another user may not watch");
         return;
     }
-    let dir = std::env::temp_dir().canonicalize().unwrap().join(format!("mmss-alloc-watch-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("alloc-watch");
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let node = dir.join("video0");
     std::fs::write(&node, b"").unwrap();
     std::fs::set_permissions(&node, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let mut child = Kid(Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(std::env::current_exe().unwrap())
-        .args(["--exact", "refused_watch_child_entry", "--nocapture", "--test-threads=1"])
-        .env("MMSS_ALLOC_CHILD_PATTERN", format!("{}/video*", dir.display()))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap());
+    let mut child = Reaped(
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(std::env::current_exe().unwrap())
+            .args(["--exact", "refused_watch_child_entry", "--nocapture", "--test-threads=1"])
+            .env("MMSS_ALLOC_CHILD_PATTERN", format!("{}/video*", dir.display()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let mut stdin = child.0.stdin.take().unwrap();
     let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines().map_while(Result::ok);
     let mut next = |prefix: &str| {
@@ -144,5 +128,4 @@ fn refused_watch_retries_do_not_allocate() {
     let round = next("ROUND ");
     assert!(round.starts_with("retry=true watched=1 "), "{round}");
     drop(stdin);
-    std::fs::remove_dir_all(&dir).unwrap();
 }

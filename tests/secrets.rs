@@ -10,15 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use support::child::Reaped as Daemon;
-use support::child::Reaped as Holder;
-use support::{EchoStyle, FakeMattermost, Fault, FaultScope, UserState};
-
-const BIN: &str = env!("CARGO_BIN_EXE_mm-status-sync");
-/// Generous: a loaded 2-core machine may be slow to schedule the daemon; conditions are polled, never slept for.
-const WAIT: Duration = Duration::from_secs(30);
+use support::daemon_run::{Daemon, Scene};
+use support::{BIN, EchoStyle, Fault, FaultScope, in_meeting, wait_for};
 
 // ---------------------------------------------------------------------------------------------------------------
 // The token and the forms it could leak in
@@ -121,27 +116,27 @@ enum TokenVia {
 
 const ALL_VIAS: [TokenVia; 3] = [TokenVia::File, TokenVia::Environment, TokenVia::ConfigFile];
 
+/// A scene whose fake server knows a random token, and the ways of giving the daemon that token.
 struct Env {
-    dir: PathBuf,
-    fake: FakeMattermost,
+    scene: Scene,
     token: String,
+}
+
+impl std::ops::Deref for Env {
+    type Target = Scene;
+
+    fn deref(&self) -> &Scene {
+        &self.scene
+    }
 }
 
 impl Env {
     fn new(name: &str) -> Env {
-        let dir = std::env::temp_dir().join(format!("mm-secrets-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("state")).unwrap();
-        std::fs::write(dir.join("video0"), b"").unwrap();
-        let fake = FakeMattermost::start();
+        let scene = Scene::new(&format!("secrets-{name}"));
         let token = random_token();
-        fake.set_token(&token);
-        fake.set_status("online", false, 0);
-        Env { dir, fake, token }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
+        scene.fake.set_token(&token);
+        scene.fake.set_status("online", false, 0);
+        Env { scene, token }
     }
 
     fn write_token_file(&self, mode: u32) -> PathBuf {
@@ -169,12 +164,8 @@ impl Env {
     /// The binary with `url`, our state directory and device, no token, and nothing from the test's own
     /// environment.
     fn base_command(&self, url: &str) -> Command {
-        let mut cmd = Command::new(BIN);
-        cmd.env_remove("MM_STATUS_SYNC_CONFIG")
-            .env_remove("MM_STATUS_SYNC_TOKEN")
-            .env_remove("MM_STATUS_SYNC_TOKEN_FILE");
-        cmd.args(["--url", url, "--state-dir", self.path("state").to_str().unwrap()]);
-        cmd.args(["--device", &format!("{}/video*", self.dir.display())]);
+        let mut cmd = self.bare_command(&[]);
+        cmd.args(["--url", url]);
         cmd
     }
 
@@ -198,65 +189,28 @@ impl Env {
         cmd
     }
 
-    /// The daemon at debug level, logging to `daemon.log`.
+    /// The daemon at debug level.
     fn daemon(&self, via: TokenVia, config_extra: &str, extra: &[&str]) -> Daemon {
         self.daemon_from(self.command(via, config_extra), extra)
     }
 
     fn daemon_from(&self, mut cmd: Command, extra: &[&str]) -> Daemon {
-        let log = std::fs::File::create(self.path("daemon.log")).unwrap();
         cmd.args(["--log", "stderr", "--log-level", "debug", "--interval", "3600", "--start-delay", "0"])
             .args(["--end-delay", "0"])
             .args(extra)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
-        let d = Daemon(cmd.spawn().unwrap());
-        self.wait_log("Starting Mattermost Status Sync Daemon", 1);
-        d
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.path("daemon.log")).unwrap_or_default()
-    }
-
-    /// Waits until `needle` occurs at least `n` times in the daemon's log.
-    #[track_caller]
-    fn wait_log(&self, needle: &str, n: usize) {
-        let deadline = Instant::now() + WAIT;
-        while self.log().matches(needle).count() < n {
-            assert!(Instant::now() < deadline, "{needle:?} not {n} times in the log:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn open_camera(&self) -> Holder {
-        let child = Command::new("sh")
-            .args(["-c", "exec 3<\"$1\"; exec sleep 120", "sh"])
-            .arg(self.path("video0"))
-            .spawn()
-            .unwrap();
-        Holder(child)
-    }
-
-    #[track_caller]
-    fn wait_state(&self, what: &str, check: impl Fn(&UserState) -> bool) {
-        assert!(
-            self.fake.wait_until(WAIT, &check),
-            "{what}: server state {:#?}\nlog:\n{}",
-            self.fake.state(),
-            self.log()
-        );
+            .stdout(Stdio::null());
+        self.spawn(cmd).unwrap()
     }
 
     /// One whole meeting: the status is set, then put back and the backup deleted (the n-th time).
-    fn meeting_cycle(&self, restores_so_far: &mut usize) {
+    fn meeting_cycle(&self, d: &Daemon, restores_so_far: &mut usize) {
         let camera = self.open_camera();
-        self.wait_state("meeting set", in_meeting);
+        self.wait_state("meeting set", in_meeting).unwrap();
         drop(camera);
-        self.wait_state("restored", |s| s.status == "online" && s.custom_status.is_none());
+        self.wait_state("restored", |s| s.status == "online" && s.custom_status.is_none()).unwrap();
         *restores_so_far += 1;
-        self.wait_log("backup deleted", *restores_so_far);
+        d.wait_log_count("backup deleted", *restores_so_far).unwrap();
     }
 
     /// Runs the binary to its end with `args`; stdout and stderr together.
@@ -266,18 +220,8 @@ impl Env {
     }
 }
 
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 fn text(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-}
-
-fn in_meeting(s: &UserState) -> bool {
-    s.status == "dnd" && s.custom_status.as_ref().is_some_and(|c| c.text.ends_with("[In a meeting]"))
 }
 
 /// A NUL-separated /proc file as text, NULs as spaces.
@@ -297,21 +241,21 @@ fn the_log_at_debug_level_never_shows_the_token_through_meetings_reload_errors_a
     let env = Env::new("log");
     let d = env.daemon(TokenVia::File, "", &[]);
     let mut restores = 0;
-    env.meeting_cycle(&mut restores);
+    env.meeting_cycle(&d, &mut restores);
 
     // A reload that changes the message; the token file is read again.
     env.write_config(TokenVia::File, "MM_STATUS_SYNC_MEETING_MESSAGE=\" [On a call]\"\n");
     d.signal("HUP");
-    env.wait_log("configuration reloaded", 1);
+    d.wait_log_count("configuration reloaded", 1).unwrap();
     let camera = env.open_camera();
-    env.wait_state("new message", |s| s.custom_status.as_ref().is_some_and(|c| c.text == "[On a call]"));
+    env.wait_state("new message", |s| s.custom_status.as_ref().is_some_and(|c| c.text == "[On a call]")).unwrap();
     drop(camera);
-    env.wait_state("restored", |s| s.status == "online" && s.custom_status.is_none());
+    env.wait_state("restored", |s| s.status == "online" && s.custom_status.is_none()).unwrap();
     restores += 1;
-    env.wait_log("backup deleted", restores);
+    d.wait_log_count("backup deleted", restores).unwrap();
     env.write_config(TokenVia::File, "");
     d.signal("HUP");
-    env.wait_log("configuration reloaded", 2);
+    d.wait_log_count("configuration reloaded", 2).unwrap();
 
     // The token is wrong for the server (Mattermost's own 401 path); auth errors back off 300 s, so a reload
     // (which retries at once) ends each of them.
@@ -319,16 +263,16 @@ fn the_log_at_debug_level_never_shows_the_token_through_meetings_reload_errors_a
     let mut auth_error = |env: &Env, marker: &str, arm: &dyn Fn(), disarm: &dyn Fn()| {
         arm();
         let camera = env.open_camera();
-        env.wait_log(marker, 1);
+        d.wait_log_count(marker, 1).unwrap();
         disarm();
         d.signal("HUP");
         reloads += 1;
-        env.wait_log("configuration reloaded", reloads);
-        env.wait_state("meeting set after the reload", in_meeting);
+        d.wait_log_count("configuration reloaded", reloads).unwrap();
+        env.wait_state("meeting set after the reload", in_meeting).unwrap();
         drop(camera);
-        env.wait_state("restored", |s| s.status == "online" && s.custom_status.is_none());
+        env.wait_state("restored", |s| s.status == "online" && s.custom_status.is_none()).unwrap();
         restores += 1;
-        env.wait_log("backup deleted", restores);
+        d.wait_log_count("backup deleted", restores).unwrap();
     };
     let other_token = random_token();
     auth_error(&env, "401 api.context.session_expired.app_error", &|| env.fake.set_token(&other_token), &|| {
@@ -354,30 +298,30 @@ fn the_log_at_debug_level_never_shows_the_token_through_meetings_reload_errors_a
         (echo(431, EchoStyle::HeaderLines), "431 request header fields too large"),
     ];
     for (fault, marker) in &retried {
-        let before = env.log().matches(marker).count();
+        let before = d.count(marker);
         env.fake.set_fault(fault.clone(), FaultScope::all().times(1));
         let camera = env.open_camera();
-        env.wait_log(marker, before + 1);
-        env.wait_state("meeting set after the retry", in_meeting);
+        d.wait_log_count(marker, before + 1).unwrap();
+        env.wait_state("meeting set after the retry", in_meeting).unwrap();
         env.fake.set_fault(fault.clone(), FaultScope::on("PUT", "/api/v4/users").times(1));
         drop(camera);
-        env.wait_log(marker, before + 2);
-        env.wait_state("restored after the retry", |s| s.status == "online" && s.custom_status.is_none());
+        d.wait_log_count(marker, before + 2).unwrap();
+        env.wait_state("restored after the retry", |s| s.status == "online" && s.custom_status.is_none()).unwrap();
         restores += 1;
-        env.wait_log("backup deleted", restores);
+        d.wait_log_count("backup deleted", restores).unwrap();
     }
 
     // SIGTERM in a meeting puts the status back and says so.
-    let sets = env.log().matches("meeting status set").count();
+    let sets = d.count("meeting status set");
     let _camera = env.open_camera();
-    env.wait_state("meeting set", in_meeting);
-    env.wait_log("meeting status set", sets + 1);
-    assert_eq!(d.stop(), Some(0));
+    env.wait_state("meeting set", in_meeting).unwrap();
+    d.wait_log_count("meeting status set", sets + 1).unwrap();
+    let (code, log) = d.stop_with_log();
+    assert_eq!(code, Some(0));
     let after = env.fake.state();
     assert!(after.status == "online" && after.custom_status.is_none(), "SIGTERM restored: {after:#?}");
-    assert_eq!(env.log().matches("backup deleted").count(), restores + 1);
+    assert_eq!(log.matches("backup deleted").count(), restores + 1);
 
-    let log = env.log();
     assert_no_token(&env.token, "the debug log", &log);
     assert!(log.contains("DEBUG: "), "debug lines were logged:\n{log}");
     assert!(log.contains("stopping: putting the previous status back first"), "{log}");
@@ -416,13 +360,8 @@ fn recording_hook(dir: &Path, event: &str) -> String {
     )
 }
 
-#[track_caller]
 fn wait_file(path: &Path) {
-    let deadline = Instant::now() + WAIT;
-    while !path.exists() {
-        assert!(Instant::now() < deadline, "no {}", path.display());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for(&format!("{}", path.display()), || path.exists()).unwrap();
 }
 
 /// For each way of giving the token: the daemon's argv never holds it, its environment only when the user put it
@@ -453,12 +392,12 @@ fn argv_environments_and_hooks_never_see_the_token() {
             .map(|t| t.display().to_string())
             .collect();
         let camera = env.open_camera();
-        env.wait_state("meeting set", in_meeting);
+        env.wait_state("meeting set", in_meeting).unwrap();
         wait_file(&env.path("hook-start.done"));
         drop(camera);
-        env.wait_state("restored", |s| s.status == "online" && s.custom_status.is_none());
+        env.wait_state("restored", |s| s.status == "online" && s.custom_status.is_none()).unwrap();
         wait_file(&env.path("hook-end.done"));
-        env.wait_log("backup deleted", 1);
+        d.wait_log_count("backup deleted", 1).unwrap();
 
         for event in ["start", "end"] {
             let read = |suffix: &str| std::fs::read_to_string(env.path(&format!("hook-{event}.{suffix}"))).unwrap();
@@ -487,8 +426,9 @@ fn argv_environments_and_hooks_never_see_the_token() {
                 assert_no_token(&env.token, &what("view of the daemon's environment"), &read("daemon-environ"));
             }
         }
-        assert_eq!(d.stop(), Some(0));
-        assert_no_token(&env.token, &format!("{via:?}: the debug log"), &env.log());
+        let (code, log) = d.stop_with_log();
+        assert_eq!(code, Some(0));
+        assert_no_token(&env.token, &format!("{via:?}: the debug log"), &log);
     }
 }
 
@@ -548,7 +488,7 @@ fn the_state_file_and_its_temp_file_are_0600_and_hold_no_token() {
     let mut restores = 0;
     for _ in 0..5 {
         let camera = env.open_camera();
-        env.wait_state("meeting set", in_meeting);
+        env.wait_state("meeting set", in_meeting).unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
         assert_eq!(mode(&backup), 0o600, "the backup");
         assert_eq!(mode(&state_dir), 0o700, "the state directory");
@@ -556,11 +496,12 @@ fn the_state_file_and_its_temp_file_are_0600_and_hold_no_token() {
         assert!(content.contains("\"version\""), "{content}");
         assert_no_token(&env.token, "the backup", &content);
         drop(camera);
-        env.wait_state("restored", |s| s.status == "online" && s.custom_status.is_none());
+        env.wait_state("restored", |s| s.status == "online" && s.custom_status.is_none()).unwrap();
         restores += 1;
-        env.wait_log("backup deleted", restores);
+        d.wait_log_count("backup deleted", restores).unwrap();
     }
-    assert_eq!(d.stop(), Some(0));
+    let (code, log) = d.stop_with_log();
+    assert_eq!(code, Some(0));
     stop.store(true, Ordering::Relaxed);
     let seen = watcher.join().unwrap();
     for (name, mode) in &seen.entries {
@@ -582,7 +523,7 @@ fn the_state_file_and_its_temp_file_are_0600_and_hold_no_token() {
         seen.temp_files,
         seen.temp_contents.len()
     );
-    assert_no_token(&env.token, "the debug log", &env.log());
+    assert_no_token(&env.token, "the debug log", &log);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -682,12 +623,11 @@ fn config_check_and_errors_never_print_the_token() {
 #[test]
 fn restore_after_kill_9_never_prints_the_token() {
     let env = Env::new("restore");
-    let mut d = env.daemon(TokenVia::Environment, "", &[]);
+    let d = env.daemon(TokenVia::Environment, "", &[]);
     let camera = env.open_camera();
-    env.wait_state("meeting set", in_meeting);
-    env.wait_log("meeting status set", 1);
-    let _ = d.0.kill();
-    let _ = d.0.wait();
+    env.wait_state("meeting set", in_meeting).unwrap();
+    d.wait_log_count("meeting status set", 1).unwrap();
+    let log = d.kill9();
     drop(camera);
     assert!(env.path("state/state.json").exists(), "kill -9 left the backup");
     let echo = Fault::EchoRequestHeaders { code: 400, style: EchoStyle::AppErrorMessage };
@@ -700,7 +640,7 @@ fn restore_after_kill_9_never_prints_the_token() {
     let echoed = env.fake.calls().iter().filter(|c| c.fault.is_some()).count();
     assert_eq!(echoed, 1, "the proxy echoed once");
     assert_no_token(&env.token, "restore's output", &out);
-    assert_no_token(&env.token, "the daemon's log", &env.log());
+    assert_no_token(&env.token, "the daemon's log", &log);
 }
 
 /// `--token` does not exist: refused with exit 2, pointing to token-file, without repeating the value.
@@ -744,7 +684,7 @@ fn a_token_file_others_can_read_is_warned_about() {
             cmd = env.command(TokenVia::File, "");
             env.write_token_file(mode);
             let d = env.daemon_from(cmd, &[]);
-            let log = env.log();
+            let log = d.log();
             assert_eq!(log.contains(&format!("WARN: {warning}\n")), wide, "mode {mode:o}: {log}");
             assert_eq!(log.contains("WARN"), wide, "mode {mode:o}: {log}");
             assert_eq!(d.stop(), Some(0));

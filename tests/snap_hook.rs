@@ -2,6 +2,8 @@
 //! the real binary what it makes of the file the hook wrote: `snap set` keys must reach the daemon unchanged,
 //! the token must stay out of `config.env`, and a refused value must leave the running configuration alone.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::env;
 use std::fs;
@@ -9,7 +11,8 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_mm-status-sync");
+use support::{BIN, TempDir};
+
 const SERVICE: &str = "mm-status-sync.daemon";
 
 /// Stands in for snapd's `snapctl`: `get` serves one file per key (so any byte can be a value), `services`
@@ -39,17 +42,16 @@ esac
 
 /// A snap installation in a temporary directory: `$SNAP/bin/mm-status-sync` is the binary under test.
 struct FakeSnap {
-    root: PathBuf,
+    root: TempDir,
 }
 
 impl FakeSnap {
     fn new(test_name: &str) -> FakeSnap {
-        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("snap_hook").join(test_name);
-        let _ = fs::remove_dir_all(&root);
+        let root = TempDir::new(&format!("snap-hook-{test_name}"));
         for dir in ["snap/bin", "data", "snapctl/values", "path"] {
             fs::create_dir_all(root.join(dir)).unwrap();
         }
-        symlink(BINARY, root.join("snap/bin/mm-status-sync")).unwrap();
+        symlink(BIN, root.join("snap/bin/mm-status-sync")).unwrap();
         let snapctl = root.join("path/snapctl");
         fs::write(&snapctl, FAKE_SNAPCTL).unwrap();
         fs::set_permissions(&snapctl, fs::Permissions::from_mode(0o755)).unwrap();
@@ -111,7 +113,7 @@ impl FakeSnap {
 
     /// What the binary reads from the hook's file: key -> (value, where it came from).
     fn effective_config(&self) -> BTreeMap<String, (String, String)> {
-        let output = Command::new(BINARY)
+        let output = Command::new(BIN)
             .arg("config")
             .arg("--config")
             .arg(self.config_path())
@@ -161,7 +163,7 @@ fn unquote(value: &str) -> String {
 }
 
 fn binary_keys() -> Vec<String> {
-    let output = Command::new(BINARY).args(["config", "--keys"]).env_clear().output().unwrap();
+    let output = Command::new(BIN).args(["config", "--keys"]).env_clear().output().unwrap();
     assert!(
         output.status.success(),
         "mm-status-sync config --keys failed: {}",

@@ -1,12 +1,27 @@
 //! A child process of a test (the daemon, or a process holding a fake camera), killed and reaped on drop so a
 //! failing test leaves nothing running.
 
-use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 
+/// A child process, killed (SIGKILL) and reaped when dropped.
 pub struct Reaped(pub Child);
 
+/// A `sleep` process holding `path` open on descriptor 3 (opened by the shell before it becomes `sleep`); `setup`
+/// may add a uid or anything else to the command first. It may still be the shell when this returns: a test that
+/// needs the node open waits for `Reaped::comm` to be `sleep`.
+pub fn hold_open(path: &Path, setup: impl FnOnce(&mut Command)) -> Reaped {
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "exec 3<\"$1\"; exec sleep 600", "sh"]).arg(path).stdin(Stdio::null()).stdout(Stdio::null());
+    setup(&mut cmd);
+    Reaped(cmd.spawn().unwrap())
+}
+
 impl Reaped {
+    pub fn spawn(cmd: &mut Command) -> Reaped {
+        Reaped(cmd.spawn().unwrap_or_else(|e| panic!("cannot start {:?}: {e}", cmd.get_program())))
+    }
+
     pub fn pid(&self) -> u32 {
         self.0.id()
     }
@@ -37,6 +52,17 @@ impl Reaped {
         let exe = std::fs::read_link(format!("/proc/{}/exe", self.pid())).ok()?;
         // A rebuilt binary shows as "PATH (deleted)", which is no file: that is not an emulator.
         (exe != std::fs::canonicalize(program).ok()? && exe.is_file()).then_some(exe)
+    }
+
+    /// The process's name (`/proc/PID/comm`), "" once it is gone.
+    pub fn comm(&self) -> String {
+        std::fs::read_to_string(format!("/proc/{}/comm", self.pid())).unwrap_or_default().trim_end().to_owned()
+    }
+
+    /// Kills and reaps it now (dropping it later does nothing more).
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 
     pub fn kill9(mut self) {

@@ -7,31 +7,53 @@
 
 use std::io::Read;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::{FakeMattermost, UserState};
+pub use super::child::Reaped as Camera;
+pub use super::{BIN, WAIT, in_meeting, wait_for};
+use super::{FakeMattermost, Reaped, TempDir, TestTls, UserState, child::hold_open, wait_until};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_mm-status-sync");
-/// Long enough for a loaded 2-core machine; a wait normally ends in milliseconds.
-pub const WAIT: Duration = Duration::from_secs(30);
-
-/// A temp dir with `video0` (the fake camera node) and `state/`, and a fake server.
+/// A temp dir with `video0` (the fake camera node) and `state/`, and a fake server (over TLS with `tls`).
 pub struct Scene {
-    pub dir: PathBuf,
+    pub dir: TempDir,
     pub fake: FakeMattermost,
+    /// The CA that signed the fake's certificate, for a scene over TLS.
+    pub tls: Option<TestTls>,
+    /// How long the waits of this scene and its daemons poll before they fail.
+    pub wait: Duration,
 }
 
 impl Scene {
+    /// `name` goes into the directory's path (which the daemon logs: keep it free of words a test looks for).
     pub fn new(name: &str) -> Scene {
-        let dir = std::env::temp_dir().join(format!("mm-run-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        Scene::with_fake(name, FakeMattermost::start(), None)
+    }
+
+    /// A scene whose fake serves HTTPS with a certificate from a fresh test CA (`tls`).
+    pub fn tls(name: &str) -> Scene {
+        let tls = TestTls::new();
+        Scene::with_fake(name, FakeMattermost::start_tls(&tls), Some(tls))
+    }
+
+    fn with_fake(name: &str, fake: FakeMattermost, tls: Option<TestTls>) -> Scene {
+        let dir = TempDir::new(&format!("run-{name}"));
         std::fs::create_dir_all(dir.join("state")).unwrap();
         std::fs::write(dir.join("video0"), b"").unwrap();
-        Scene { dir, fake: FakeMattermost::start() }
+        Scene { dir, fake, tls, wait: WAIT }
+    }
+
+    /// The same scene with waits that fail only after `limit` (for faults that take the client's whole timeout).
+    pub fn waiting(mut self, limit: Duration) -> Scene {
+        self.wait = limit;
+        self
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
     }
 
     pub fn state_dir(&self) -> PathBuf {
@@ -47,7 +69,16 @@ impl Scene {
         std::fs::symlink_metadata(self.backup_path()).is_ok()
     }
 
-    /// The daemon's command line: stderr logging, delays 0, the scene's camera pattern, state dir and server.
+    /// The binary with `first` (a subcommand, or nothing), the scene's camera pattern and state dir, stdin null,
+    /// and nothing from the test's own environment that could change what it does: no
+    /// `MM_STATUS_SYNC_*` variable, no systemd `STATE_DIRECTORY`, no proxy (which would answer for a host that
+    /// must not resolve).
+    pub fn bare_command(&self, first: &[&str]) -> Command {
+        bare_command_in(&self.dir, &self.state_dir(), first)
+    }
+
+    /// The daemon's command line: stderr logging, delays 0, the scene's camera pattern, state dir and server, the
+    /// token in `MM_STATUS_SYNC_TOKEN`, stdout null.
     pub fn command(&self, extra: &[&str]) -> Command {
         self.command_in(&self.dir, &self.state_dir(), extra)
     }
@@ -73,22 +104,13 @@ impl Scene {
 
     /// A process holding `device`'s camera node open.
     pub fn open_device_camera(&self, device: &Device) -> Camera {
-        let mut cmd = Command::new("sh");
-        cmd.args(["-c", "exec 3<\"$1\"; exec sleep 600", "sh"]).arg(device.dir.join("video0"));
-        Camera(cmd.spawn().unwrap())
+        hold_open(&device.dir.join("video0"), |_| {})
     }
 
-    fn command_in(&self, camera_dir: &std::path::Path, state_dir: &std::path::Path, extra: &[&str]) -> Command {
-        let mut cmd = Command::new(BIN);
-        cmd.args(["--log", "stderr", "--interval", "3600", "--start-delay", "0", "--end-delay", "0"])
-            .args(["--device", &format!("{}/video*", camera_dir.display())])
-            .args(["--state-dir", state_dir.to_str().unwrap(), "--url", &self.fake.url()])
-            .args(extra)
-            .env("MM_STATUS_SYNC_TOKEN", self.fake.token())
-            .env_remove("MM_STATUS_SYNC_CONFIG")
-            .env_remove("STATE_DIRECTORY")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null());
+    fn command_in(&self, camera_dir: &Path, state_dir: &Path, extra: &[&str]) -> Command {
+        let mut cmd = bare_command_in(camera_dir, state_dir, &[]);
+        cmd.args(DAEMON_ARGS).args(["--url", &self.fake.url()]).args(extra);
+        cmd.env("MM_STATUS_SYNC_TOKEN", self.fake.token()).stdout(Stdio::null());
         cmd
     }
 
@@ -97,7 +119,8 @@ impl Scene {
         self.spawn(self.command(extra))
     }
 
-    /// Starts `cmd` (from `command`, perhaps with a uid or limits added) and waits for its start line.
+    /// Starts `cmd` (from `command`, perhaps with a uid or limits added) and waits for its start line. Its stderr
+    /// is collected through a pipe.
     pub fn spawn(&self, mut cmd: Command) -> Result<Daemon, String> {
         let mut child = cmd.stderr(Stdio::piped()).spawn().map_err(|e| format!("cannot start {BIN}: {e}"))?;
         let mut stderr = child.stderr.take().unwrap();
@@ -112,38 +135,27 @@ impl Scene {
                 sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
-        let d = Daemon { child, log, reader: Some(reader) };
+        let d = Daemon { child: Reaped(child), log, reader: Some(reader), wait: self.wait };
         d.wait_log("Starting Mattermost Status Sync Daemon")?;
         Ok(d)
     }
 
     /// A process holding the camera node open, as root (or whoever runs the tests).
     pub fn open_camera(&self) -> Camera {
-        self.open_camera_with(|_| {})
+        hold_open(&self.dir.join("video0"), |_| {})
     }
 
     /// A process holding the camera node open, started as `uid`/`gid`: a daemon running as another user sees only
     /// that user's processes.
     pub fn open_camera_as(&self, uid: u32, gid: u32) -> Camera {
-        self.open_camera_with(|c| {
+        hold_open(&self.dir.join("video0"), |c| {
             c.uid(uid).gid(gid);
         })
     }
 
-    fn open_camera_with(&self, setup: impl FnOnce(&mut Command)) -> Camera {
-        let mut cmd = Command::new("sh");
-        cmd.args(["-c", "exec 3<\"$1\"; exec sleep 600", "sh"]).arg(self.dir.join("video0"));
-        setup(&mut cmd);
-        Camera(cmd.spawn().unwrap())
-    }
-
     /// Polls the fake until `check` holds; `Err` names `what` and shows the server state.
     pub fn wait_state(&self, what: &str, check: impl Fn(&UserState) -> bool) -> Result<UserState, String> {
-        if self.fake.wait_until(WAIT, &check) {
-            Ok(self.fake.state())
-        } else {
-            Err(format!("{what}: not reached; server state {:?}", self.fake.state()))
-        }
+        self.wait_state_for(what, self.wait, check)
     }
 
     /// Like `wait_state`, for events that take longer than `WAIT` by design (the server's minute jobs).
@@ -160,16 +172,35 @@ impl Scene {
         }
     }
 
+    /// Polls until `check` holds; `Err` names `what` and shows the server state. An `Err` from `check` (a broken
+    /// invariant) ends the wait at once.
+    pub fn wait_until(&self, what: &str, check: impl FnMut() -> Result<bool, String>) -> Result<(), String> {
+        wait_until(what, self.wait, check).map_err(|e| format!("{e}; server state {:?}", self.fake.state()))
+    }
+
     /// Polls until `check` holds; `Err` names `what`.
-    pub fn wait_for(&self, what: &str, check: impl Fn() -> bool) -> Result<(), String> {
-        wait_for(what, check)
+    pub fn wait_for(&self, what: &str, mut check: impl FnMut() -> bool) -> Result<(), String> {
+        wait_until(what, self.wait, || Ok(check()))
     }
 }
 
-impl Drop for Scene {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+/// What every daemon of a scene runs with: logs on stderr, no safety tick to speak of, no delays.
+const DAEMON_ARGS: [&str; 8] = ["--log", "stderr", "--interval", "3600", "--start-delay", "0", "--end-delay", "0"];
+
+fn bare_command_in(camera_dir: &Path, state_dir: &Path, first: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(first)
+        .args(["--device", &format!("{}/video*", camera_dir.display())])
+        .args(["--state-dir", state_dir.to_str().unwrap()])
+        .env_remove("STATE_DIRECTORY")
+        .stdin(Stdio::null());
+    for (key, _) in std::env::vars_os() {
+        let k = key.to_string_lossy().to_ascii_lowercase();
+        if k.starts_with("mm_status_sync_") || k.ends_with("_proxy") {
+            cmd.env_remove(key);
+        }
     }
+    cmd
 }
 
 /// One more device of the scene's user (see `Scene::device`).
@@ -201,30 +232,29 @@ impl Device {
     }
 }
 
-/// Polls until `check` holds, for at most `WAIT`.
-pub fn wait_for(what: &str, check: impl Fn() -> bool) -> Result<(), String> {
-    let deadline = Instant::now() + WAIT;
-    while !check() {
-        if Instant::now() >= deadline {
-            return Err(format!("{what}: not reached in {} s", WAIT.as_secs()));
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    Ok(())
-}
-
-/// A running daemon. Dropping it kills it.
+/// A running daemon and everything it wrote to stderr. Dropping it kills it (its `Reaped` child does).
 pub struct Daemon {
-    child: Child,
+    child: Reaped,
     log: Arc<Mutex<String>>,
     reader: Option<JoinHandle<()>>,
+    wait: Duration,
+}
+
+impl std::ops::Deref for Daemon {
+    type Target = Reaped;
+
+    fn deref(&self) -> &Reaped {
+        &self.child
+    }
+}
+
+impl std::ops::DerefMut for Daemon {
+    fn deref_mut(&mut self) -> &mut Reaped {
+        &mut self.child
+    }
 }
 
 impl Daemon {
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// Everything the daemon wrote to stderr so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
@@ -239,16 +269,11 @@ impl Daemon {
         self.wait_log_count(needle, 1)
     }
 
-    /// Waits until `needle` occurs at least `n` times in the log.
+    /// Waits until `needle` occurs at least `n` times in the log. The log grows over a test: a line an earlier
+    /// cycle wrote must not satisfy the wait for this cycle's, so callers pass the occurrence they wait for.
     pub fn wait_log_count(&self, needle: &str, n: usize) -> Result<(), String> {
-        let deadline = Instant::now() + WAIT;
-        while self.count(needle) < n {
-            if Instant::now() >= deadline {
-                return Err(format!("{needle:?} not {n} times in the log:\n{}", self.log()));
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        Ok(())
+        wait_until("", self.wait, || Ok(self.count(needle) >= n))
+            .map_err(|_| format!("{needle:?} not {n} times in the log:\n{}", self.log()))
     }
 
     /// Sends a signal by name (`HUP`, `TERM`).
@@ -267,59 +292,35 @@ impl Daemon {
 
     /// Still running (not exited)?
     pub fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        self.child.alive()
     }
 
-    /// kill -9, then reaps it.
-    pub fn kill9(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.join_reader();
+    /// kill -9, then reaps it; returns the whole log.
+    pub fn kill9(self) -> String {
+        let Daemon { child, log, reader, .. } = self;
+        child.kill9();
+        finish(log, reader)
     }
 
     /// SIGTERM (which restores before exiting), then the exit code.
-    pub fn stop(mut self) -> Option<i32> {
-        self.signal("TERM");
-        let code = self.child.wait().unwrap().code();
-        self.join_reader();
-        code
+    pub fn stop(self) -> Option<i32> {
+        self.stop_with_log().0
     }
 
-    fn join_reader(&mut self) {
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
-        }
+    /// SIGTERM, then the exit code and the whole log.
+    pub fn stop_with_log(self) -> (Option<i32>, String) {
+        let Daemon { child, log, reader, .. } = self;
+        let code = child.stop();
+        (code, finish(log, reader))
     }
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// The log once the reader has seen the end of the pipe.
+fn finish(log: Arc<Mutex<String>>, reader: Option<JoinHandle<()>>) -> String {
+    if let Some(r) = reader {
+        let _ = r.join();
     }
-}
-
-/// A process holding the camera node open; dropping it closes the camera.
-pub struct Camera(Child);
-
-impl Camera {
-    pub fn pid(&self) -> u32 {
-        self.0.id()
-    }
-}
-
-impl Drop for Camera {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The meeting status as the daemon sets it by default: DND (its own, or the user's left alone) and the marker at
-/// the end of the custom status with the `calendar` emoji.
-pub fn in_meeting(s: &UserState) -> bool {
-    s.status == "dnd"
-        && s.custom_status.as_ref().is_some_and(|c| c.text.ends_with("[In a meeting]") && c.emoji == "calendar")
+    log.lock().unwrap().clone()
 }
 
 /// How `after` differs from the user's own state `before`, in everything a user or the server can observe:
