@@ -1,32 +1,15 @@
 # Evaluates the NixOS module with nixpkgs' lib alone (no nixpkgs, no VM) in both modes and checks the units it
 # yields: ExecStart, ExecReload, the token credential, the capabilities, reload triggers, the assertions, the
 # config file (only the keys that are set) and `instances.<name>` (one service, file, token and state dir each).
-# The NixOS options the module writes to are declared here as plain stubs, so this runs anywhere `lib` does:
+# The NixOS options the module writes to are declared here (and in eval-stand-ins.nix) as plain stubs, so this
+# runs anywhere `lib` does:
 #   nix-instantiate --eval --strict --json nixos-module/eval-test.nix --arg lib 'import <nixpkgs.lib checkout>/lib'
 # The flake runs it as `checks.<system>.module-eval`. The result is { failures = [ ... ]; units = { ... }; }.
 { lib }:
 let
   inherit (lib) types mkOption;
-
-  package = {
-    type = "derivation";
-    name = "mm-status-sync-0.1.0";
-    outPath = "/nix/store/00000000000000000000000000000000-mm-status-sync-0.1.0";
-    meta.mainProgram = "mm-status-sync";
-  };
-  binary = "${package.outPath}/bin/mm-status-sync";
-  pkgs = {
-    writeText = name: text: builtins.toFile name text;
-    coreutils = "/nix/store/11111111111111111111111111111111-coreutils";
-    mm-status-sync = package;
-  };
-  # As nixos/lib/utils.nix escapes them.
-  utils = rec {
-    escapeSystemdExecArg =
-      arg:
-      lib.replaceStrings [ "%" "$" ] [ "%%" "$$" ] (builtins.toJSON (if lib.isString arg then arg else toString arg));
-    escapeSystemdExecArgs = lib.concatMapStringsSep " " escapeSystemdExecArg;
-  };
+  standIns = import ./eval-stand-ins.nix { inherit lib; };
+  inherit (standIns) package binary pkgs failedAssertions asList expect;
 
   unitValue = types.oneOf [
     types.bool
@@ -47,36 +30,18 @@ let
       partOf = mkOption { type = types.listOf types.str; default = [ ]; };
     };
   };
-  nixosStubs = {
+
+  evaluate = standIns.evaluator {
+    module = ./default.nix;
     options = {
-      assertions = mkOption { type = types.listOf types.unspecified; default = [ ]; };
-      warnings = mkOption { type = types.listOf types.str; default = [ ]; };
-      environment.etc = mkOption {
-        type = types.attrsOf (types.submodule { options.source = mkOption { type = types.str; }; });
-        default = { };
-      };
-      systemd.services = mkOption { type = types.attrsOf serviceType; default = { }; };
-      systemd.user.services = mkOption { type = types.attrsOf serviceType; default = { }; };
+      environment.etc = standIns.filesOption;
+      systemd.services = standIns.unitsOption serviceType;
+      systemd.user.services = standIns.unitsOption serviceType;
     };
   };
 
-  evaluate =
-    settings:
-    (lib.evalModules {
-      modules = [
-        nixosStubs
-        ./default.nix
-        { services.mm-status-sync = settings; }
-      ];
-      specialArgs = { inherit pkgs utils; };
-    }).config;
-
-  base = {
-    enable = true;
-    package = package;
+  base = standIns.server // {
     tokenFile = "/run/secrets/mm-token";
-    settings.url = "https://mattermost.example.com";
-    settings.end-delay = 60;
   };
   system = evaluate base;
   user = evaluate (
@@ -86,8 +51,6 @@ let
       extraArgs = [ "--log-level=debug" ];
     }
   );
-  inStore = evaluate (base // { tokenFile = "/nix/store/22222222222222222222222222222222-token"; });
-  envInStore = evaluate (base // { environmentFile = "/nix/store/33333333333333333333333333333333-env"; });
   noUrl = evaluate (base // { settings = { }; });
   quoting = evaluate (base // { settings.meeting-message = " it's \"a \\ call\""; });
 
@@ -113,10 +76,6 @@ let
     instances.work = instances.work // { tokenFile = "/nix/store/44444444444444444444444444444444-token"; };
   };
 
-  failedAssertions = config: map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);
-  asList = value: if lib.isList value then value else [ value ];
-  expect = name: ok: lib.optional (!ok) name;
-
   sys = system.systemd.services.mm-status-sync.serviceConfig;
   sysUnit = system.systemd.services.mm-status-sync;
   usr = user.systemd.user.services.mm-status-sync.serviceConfig;
@@ -125,17 +84,6 @@ let
   fileOf = config: name: builtins.readFile config.environment.etc."mm-status-sync/${name}".source;
   work = several.systemd.services.mm-status-sync-work;
   community = several.systemd.services.mm-status-sync-community;
-  namespacing = [
-    "PrivateUsers"
-    "PrivateTmp"
-    "PrivateMounts"
-    "ProtectSystem"
-    "ProtectHome"
-    "DynamicUser"
-    "RestrictNamespaces"
-    "CapabilityBoundingSet"
-    "AmbientCapabilities"
-  ];
 in
 {
   failures =
@@ -160,7 +108,7 @@ in
     )
     ++ expect "system: a settings change reloads" (sysUnit.reloadTriggers != [ ] && sysUnit.restartTriggers == [ ])
     ++ expect "system: exactly the settings that are set, in the config file" (
-      configText == "MM_STATUS_SYNC_END_DELAY=\"60\"\nMM_STATUS_SYNC_URL=\"https://mattermost.example.com\"\n"
+      configText == standIns.serverConfigText
     )
     ++ expect "quotes and backslashes escaped as the daemon reads them" (
       lib.hasInfix ''MM_STATUS_SYNC_MEETING_MESSAGE=" it's \"a \\ call\""'' (fileOf quoting "config.env")
@@ -168,15 +116,17 @@ in
     ++ expect "system: no user service" (!(system.systemd.user.services ? mm-status-sync))
     ++ expect "user: module assertions hold" (failedAssertions user == [ ])
     ++ expect "user: ExecStart with extraArgs" (usr.ExecStart == ''"${binary}" "run" "--log-level=debug"'')
+    ++ standIns.extraArgsEscaped evaluate base (
+      config: config.systemd.services.mm-status-sync.serviceConfig.ExecStart
+    )
     ++ expect "user: ExecReload sends SIGHUP" (usr.ExecReload == "${pkgs.coreutils}/bin/kill -HUP $MAINPID")
     ++ expect "user: started with the graphical session" (usrUnit.wantedBy == [ "graphical-session.target" ])
     ++ expect "user: no credentials, no capabilities, no namespacing" (
-      !(usr ? LoadCredential) && lib.all (option: !(usr ? ${option})) namespacing
+      lib.all (option: !(usr ? ${option})) standIns.systemOnly
     )
     ++ expect "user: the token file is read by the daemon" (usrUnit.environment ? MM_STATUS_SYNC_TOKEN_FILE)
     ++ expect "user: no system service" (!(user.systemd.services ? mm-status-sync))
-    ++ expect "a tokenFile in the Nix store is refused" (failedAssertions inStore != [ ])
-    ++ expect "an environmentFile in the Nix store is refused" (failedAssertions envInStore != [ ])
+    ++ standIns.storePathsRefused evaluate base
     ++ expect "a url is required" (failedAssertions noUrl != [ ])
     ++ expect "instances: module assertions hold" (failedAssertions several == [ ])
     ++ expect "instances: the single instance keeps its service" (

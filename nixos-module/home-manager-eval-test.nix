@@ -1,27 +1,17 @@
 # Evaluates the Home Manager module with nixpkgs' lib alone (no nixpkgs, no Home Manager) and checks what it
 # writes: the config file under xdg.configFile, the user unit in Home Manager's Unit/Service/Install form
 # (Type=notify, ExecReload with SIGHUP, X-Reload-Triggers on the config file), the token left to the daemon,
-# the assertions, and `instances.<name>`. The Home Manager options it writes to are stand-ins declared here, with
-# the types Home Manager gives them (modules/systemd.nix, modules/misc/xdg.nix), so this runs anywhere `lib` does:
+# the assertions, and `instances.<name>`. The Home Manager options it writes to are stand-ins declared here (and in
+# eval-stand-ins.nix), with the types Home Manager gives them (modules/systemd.nix, modules/misc/xdg.nix), so this
+# runs anywhere `lib` does:
 #   nix-instantiate --read-write-mode --eval --strict --json nixos-module/home-manager-eval-test.nix \
 #     --arg lib 'import <nixpkgs.lib checkout>/lib' -A failures
 # The flake runs it as `checks.<system>.home-manager-eval`. The result is { failures = [ ... ]; units = { ... }; }.
 { lib }:
 let
   inherit (lib) types mkOption;
-
-  package = {
-    type = "derivation";
-    name = "mm-status-sync-0.1.0";
-    outPath = "/nix/store/00000000000000000000000000000000-mm-status-sync-0.1.0";
-    meta.mainProgram = "mm-status-sync";
-  };
-  binary = "${package.outPath}/bin/mm-status-sync";
-  pkgs = {
-    writeText = name: text: builtins.toFile name text;
-    coreutils = "/nix/store/11111111111111111111111111111111-coreutils";
-    mm-status-sync = package;
-  };
+  standIns = import ./eval-stand-ins.nix { inherit lib; };
+  inherit (standIns) package binary pkgs failedAssertions expect;
 
   # Home Manager: a unit is sections of keys whose values are primitives or lists of them; Unit has
   # X-Reload-Triggers, a list of packages or strings.
@@ -38,42 +28,22 @@ let
       default = [ ];
     };
   };
-  homeManagerStubs = {
+
+  evaluate = standIns.evaluator {
+    module = ./home-manager.nix;
     options = {
-      assertions = mkOption { type = types.listOf types.unspecified; default = [ ]; };
-      warnings = mkOption { type = types.listOf types.str; default = [ ]; };
       xdg.configHome = mkOption { type = types.str; default = "/home/alice/.config"; };
-      xdg.configFile = mkOption {
-        type = types.attrsOf (types.submodule { options.source = mkOption { type = types.str; }; });
-        default = { };
-      };
-      systemd.user.services = mkOption { type = types.attrsOf unitType; default = { }; };
+      xdg.configFile = standIns.filesOption;
+      systemd.user.services = standIns.unitsOption unitType;
     };
   };
 
-  evaluate =
-    settings:
-    (lib.evalModules {
-      modules = [
-        homeManagerStubs
-        ./home-manager.nix
-        { services.mm-status-sync = settings; }
-      ];
-      specialArgs = { inherit pkgs; };
-    }).config;
-
-  base = {
-    enable = true;
-    package = package;
+  base = standIns.server // {
     tokenFile = "%h/.config/mm-status-sync/token";
-    settings.url = "https://mattermost.example.com";
-    settings.end-delay = 60;
     extraArgs = [ "--log-level=debug" ];
   };
   home = evaluate base;
   changed = evaluate (base // { settings = base.settings // { end-delay = 90; }; });
-  inStore = evaluate (base // { tokenFile = "/nix/store/22222222222222222222222222222222-token"; });
-  envInStore = evaluate (base // { environmentFile = "/nix/store/33333333333333333333333333333333-env"; });
   tokenInSettings = evaluate (base // { settings = base.settings // { token = "secret"; }; });
   several = evaluate (
     base
@@ -89,26 +59,11 @@ let
     }
   );
 
-  failedAssertions = config: map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);
-  expect = name: ok: lib.optional (!ok) name;
-
   unit = home.systemd.user.services.mm-status-sync;
   work = several.systemd.user.services.mm-status-sync-work;
   community = several.systemd.user.services.mm-status-sync-community;
   configSource = home.xdg.configFile."mm-status-sync/config.env".source;
   configText = builtins.readFile configSource;
-  namespacing = [
-    "PrivateUsers"
-    "PrivateTmp"
-    "PrivateMounts"
-    "ProtectSystem"
-    "ProtectHome"
-    "DynamicUser"
-    "RestrictNamespaces"
-    "CapabilityBoundingSet"
-    "AmbientCapabilities"
-    "LoadCredential"
-  ];
 in
 {
   failures =
@@ -116,6 +71,9 @@ in
     ++ expect "Type=notify" (unit.Service.Type == "notify")
     ++ expect "ExecStart runs the package's binary with extraArgs" (
       unit.Service.ExecStart == ''"${binary}" "run" "--log-level=debug"''
+    )
+    ++ standIns.extraArgsEscaped evaluate base (
+      config: config.systemd.user.services.mm-status-sync.Service.ExecStart
     )
     ++ expect "ExecReload sends SIGHUP" (unit.Service.ExecReload == "${pkgs.coreutils}/bin/kill -HUP $MAINPID")
     ++ expect "Restart=on-failure, a watchdog, time to restore on stop" (
@@ -128,7 +86,7 @@ in
       lib.elem ''"MM_STATUS_SYNC_CONFIG=/home/alice/.config/mm-status-sync/config.env"'' unit.Service.Environment
     )
     ++ expect "exactly the settings that are set, in the config file, no token" (
-      configText == "MM_STATUS_SYNC_END_DELAY=\"60\"\nMM_STATUS_SYNC_URL=\"https://mattermost.example.com\"\n"
+      configText == standIns.serverConfigText
     )
     ++ expect "the daemon reads the token file itself" (
       lib.elem ''"MM_STATUS_SYNC_TOKEN_FILE=%h/.config/mm-status-sync/token"'' unit.Service.Environment
@@ -144,9 +102,10 @@ in
       && changed.systemd.user.services.mm-status-sync.Service == unit.Service
     )
     ++ expect "state in its own StateDirectory" (unit.Service.StateDirectory == "mm-status-sync")
-    ++ expect "no credentials, no capabilities, no namespacing" (lib.all (o: !(unit.Service ? ${o})) namespacing)
-    ++ expect "a tokenFile in the Nix store is refused" (failedAssertions inStore != [ ])
-    ++ expect "an environmentFile in the Nix store is refused" (failedAssertions envInStore != [ ])
+    ++ expect "no credentials, no capabilities, no namespacing" (
+      lib.all (o: !(unit.Service ? ${o})) standIns.systemOnly
+    )
+    ++ standIns.storePathsRefused evaluate base
     ++ expect "a token in settings is refused" (failedAssertions tokenInSettings != [ ])
     ++ expect "instances: module assertions hold" (failedAssertions several == [ ])
     ++ expect "instances: a user service each, besides the single one" (

@@ -1,7 +1,8 @@
 # The daemon's configuration as Nix options, shared by the NixOS module (default.nix) and the Home Manager module
 # (home-manager.nix) so both offer the same names and types: the `settings` keys, the per-server options
-# (settings, tokenFile, environmentFile, extraArgs) that `instances.<name>` repeats, their assertions, and the
-# rendering of `settings` into the daemon's own KEY=VALUE config file.
+# (settings, tokenFile, environmentFile, extraArgs) that `instances.<name>` repeats, the options around them
+# (enable, package, instances), their assertions, and the rendering of `settings` into the daemon's own
+# KEY=VALUE config file. The units built from them are unit.nix's.
 #
 # Every key defaults to null, "not set": it is left out of the file and the binary's own default applies, so the
 # modules cannot drift from the binary (`mm-status-sync config` shows the value in effect and where it came from).
@@ -119,7 +120,7 @@ let
 
   notInStore = path: path == null || !lib.hasPrefix builtins.storeDir path;
 in
-{
+rec {
   inherit variableName;
 
   # The config file's text: one `MM_STATUS_SYNC_KEY="value"` line per key that is set.
@@ -166,6 +167,32 @@ in
         description = "Extra arguments after `mm-status-sync run` (flags win over the config file; read at start only).";
       };
     };
+
+  # The options both modules declare under services.mm-status-sync (the NixOS module adds `mode`): `enable`
+  # and `package`, the options of the unnamed server, and `instances` of more. `instances` gives the option's
+  # example and description, which name each module's own paths.
+  moduleOptions =
+    {
+      pkgs,
+      file,
+      tokenNote,
+      instances,
+    }:
+    let
+      server = serverOptions { inherit file tokenNote; };
+    in
+    {
+      enable = lib.mkEnableOption "mm-status-sync, which marks you \"in a meeting\" on Mattermost while a camera is in use";
+
+      package = lib.mkPackageOption pkgs "mm-status-sync" { };
+
+      instances = mkOption {
+        default = { };
+        inherit (instances) example description;
+        type = types.attrsOf (types.submodule { options = server; });
+      };
+    }
+    // server;
 
   # The assertions on one server's options; `prefix` is the option path shown in messages.
   assertions = prefix: server: [

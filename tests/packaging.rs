@@ -255,14 +255,16 @@ fn service_directives(relative: &str) -> BTreeSet<String> {
 
 #[test]
 fn nixos_system_service_is_as_hardened_as_the_dist_unit() {
-    let module = read("nixos-module/default.nix");
+    // The system service is assembled from the module's own hardening and the parts both modules share.
+    let module = read("nixos-module/default.nix") + &read("nixos-module/unit.nix");
+    let files = "nixos-module/default.nix and unit.nix";
     for directive in service_directives("dist/systemd/mm-status-sync.service") {
         if directive == "Environment" {
             for variable in ["MM_STATUS_SYNC_CONFIG =", "MM_STATUS_SYNC_TOKEN_FILE ="] {
-                assert!(module.contains(variable), "nixos-module/default.nix does not set {variable}");
+                assert!(module.contains(variable), "{files} do not set {variable}");
             }
         } else {
-            assert!(module.contains(&format!("{directive} =")), "nixos-module/default.nix lacks {directive}");
+            assert!(module.contains(&format!("{directive} =")), "{files} lack {directive}");
         }
     }
 }
