@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::base_url::BaseUrl;
-pub use crate::detect::pattern::Pattern;
-pub use crate::logger::LogTarget;
+pub(crate) use crate::detect::pattern::Pattern;
+pub(crate) use crate::logger::LogTarget;
 use crate::meeting::{MeetingSettings, MeetingStatus};
 use crate::secret::Secret;
 pub(crate) use keys::{CONFIG_ENV, KEYS, Kind, Spec};
@@ -79,7 +79,7 @@ pub struct ServerSettings {
     pub user_id: Option<String>,
     pub ca_file: Option<PathBuf>,
     /// Where the token was read from, when from a file: read again after the server refuses the token.
-    pub token_file: Option<PathBuf>,
+    pub(crate) token_file: Option<PathBuf>,
 }
 
 /// A validated configuration.
@@ -88,7 +88,7 @@ pub struct Config {
     /// Camera device patterns: at least one.
     pub devices: Vec<Pattern>,
     /// Microphone device patterns; empty means microphones are not watched.
-    pub microphones: Vec<Pattern>,
+    pub(crate) microphones: Vec<Pattern>,
     pub ignore_processes: Vec<String>,
     pub require_streaming_for: Vec<String>,
     pub start_delay: Duration,
@@ -104,7 +104,7 @@ pub struct Config {
     pub on_meeting_start: Option<String>,
     pub on_meeting_end: Option<String>,
     /// Things worth a warning that do not stop the daemon (a token file others can read).
-    pub warnings: Vec<String>,
+    pub(crate) warnings: Vec<String>,
 }
 
 /// Every key's raw value and source, after precedence was applied.
