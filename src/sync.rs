@@ -717,26 +717,6 @@ struct TokenFile {
     make_client: Box<dyn Fn(crate::mattermost::Secret) -> Result<crate::mattermost::Client, ApiError>>,
 }
 
-/// A token file's token, read as the configuration reads it: at most 4096 bytes of UTF-8, trimmed, one token
-/// of printable ASCII (what the client can send). The error never holds the file's content.
-fn read_token_file(path: &std::path::Path) -> Result<crate::mattermost::Secret, String> {
-    use std::io::Read;
-    let mut bytes = Vec::new();
-    // stat first: opening a FIFO put where the file was would block the daemon's one loop until a writer came.
-    std::fs::metadata(path)
-        .and_then(|m| if m.is_file() { Ok(()) } else { Err(std::io::Error::other("not a regular file")) })
-        .and_then(|()| std::fs::File::open(path))
-        .and_then(|f| f.take(4097).read_to_end(&mut bytes))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let token = std::str::from_utf8(&bytes)
-        .ok()
-        .map(str::trim)
-        .filter(|t| bytes.len() <= 4096 && !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()));
-    token
-        .map(crate::mattermost::Secret::new)
-        .ok_or_else(|| format!("{}: not a file holding one token of at most 4096 bytes", path.display()))
-}
-
 impl Server {
     /// `user_id` is the configured one; without it, the token's own user is asked for once.
     pub(crate) fn new(client: crate::mattermost::Client, user_id: Option<String>) -> Server {
@@ -759,7 +739,9 @@ impl Server {
 impl Backend for Server {
     fn reload_token(&mut self) -> Result<bool, String> {
         let Some(file) = &mut self.token_file else { return Ok(false) };
-        let token = read_token_file(&file.path)?;
+        // The configuration's reader: the same rules, and the same words when the file is refused.
+        let token =
+            crate::config::read_token_file(&file.path).map_err(|e| format!("{}: expected {e}", file.path.display()))?;
         if token == file.current {
             return Ok(false);
         }
