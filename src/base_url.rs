@@ -24,7 +24,7 @@ impl BaseUrl {
     /// where the token cannot be sniffed. Not for the name `localhost`: without a `localhost` line in /etc/hosts
     /// (some containers) the resolver asks DNS, search domains first, and the token would go in clear text to
     /// whatever `localhost.<search domain>` names. The error says what is wrong without repeating the input.
-    pub fn parse(s: &str) -> Result<BaseUrl, String> {
+    pub(crate) fn parse(s: &str) -> Result<BaseUrl, String> {
         check_as_written(s)?;
         let url = Url::parse(s).map_err(|e| match e {
             url::ParseError::EmptyHost => "url has no host".to_owned(),
@@ -70,17 +70,12 @@ impl BaseUrl {
     }
 
     /// `scheme://host[:port][/subpath]`, without a trailing slash: API paths are appended to it.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.text
     }
 
-    /// The host as the URL names it (an IPv6 address in brackets).
-    pub fn host(&self) -> &str {
-        self.url.host_str().unwrap_or_default()
-    }
-
     /// Whether the host is this machine, so that no proxy must be used.
-    pub fn is_loopback(&self) -> bool {
+    pub(crate) fn is_loopback(&self) -> bool {
         self.loopback
     }
 }

@@ -49,7 +49,7 @@ enum ScanReason {
     Rewatched,
 }
 
-pub struct Daemon {
+pub(crate) struct Daemon {
     inputs: Inputs,
     config: Config,
     devices: DeviceSet,
@@ -76,12 +76,12 @@ pub struct Daemon {
 
 /// Why the daemon could not start.
 #[derive(Debug)]
-pub struct StartError(pub String);
+pub(crate) struct StartError(pub(crate) String);
 
 const CLASSES: [DeviceClass; 2] = [DeviceClass::Camera, DeviceClass::Microphone];
 
 impl Daemon {
-    pub fn new(inputs: Inputs, config: Config) -> Result<Daemon, StartError> {
+    pub(crate) fn new(inputs: Inputs, config: Config) -> Result<Daemon, StartError> {
         let devices = crate::wiring::device_set(&config);
         let scanner = Scanner::new().map_err(|e| StartError(format!("cannot open /proc: {e}")))?;
         let watcher =
@@ -134,7 +134,7 @@ impl Daemon {
     }
 
     /// Runs until SIGTERM or SIGINT; returns the exit code.
-    pub fn run(mut self) -> i32 {
+    pub(crate) fn run(mut self) -> i32 {
         for w in &self.config.warnings {
             log::warn!("{w}");
         }

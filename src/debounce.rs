@@ -13,31 +13,31 @@ enum State {
 
 /// A meeting change the daemon acts on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transition {
+pub(crate) enum Transition {
     Started,
     Ended,
 }
 
 #[derive(Clone, Debug)]
-pub struct Debounce {
-    pub start_delay: Duration,
-    pub end_delay: Duration,
+pub(crate) struct Debounce {
+    pub(crate) start_delay: Duration,
+    pub(crate) end_delay: Duration,
     state: State,
 }
 
 impl Debounce {
     /// `active` starts in a meeting (a backup was found): it then ends only after `end_delay` of free devices.
-    pub fn new(start_delay: Duration, end_delay: Duration, active: bool) -> Debounce {
+    pub(crate) fn new(start_delay: Duration, end_delay: Duration, active: bool) -> Debounce {
         Debounce { start_delay, end_delay, state: if active { State::Active } else { State::Idle } }
     }
 
     /// Whether the meeting is on (it may be ending).
-    pub fn in_meeting(&self) -> bool {
+    pub(crate) fn in_meeting(&self) -> bool {
         matches!(self.state, State::Active | State::Ending { .. })
     }
 
     /// When the current state changes by itself if nothing else happens.
-    pub fn deadline(&self) -> Option<Instant> {
+    pub(crate) fn deadline(&self) -> Option<Instant> {
         match self.state {
             State::Starting { since } => Some(since + self.start_delay),
             State::Ending { since } => Some(since + self.end_delay),
@@ -46,7 +46,7 @@ impl Debounce {
     }
 
     /// Takes what the devices look like at `now`.
-    pub fn observe(&mut self, in_use: bool, now: Instant) -> Option<Transition> {
+    pub(crate) fn observe(&mut self, in_use: bool, now: Instant) -> Option<Transition> {
         self.state = match (self.state, in_use) {
             (State::Idle, true) => State::Starting { since: now },
             (State::Starting { .. }, false) => State::Idle,

@@ -9,13 +9,13 @@ const HOOK_TIME_LIMIT: Duration = Duration::from_secs(60);
 
 /// Hooks still running.
 #[derive(Default)]
-pub struct Hooks {
+pub(crate) struct Hooks {
     running: Vec<(Child, Instant, &'static str)>,
 }
 
 impl Hooks {
     /// Starts `command` with `sh -c`. `event` is `start` or `end`; `apps` describes who holds a device.
-    pub fn spawn(&mut self, event: &'static str, command: &str, apps: &str) {
+    pub(crate) fn spawn(&mut self, event: &'static str, command: &str, apps: &str) {
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-c")
             .arg(command)
@@ -40,7 +40,7 @@ impl Hooks {
     }
 
     /// Reaps finished hooks and kills those over the limit; returns when to look again.
-    pub fn reap(&mut self, now: Instant) -> Option<Instant> {
+    pub(crate) fn reap(&mut self, now: Instant) -> Option<Instant> {
         self.running.retain_mut(|(child, started, event)| match child.try_wait() {
             Ok(Some(status)) => {
                 if !status.success() {

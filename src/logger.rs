@@ -62,7 +62,7 @@ static LOGGER: OnceLock<Logger> = OnceLock::new();
 
 /// Where `auto` sends lines: stderr for a terminal or journald (which adds its own timestamps), else syslog
 /// when there is one.
-pub fn resolve(target: LogTarget) -> LogTarget {
+pub(crate) fn resolve(target: LogTarget) -> LogTarget {
     match target {
         LogTarget::Auto if std::io::stderr().is_terminal() || std::env::var_os("JOURNAL_STREAM").is_some() => {
             LogTarget::Stderr
@@ -74,7 +74,7 @@ pub fn resolve(target: LogTarget) -> LogTarget {
 }
 
 /// Installs the logger once; later calls (after a reload) only change the level and the sink.
-pub fn init(target: LogTarget, level: LevelFilter) {
+pub(crate) fn init(target: LogTarget, level: LevelFilter) {
     let sink = match resolve(target) {
         LogTarget::Syslog => match syslog_sink(Path::new(SYSLOG_SOCKET)) {
             Ok(sink) => sink,
@@ -96,7 +96,7 @@ pub fn init(target: LogTarget, level: LevelFilter) {
 }
 
 /// Cuts `s` to at most `max` bytes on a character boundary, and folds line breaks so one event stays one line.
-pub fn cap_line(s: &str, max: usize) -> String {
+pub(crate) fn cap_line(s: &str, max: usize) -> String {
     let mut out: String = s.chars().map(|c| if c == '\n' || c == '\r' { ' ' } else { c }).collect();
     if out.len() > max {
         let mut cut = max.saturating_sub(3);

@@ -10,7 +10,7 @@ use miniserde::{Deserialize, Serialize};
 
 /// Most characters (Unicode scalar values, Go runes) the server keeps of a custom status text; it silently cuts
 /// longer texts (`CustomStatusTextMaxRunes`).
-pub const CUSTOM_STATUS_TEXT_MAX: usize = 100;
+pub(crate) const CUSTOM_STATUS_TEXT_MAX: usize = 100;
 
 /// A custom status as the server stores it in `props.customStatus`: `json.Marshal` of Go's `CustomStatus`, so all four
 /// fields are always present and `expires_at` is an RFC 3339 time (`0001-01-01T00:00:00Z` for "never").
@@ -20,12 +20,12 @@ pub const CUSTOM_STATUS_TEXT_MAX: usize = 100;
 pub struct CustomStatus {
     pub emoji: String,
     pub text: String,
-    pub duration: String,
-    pub expires_at: String,
+    pub(crate) duration: String,
+    pub(crate) expires_at: String,
 }
 
 /// The Go zero time, which the server writes for a custom status that never expires.
-pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+pub(crate) const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
 impl CustomStatus {
     /// When the status stops being shown, in Unix seconds, or `None` if it never does.
@@ -33,7 +33,7 @@ impl CustomStatus {
     /// Mirrors the web app's `isCustomStatusExpired`: an empty `duration` never expires, whatever `expires_at` says;
     /// any other duration expires at `expires_at`. An unparsable time with a duration counts as already expired,
     /// because the server would reject it if we sent it back.
-    pub fn expires_at_unix(&self) -> Option<i64> {
+    pub(crate) fn expires_at_unix(&self) -> Option<i64> {
         if self.duration.is_empty() {
             return None;
         }
@@ -41,14 +41,14 @@ impl CustomStatus {
     }
 
     /// Whether clients no longer show this status at `now` (Unix seconds).
-    pub fn is_expired(&self, now: i64) -> bool {
+    pub(crate) fn is_expired(&self, now: i64) -> bool {
         self.expires_at_unix().is_some_and(|t| now >= t)
     }
 
     /// Whether `other` is the same status for a person looking at it: same emoji and same text as the server keeps
     /// it. Expiry is left out on purpose: the daemon renews its own status's expiry during a meeting, and a renewal
     /// that was sent but not yet recorded must still be recognised as ours.
-    pub fn looks_like(&self, other: &CustomStatus) -> bool {
+    pub(crate) fn looks_like(&self, other: &CustomStatus) -> bool {
         self.emoji == other.emoji
             && truncate_runes(&self.text, CUSTOM_STATUS_TEXT_MAX) == truncate_runes(&other.text, CUSTOM_STATUS_TEXT_MAX)
     }
@@ -71,7 +71,7 @@ pub enum Availability {
 
 impl Availability {
     /// Reads the server's value; the comparison is exact (the server itself is case-sensitive).
-    pub fn parse(s: &str) -> Availability {
+    pub(crate) fn parse(s: &str) -> Availability {
         match s {
             "online" => Availability::Online,
             "away" => Availability::Away,
@@ -133,17 +133,17 @@ impl Deserialize for Availability {
 pub struct UserStatus {
     pub status: Availability,
     /// True when the user (or an API call) set it; automatic transitions leave a manual status alone.
-    pub manual: bool,
+    pub(crate) manual: bool,
     /// Seconds since the epoch when a timed DND ends; 0 for none. An old server's GET may show 0 for a timed DND
     /// (docs/mattermost-semantics.md, section 3).
-    pub dnd_end_time: i64,
+    pub(crate) dnd_end_time: i64,
 }
 
 /// The user behind the token, as far as the daemon needs it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct User {
     pub id: String,
-    pub username: String,
+    pub(crate) username: String,
     /// `props.customStatus`, parsed; `None` when absent, empty or not valid JSON (the server ignores those too).
     pub custom_status: Option<CustomStatus>,
 }
@@ -151,14 +151,14 @@ pub struct User {
 /// One entry of the user's preferences (`model.Preference`): a per-user key/value store every device of the user
 /// reads and writes. The user id is the client's business, so it is not kept here.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Preference {
-    pub category: String,
-    pub name: String,
-    pub value: String,
+pub(crate) struct Preference {
+    pub(crate) category: String,
+    pub(crate) name: String,
+    pub(crate) value: String,
 }
 
 /// The first `max` Unicode scalar values of `s` (Go's rune truncation).
-pub fn truncate_runes(s: &str, max: usize) -> &str {
+pub(crate) fn truncate_runes(s: &str, max: usize) -> &str {
     match s.char_indices().nth(max) {
         Some((i, _)) => &s[..i],
         None => s,

@@ -6,14 +6,14 @@ use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::time::Duration;
 
 /// The socket systemd gave us, if any.
-pub struct Notifier {
+pub(crate) struct Notifier {
     socket: Option<(UnixDatagram, SocketAddr)>,
     watchdog: Option<Duration>,
 }
 
 impl Notifier {
     /// From `NOTIFY_SOCKET` and `WATCHDOG_USEC` (honoured only when `WATCHDOG_PID` is unset or ours).
-    pub fn from_env() -> Notifier {
+    pub(crate) fn from_env() -> Notifier {
         let socket = std::env::var_os("NOTIFY_SOCKET").and_then(|path| {
             let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
             let addr = match bytes.strip_prefix(b"@") {
@@ -32,7 +32,7 @@ impl Notifier {
     }
 
     /// How often to send WATCHDOG=1: half the configured timeout.
-    pub fn watchdog_interval(&self) -> Option<Duration> {
+    pub(crate) fn watchdog_interval(&self) -> Option<Duration> {
         self.watchdog.filter(|_| self.socket.is_some()).map(|d| d / 2)
     }
 
@@ -44,25 +44,21 @@ impl Notifier {
         }
     }
 
-    pub fn ready(&self) {
+    pub(crate) fn ready(&self) {
         self.send("READY=1");
     }
 
     /// RELOADING=1 with the monotonic time, as `Type=notify-reload` requires and plain `notify` accepts.
-    pub fn reloading(&self) {
+    pub(crate) fn reloading(&self) {
         self.send(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
     }
 
-    pub fn stopping(&self) {
+    pub(crate) fn stopping(&self) {
         self.send("STOPPING=1");
     }
 
-    pub fn watchdog(&self) {
+    pub(crate) fn watchdog(&self) {
         self.send("WATCHDOG=1");
-    }
-
-    pub fn status(&self, text: &str) {
-        self.send(&format!("STATUS={text}"));
     }
 }
 

@@ -9,7 +9,7 @@ use std::fmt;
 pub struct Secret(String);
 
 impl Secret {
-    pub fn new(token: impl Into<String>) -> Secret {
+    pub(crate) fn new(token: impl Into<String>) -> Secret {
         Secret(token.into())
     }
 

@@ -12,7 +12,7 @@ use crate::meeting::{BACKUP_VERSION, Backup, Ours, Previous, Progress};
 use crate::model::{Availability, CustomStatus};
 
 /// Where the backup lives, and the rules for touching it.
-pub trait Store {
+pub(crate) trait Store {
     /// The saved backup, if any. A damaged or unknown file is moved aside (never deleted) and reported as `Err`
     /// with the new name, and the store is then empty.
     fn load(&mut self) -> Result<Option<Backup>, StateError>;
@@ -23,7 +23,7 @@ pub trait Store {
 }
 
 #[derive(Debug)]
-pub enum StateError {
+pub(crate) enum StateError {
     Io {
         path: PathBuf,
         op: &'static str,
@@ -53,7 +53,7 @@ impl std::fmt::Display for StateError {
 
 /// The backup as a file `state.json` in the state directory: mode 0600, written to a temporary file, synced,
 /// renamed over the old one, and the directory synced, so it is always either the old or the new file whole.
-pub struct StateFile {
+pub(crate) struct StateFile {
     dir: PathBuf,
 }
 
@@ -61,11 +61,11 @@ pub struct StateFile {
 const MAX_SIZE: u64 = 64 * 1024;
 
 impl StateFile {
-    pub fn new(dir: &Path) -> StateFile {
+    pub(crate) fn new(dir: &Path) -> StateFile {
         StateFile { dir: dir.to_owned() }
     }
 
-    pub fn path(&self) -> PathBuf {
+    pub(crate) fn path(&self) -> PathBuf {
         self.dir.join("state.json")
     }
 
@@ -253,8 +253,8 @@ impl Store for StateFile {
 
 /// A backup kept in memory only: for dry runs, which must not touch the real daemon's state.
 #[derive(Default)]
-pub struct MemoryStore {
-    pub backup: Option<Backup>,
+pub(crate) struct MemoryStore {
+    pub(crate) backup: Option<Backup>,
 }
 
 impl Store for MemoryStore {

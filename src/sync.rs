@@ -10,7 +10,7 @@ use crate::model::{Availability, CustomStatus, Preference, UserStatus};
 use crate::state::{StateError, Store};
 
 /// The server as the shell sees it: the real client, or a simulation for dry runs.
-pub trait Backend {
+pub(crate) trait Backend {
     /// The id of the user whose status is managed.
     fn user_id(&mut self) -> Result<String, ApiError>;
     /// The user's availability (one GET).
@@ -37,7 +37,7 @@ pub trait Backend {
 
 /// What the camera says the user is doing, after the debounce.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Want {
+pub(crate) enum Want {
     Meeting,
     NoMeeting,
 }
@@ -82,7 +82,7 @@ const START_RECHECK: Duration = Duration::from_secs(15);
 const JOIN_CONFIRM: Duration = Duration::from_secs(10);
 const JOIN_CONFIRM_FOR: Duration = Duration::from_secs(120);
 
-pub struct Sync<B, S> {
+pub(crate) struct Sync<B, S> {
     backend: B,
     store: S,
     settings: MeetingSettings,
@@ -114,7 +114,7 @@ pub struct Sync<B, S> {
 
 impl<B: Backend, S: Store> Sync<B, S> {
     /// Loads the saved backup, if any: a damaged one is moved aside and logged, and the daemon starts clean.
-    pub fn new(backend: B, mut store: S, settings: MeetingSettings) -> Sync<B, S> {
+    pub(crate) fn new(backend: B, mut store: S, settings: MeetingSettings) -> Sync<B, S> {
         let backup = match store.load() {
             Ok(b) => b,
             Err(e) => {
@@ -149,16 +149,17 @@ impl<B: Backend, S: Store> Sync<B, S> {
         }
     }
 
-    pub fn has_backup(&self) -> bool {
+    pub(crate) fn has_backup(&self) -> bool {
         self.backup.is_some()
     }
 
-    pub fn backup(&self) -> Option<&Backup> {
+    #[cfg(test)]
+    pub(crate) fn backup(&self) -> Option<&Backup> {
         self.backup.as_ref()
     }
 
     /// Takes a reloaded configuration; a new message applies from the next meeting or renewal.
-    pub fn set_settings(&mut self, settings: MeetingSettings, backend: B) {
+    pub(crate) fn set_settings(&mut self, settings: MeetingSettings, backend: B) {
         self.settings = settings;
         self.backend = backend;
         self.user_id = None;
@@ -170,7 +171,7 @@ impl<B: Backend, S: Store> Sync<B, S> {
     }
 
     /// Does what is due for `want`; returns when to be called again without a change (`None`: only on a change).
-    pub fn step(&mut self, want: Want, now: Instant) -> Option<Instant> {
+    pub(crate) fn step(&mut self, want: Want, now: Instant) -> Option<Instant> {
         let changed = self.last_want != Some(want);
         self.last_want = Some(want);
         if let Some(due) = self.due {
@@ -205,7 +206,7 @@ impl<B: Backend, S: Store> Sync<B, S> {
 
     /// Restores now, retrying until `deadline`: for SIGTERM and the `restore` command. True when nothing of ours
     /// is left on the server (or no backup existed).
-    pub fn restore_until(&mut self, deadline: Instant) -> bool {
+    pub(crate) fn restore_until(&mut self, deadline: Instant) -> bool {
         loop {
             self.reload_token_after_refusal();
             match self.attempt(Want::NoMeeting) {
@@ -640,7 +641,7 @@ fn describe_previous(b: &Backup) -> String {
 
 /// A pretend server for `--dry-run`: starts online with no custom status, logs every call it would receive, and
 /// answers as the real one would, so a dry run walks through the same rules.
-pub struct DryRun {
+pub(crate) struct DryRun {
     status: UserStatus,
     custom: Option<CustomStatus>,
     preferences: Vec<Preference>,
@@ -699,7 +700,7 @@ impl Backend for DryRun {
 }
 
 /// The real server, through the client.
-pub struct Server {
+pub(crate) struct Server {
     client: crate::mattermost::Client,
     user_id: Option<String>,
     token_file: Option<TokenFile>,
@@ -712,35 +713,15 @@ struct TokenFile {
     make_client: Box<dyn Fn(crate::mattermost::Secret) -> Result<crate::mattermost::Client, ApiError>>,
 }
 
-/// A token file's token, read as the configuration reads it: at most 4096 bytes of UTF-8, trimmed, one token
-/// of printable ASCII (what the client can send). The error never holds the file's content.
-fn read_token_file(path: &std::path::Path) -> Result<crate::mattermost::Secret, String> {
-    use std::io::Read;
-    let mut bytes = Vec::new();
-    // stat first: opening a FIFO put where the file was would block the daemon's one loop until a writer came.
-    std::fs::metadata(path)
-        .and_then(|m| if m.is_file() { Ok(()) } else { Err(std::io::Error::other("not a regular file")) })
-        .and_then(|()| std::fs::File::open(path))
-        .and_then(|f| f.take(4097).read_to_end(&mut bytes))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let token = std::str::from_utf8(&bytes)
-        .ok()
-        .map(str::trim)
-        .filter(|t| bytes.len() <= 4096 && !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()));
-    token
-        .map(crate::mattermost::Secret::new)
-        .ok_or_else(|| format!("{}: not a file holding one token of at most 4096 bytes", path.display()))
-}
-
 impl Server {
     /// `user_id` is the configured one; without it, the token's own user is asked for once.
-    pub fn new(client: crate::mattermost::Client, user_id: Option<String>) -> Server {
+    pub(crate) fn new(client: crate::mattermost::Client, user_id: Option<String>) -> Server {
         Server { client, user_id, token_file: None }
     }
 
     /// The token `current` was read from `path`: after a refusal the file is read again, and a new token gets a
     /// new client from `make_client`.
-    pub fn with_token_file(
+    pub(crate) fn with_token_file(
         mut self,
         path: std::path::PathBuf,
         current: crate::mattermost::Secret,
@@ -754,7 +735,9 @@ impl Server {
 impl Backend for Server {
     fn reload_token(&mut self) -> Result<bool, String> {
         let Some(file) = &mut self.token_file else { return Ok(false) };
-        let token = read_token_file(&file.path)?;
+        // The configuration's reader: the same rules, and the same words when the file is refused.
+        let token =
+            crate::config::read_token_file(&file.path).map_err(|e| format!("{}: expected {e}", file.path.display()))?;
         if token == file.current {
             return Ok(false);
         }

@@ -4,7 +4,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Now, in whole Unix seconds.
-pub fn now_unix() -> i64 {
+pub(crate) fn now_unix() -> i64 {
     match SystemTime::now().duration_since(UNIX_EPOCH) {
         Ok(d) => d.as_secs() as i64,
         Err(e) => -(e.duration().as_secs() as i64),
@@ -12,7 +12,7 @@ pub fn now_unix() -> i64 {
 }
 
 /// `t` (Unix seconds) as `YYYY-MM-DDTHH:MM:SSZ`.
-pub fn format_rfc3339(t: i64) -> String {
+pub(crate) fn format_rfc3339(t: i64) -> String {
     let days = t.div_euclid(86_400);
     let secs = t.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
@@ -21,7 +21,7 @@ pub fn format_rfc3339(t: i64) -> String {
 
 /// `t` (Unix seconds) as an RFC 3164 syslog timestamp, `Mmm dd HH:MM:SS` in UTC (as the syslog crate wrote it
 /// before this replaced it; journald and rsyslog keep their own receive time anyway).
-pub fn format_rfc3164(t: i64) -> String {
+pub(crate) fn format_rfc3164(t: i64) -> String {
     const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let secs = t.rem_euclid(86_400);
     let (_, m, d) = civil_from_days(t.div_euclid(86_400));
@@ -31,7 +31,7 @@ pub fn format_rfc3164(t: i64) -> String {
 
 /// Parses an RFC 3339 date-time (as Go's `time.RFC3339` accepts it: `T`, optional fraction, `Z` or `±HH:MM`) to
 /// Unix seconds, dropping the fraction. `None` when it is not one.
-pub fn parse_rfc3339(s: &str) -> Option<i64> {
+pub(crate) fn parse_rfc3339(s: &str) -> Option<i64> {
     let b = s.as_bytes();
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') || b[13] != b':' || b[16] != b':' {
         return None;

@@ -8,12 +8,12 @@ use crate::mattermost::{ApiError, Client, Timeouts};
 use crate::sync::{Backend, DryRun, Server};
 
 /// The devices to watch: the cameras (`devices`) and the microphones (`microphones`, empty when off).
-pub fn device_set(config: &Config) -> DeviceSet {
+pub(crate) fn device_set(config: &Config) -> DeviceSet {
     DeviceSet::new(config.devices.clone()).with_microphones(config.microphones.clone())
 }
 
 /// Which holders count.
-pub fn filter(config: &Config) -> Filter {
+pub(crate) fn filter(config: &Config) -> Filter {
     Filter {
         ignore_processes: config.ignore_processes.clone(),
         require_streaming_for: config.require_streaming_for.clone(),
@@ -21,12 +21,12 @@ pub fn filter(config: &Config) -> Filter {
 }
 
 /// The client for a configured server.
-pub fn client(server: &ServerSettings) -> Result<Client, ApiError> {
+pub(crate) fn client(server: &ServerSettings) -> Result<Client, ApiError> {
     Client::new(&server.url, server.token.clone(), server.ca_file.as_deref(), Timeouts::default())
 }
 
 /// The server side for a configuration: the real client, or the dry-run simulation.
-pub fn backend(config: &Config) -> Result<Box<dyn Backend>, String> {
+pub(crate) fn backend(config: &Config) -> Result<Box<dyn Backend>, String> {
     if config.dry_run {
         return Ok(Box::new(DryRun::default()));
     }

@@ -37,7 +37,7 @@ fn default_text(spec: &Spec) -> Option<String> {
 }
 
 /// The README's key table, between its markers.
-pub fn readme_table() -> String {
+pub(crate) fn readme_table() -> String {
     let mut out = format!("{README_BEGIN}\n\n| key | flag / variable | default | meaning |\n|---|---|---|---|\n");
     for spec in KEYS {
         out.push_str(&format!(
@@ -55,7 +55,7 @@ pub fn readme_table() -> String {
     out
 }
 
-/// `readme` with the text between the markers replaced by [`readme_table`]; `None` when the markers are missing.
+/// `readme` with the text between the markers replaced by the generated key table; `None` when the markers are missing.
 pub fn with_readme_table(readme: &str) -> Option<String> {
     let start = readme.find(README_BEGIN)?;
     let end = readme[start..].find(README_END)? + start + README_END.len();

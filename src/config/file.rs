@@ -18,7 +18,7 @@ pub struct NotUtf8;
 #[derive(Debug, PartialEq, Eq)]
 pub struct SyntaxError {
     pub line: usize,
-    pub reason: &'static str,
+    pub(crate) reason: &'static str,
 }
 
 impl fmt::Display for SyntaxError {
@@ -90,7 +90,7 @@ fn trim_bytes(b: &[u8]) -> &[u8] {
 
 /// `value` in double quotes, escaped so that [`parse`] reads it back unchanged, or `None` for a line break, which
 /// the format cannot hold.
-pub fn quote(value: &str) -> Option<String> {
+pub(crate) fn quote(value: &str) -> Option<String> {
     if value.contains(['\n', '\r']) {
         return None;
     }

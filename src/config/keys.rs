@@ -6,7 +6,7 @@
 
 /// What a key's value is. The validator, the allowed-values text and the docs all read it from here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// Whole seconds from `min` to `max`; with `zero_disables`, also 0.
     Seconds { min: u64, max: u64, zero_disables: bool },
     /// `true/false/yes/no/1/0`, exactly (lowercase, like the snap hook): one accepted set, documented here.
@@ -38,18 +38,18 @@ pub enum Kind {
 
 /// One configuration key: its name is the contract (`--name`, `MM_STATUS_SYNC_NAME`, `MM_STATUS_SYNC_NAME=` lines).
 #[derive(Debug)]
-pub struct Spec {
-    pub name: &'static str,
-    pub kind: Kind,
+pub(crate) struct Spec {
+    pub(crate) name: &'static str,
+    pub(crate) kind: Kind,
     /// The default as it would be written in a config file; `None` when it is computed at load time (state-dir).
-    pub default: Option<&'static str>,
+    pub(crate) default: Option<&'static str>,
     /// What an empty value (or the computed default) means, for the docs: "off", "the token's own user", ...
-    pub empty_means: &'static str,
-    pub help: &'static str,
+    pub(crate) empty_means: &'static str,
+    pub(crate) help: &'static str,
     /// Accepted on the command line. The token is not: argv is readable by every user on the machine.
-    pub flag: bool,
+    pub(crate) flag: bool,
     /// A second flag that may be repeated and adds one item to the list (`--device PATTERN`).
-    pub repeatable: Option<&'static str>,
+    pub(crate) repeatable: Option<&'static str>,
 }
 
 const fn key(name: &'static str, kind: Kind, default: &'static str, help: &'static str) -> Spec {
@@ -70,7 +70,7 @@ const SECONDS_0_3600: Kind = Kind::Seconds { min: 0, max: 3600, zero_disables: f
 const SECONDS_0_86400: Kind = Kind::Seconds { min: 0, max: 86_400, zero_disables: false };
 
 /// Every key, in the order `config` prints them.
-pub const KEYS: &[Spec] = &[
+pub(crate) const KEYS: &[Spec] = &[
     key(
         "devices",
         Kind::Patterns { at_least_one: true, example: "/dev/video*" },
@@ -198,37 +198,37 @@ pub const KEYS: &[Spec] = &[
 ///
 /// # Panics
 /// When `name` is not in the table: a typo in the code, caught by every test that loads a configuration.
-pub fn spec(name: &str) -> &'static Spec {
+pub(crate) fn spec(name: &str) -> &'static Spec {
     KEYS.iter().find(|s| s.name == name).unwrap_or_else(|| panic!("no configuration key named {name}"))
 }
 
 /// The key a `MM_STATUS_SYNC_*` variable name stands for.
-pub fn by_env_var(var: &str) -> Option<&'static Spec> {
+pub(crate) fn by_env_var(var: &str) -> Option<&'static Spec> {
     KEYS.iter().find(|s| s.env_var() == var)
 }
 
 /// The accepted boolean words, true ones first.
-pub const TRUE_WORDS: [&str; 3] = ["true", "yes", "1"];
-pub const FALSE_WORDS: [&str; 3] = ["false", "no", "0"];
+pub(crate) const TRUE_WORDS: [&str; 3] = ["true", "yes", "1"];
+pub(crate) const FALSE_WORDS: [&str; 3] = ["false", "no", "0"];
 
 impl Spec {
     /// `MM_STATUS_SYNC_` and the name in upper snake case.
-    pub fn env_var(&self) -> String {
+    pub(crate) fn env_var(&self) -> String {
         format!("{ENV_PREFIX}{}", self.name.replace('-', "_").to_ascii_uppercase())
     }
 
     /// Never printed, logged or put in an error message.
-    pub fn is_secret(&self) -> bool {
+    pub(crate) fn is_secret(&self) -> bool {
         self.kind == Kind::Secret
     }
 
     /// A boolean that is off by default is a switch: `--dry-run` turns it on and takes no value.
-    pub fn is_switch(&self) -> bool {
+    pub(crate) fn is_switch(&self) -> bool {
         self.flag && self.kind == Kind::Bool && self.default == Some("false")
     }
 
     /// The flag's value placeholder in `--help` and the man page.
-    pub fn metavar(&self) -> &'static str {
+    pub(crate) fn metavar(&self) -> &'static str {
         match self.kind {
             Kind::Seconds { .. } => "SECONDS",
             Kind::Bool => "BOOL",
@@ -247,7 +247,7 @@ impl Spec {
     }
 
     /// What is allowed, as said in error messages, `--help` and the docs.
-    pub fn allowed(&self) -> String {
+    pub(crate) fn allowed(&self) -> String {
         match self.kind {
             Kind::Seconds { min, max, zero_disables: false } => format!("whole seconds from {min} to {max}"),
             Kind::Seconds { min, max, zero_disables: true } => format!("0, or whole seconds from {min} to {max}"),
@@ -282,6 +282,6 @@ impl Spec {
     }
 }
 
-pub const ENV_PREFIX: &str = "MM_STATUS_SYNC_";
+pub(crate) const ENV_PREFIX: &str = "MM_STATUS_SYNC_";
 /// Names the config file; not a key itself.
-pub const CONFIG_ENV: &str = "MM_STATUS_SYNC_CONFIG";
+pub(crate) const CONFIG_ENV: &str = "MM_STATUS_SYNC_CONFIG";

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::base_url::BaseUrl;
-pub use crate::detect::pattern::Pattern;
-pub use crate::logger::LogTarget;
+pub(crate) use crate::detect::pattern::Pattern;
+pub(crate) use crate::logger::LogTarget;
 use crate::meeting::{MeetingSettings, MeetingStatus};
 use crate::secret::Secret;
 pub(crate) use keys::{CONFIG_ENV, KEYS, Kind, Spec};
@@ -79,7 +79,7 @@ pub struct ServerSettings {
     pub user_id: Option<String>,
     pub ca_file: Option<PathBuf>,
     /// Where the token was read from, when from a file: read again after the server refuses the token.
-    pub token_file: Option<PathBuf>,
+    pub(crate) token_file: Option<PathBuf>,
 }
 
 /// A validated configuration.
@@ -88,7 +88,7 @@ pub struct Config {
     /// Camera device patterns: at least one.
     pub devices: Vec<Pattern>,
     /// Microphone device patterns; empty means microphones are not watched.
-    pub microphones: Vec<Pattern>,
+    pub(crate) microphones: Vec<Pattern>,
     pub ignore_processes: Vec<String>,
     pub require_streaming_for: Vec<String>,
     pub start_delay: Duration,
@@ -104,7 +104,7 @@ pub struct Config {
     pub on_meeting_start: Option<String>,
     pub on_meeting_end: Option<String>,
     /// Things worth a warning that do not stop the daemon (a token file others can read).
-    pub warnings: Vec<String>,
+    pub(crate) warnings: Vec<String>,
 }
 
 /// Every key's raw value and source, after precedence was applied.
@@ -364,7 +364,6 @@ impl Inputs {
                 Err(e) => return Err(v.invalid("ca-file", &format!("a readable PEM file ({e})"))),
             }
         }
-        // The key to blame for a malformed token: the file's path is worth naming, the token never is.
         let (token, from_file) = match (token_inline, token_file) {
             (Some(_), Some(_)) => return Err(ConfigError::Conflict { a: "token", b: "token-file" }),
             (Some(t), None) => {
@@ -378,9 +377,31 @@ impl Inputs {
                         ));
                     }
                 }
-                (t, None)
+                // The client's own rule (a header value of printable ASCII): a token that loads is one that can be
+                // sent. The error names where the token came from, never the token.
+                if !t.bytes().all(|b| b.is_ascii_graphic()) {
+                    return Err(v.invalid("token", "a token without spaces, control or non-ASCII characters"));
+                }
+                (Secret::new(t), None)
             }
-            (None, Some(path)) => (read_token_file(&path, v, warnings)?, Some(path)),
+            (None, Some(path)) => {
+                let token = read_token_file(&path).map_err(|e| match e {
+                    TokenFileError::Unreadable(_) => ConfigError::Invalid {
+                        key: "token-file",
+                        value: format!("{:?}", shorten(&path.display().to_string())),
+                        source: v.raw.get("token-file").source.to_string(),
+                        allowed: e.to_string(),
+                    },
+                    TokenFileError::NotOneToken => v.invalid("token-file", &e.to_string()),
+                })?;
+                if let Some(mode) = readable_by_others(&path) {
+                    warnings.push(format!(
+                        "token file {} can be read by other users (mode {mode:o}); chmod 600 it",
+                        path.display()
+                    ));
+                }
+                (token, Some(path))
+            }
             (None, None) => {
                 let missing = ConfigError::Missing { key: "token", why: "a url is set but no token or token-file" };
                 if self.allow_incomplete {
@@ -390,16 +411,7 @@ impl Inputs {
                 return Err(missing);
             }
         };
-        // The client's own rule (a header value of printable ASCII): a token that loads is one that can be sent.
-        if !token.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(match from_file {
-                Some(_) => {
-                    v.invalid("token-file", "a file holding one token, without spaces, control or non-ASCII characters")
-                }
-                None => v.invalid("token", "a token without spaces, control or non-ASCII characters"),
-            });
-        }
-        Ok(Some(ServerSettings { url, token: Secret::new(token), user_id, ca_file, token_file: from_file }))
+        Ok(Some(ServerSettings { url, token, user_id, ca_file, token_file: from_file }))
     }
 }
 
@@ -435,29 +447,51 @@ fn readable_by_others(path: &Path) -> Option<u32> {
     (mode & 0o077 != 0).then_some(mode)
 }
 
-fn read_token_file(path: &Path, v: &Validator, warnings: &mut Vec<String>) -> Result<String, ConfigError> {
-    let unreadable = |why: String| ConfigError::Invalid {
-        key: "token-file",
-        value: format!("{:?}", shorten(&path.display().to_string())),
-        source: v.raw.get("token-file").source.to_string(),
-        allowed: format!("a readable file holding the token ({why})"),
-    };
+/// Why a token file gives no token. Neither case holds anything read from the file.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum TokenFileError {
+    /// Missing, not a regular file, more than `TOKEN_FILE_MAX` bytes, not UTF-8, or empty: why.
+    Unreadable(String),
+    /// Readable, but not one token of printable ASCII (the only header value the client can send).
+    NotOneToken,
+}
+
+/// What a token file must be, and why this one is not: the words of `config`, `check`, the start and the daemon's
+/// second reading after a refused token alike.
+impl fmt::Display for TokenFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TokenFileError::Unreadable(why) => write!(f, "a readable file holding the token ({why})"),
+            TokenFileError::NotOneToken => {
+                f.write_str("a file holding one token, without spaces, control or non-ASCII characters")
+            }
+        }
+    }
+}
+
+/// The most a token file may hold.
+const TOKEN_FILE_MAX: u64 = 4096;
+
+/// The token in a token file: at most `TOKEN_FILE_MAX` bytes of UTF-8, trimmed, one token of printable ASCII. The
+/// configuration reads it, and the daemon reads it again after the server refused the token, so a rotated token
+/// is taken by the same rules.
+pub(crate) fn read_token_file(path: &Path) -> Result<Secret, TokenFileError> {
+    let unreadable = |why: String| TokenFileError::Unreadable(why);
+    let too_large = || unreadable(format!("not a regular file of at most {TOKEN_FILE_MAX} bytes"));
+    // stat first: opening a FIFO put where the file was would block (the daemon's one loop) until a writer came.
     let meta = std::fs::metadata(path).map_err(|e| unreadable(e.to_string()))?;
-    if !meta.is_file() || meta.len() > 4096 {
-        return Err(unreadable("not a regular file of at most 4096 bytes".into()));
+    if !meta.is_file() || meta.len() > TOKEN_FILE_MAX {
+        return Err(too_large());
     }
-    if let Some(mode) = readable_by_others(path) {
-        warnings
-            .push(format!("token file {} can be read by other users (mode {mode:o}); chmod 600 it", path.display()));
-    }
-    let bytes = read_at_most(path, 4096)
-        .map_err(|e| unreadable(e.to_string()))?
-        .ok_or_else(|| unreadable("not a regular file of at most 4096 bytes".into()))?;
+    let bytes = read_at_most(path, TOKEN_FILE_MAX).map_err(|e| unreadable(e.to_string()))?.ok_or_else(too_large)?;
     let token = std::str::from_utf8(&bytes).map_err(|_| unreadable("not UTF-8".into()))?.trim();
     if token.is_empty() {
         return Err(unreadable("it is empty".into()));
     }
-    Ok(token.to_owned())
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(TokenFileError::NotOneToken);
+    }
+    Ok(Secret::new(token))
 }
 
 /// A value parsed by its kind in the table.

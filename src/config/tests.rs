@@ -23,11 +23,11 @@ fn inputs(
 /// A self-deleting file in the system temp directory, so these unit tests need no dev-dependency.
 mod tempfile_lite {
     use std::path::PathBuf;
-    pub struct TempFile {
-        pub path: PathBuf,
+    pub(crate) struct TempFile {
+        pub(crate) path: PathBuf,
     }
     impl TempFile {
-        pub fn with(bytes: &[u8]) -> TempFile {
+        pub(crate) fn with(bytes: &[u8]) -> TempFile {
             use std::sync::atomic::{AtomicUsize, Ordering};
             static N: AtomicUsize = AtomicUsize::new(0);
             let path = std::env::temp_dir().join(format!(

@@ -1,12 +1,12 @@
-//! Who holds a camera or a microphone right now: the ground truth read from `/proc/*/fd` ([`scan`]), the device
-//! patterns that say what a camera or a microphone is ([`pattern`], [`DeviceSet`]), the user's process filters
-//! ([`Filter`]), and inotify wake-ups that tell the daemon when to look again ([`watch`]). Events are never trusted
+//! Who holds a camera or a microphone right now: the ground truth read from `/proc/*/fd` ([`Scanner`]), the device
+//! patterns that say what a camera or a microphone is ([`Pattern`], [`DeviceSet`]), the user's process filters
+//! ([`Filter`]), and inotify wake-ups that tell the daemon when to look again ([`Watcher`]). Events are never trusted
 //! as state, only as a reason to re-read `/proc`: inotify coalesces and drops events (`IN_Q_OVERFLOW`), says nothing
 //! of processes that inherit or pass a descriptor, and nothing at all when a stream starts on an open node.
 
-pub mod pattern;
-pub mod scan;
-pub mod watch;
+pub(crate) mod pattern;
+pub(crate) mod scan;
+pub(crate) mod watch;
 
 use std::ffi::CString;
 use std::fmt;
@@ -19,11 +19,11 @@ use pattern::component_matches;
 use crate::sys;
 
 pub use pattern::{Pattern, PatternError};
-pub use scan::{Holder, NotDumpable, ScanStats, Scanner};
+pub use scan::{Holder, ScanStats, Scanner};
 pub use watch::{Wake, Watcher};
 
 /// Longest process name the kernel keeps in `/proc/PID/comm` (`TASK_COMM_LEN` - 1).
-pub const COMM_MAX: usize = 15;
+pub(crate) const COMM_MAX: usize = 15;
 
 /// Which holders the user wants counted, by process name as `/proc/PID/comm` shows it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -37,12 +37,12 @@ pub struct Filter {
 
 impl Filter {
     /// Whether `comm` is in `ignore_processes`.
-    pub fn ignores(&self, comm: &[u8]) -> bool {
+    pub(crate) fn ignores(&self, comm: &[u8]) -> bool {
         self.ignore_processes.iter().any(|name| comm_is(comm, name))
     }
 
     /// Whether `comm` must be streaming to count.
-    pub fn requires_streaming(&self, comm: &[u8]) -> bool {
+    pub(crate) fn requires_streaming(&self, comm: &[u8]) -> bool {
         self.require_streaming_for.iter().any(|name| name == "*" || comm_is(comm, name))
     }
 }
@@ -63,7 +63,7 @@ pub enum DeviceClass {
 
 impl DeviceClass {
     /// `camera` or `microphone`, as log lines and `scan` say it.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             DeviceClass::Camera => "camera",
             DeviceClass::Microphone => "microphone",
@@ -113,7 +113,7 @@ impl fmt::Display for Verdict {
 
 /// Whether `node` is an ALSA capture PCM node: its name is `pcmC<card>D<device>c` (`p` is playback; `controlC0`,
 /// `timer`, `seq` and the rest are not PCM nodes). Only these are microphones. Allocation-free.
-pub fn is_capture_node(node: &[u8]) -> bool {
+pub(crate) fn is_capture_node(node: &[u8]) -> bool {
     let name = node.rsplit(|&b| b == b'/').next().unwrap_or(node);
     let digits = |s: &[u8]| -> Option<usize> {
         let n = s.iter().take_while(|b| b.is_ascii_digit()).count();
@@ -127,7 +127,7 @@ pub fn is_capture_node(node: &[u8]) -> bool {
 }
 
 /// Where sysfs is mounted unless a test says otherwise.
-pub const DEFAULT_SYSFS_ROOT: &str = "/sys";
+pub(crate) const DEFAULT_SYSFS_ROOT: &str = "/sys";
 
 /// The set of device nodes that count as cameras or microphones: link targets matching a pattern, plus the nodes
 /// that symbolic links matching a pattern point to (`/dev/v4l/by-id/*` names link to `/dev/videoN`, and `/proc`
@@ -172,18 +172,13 @@ impl DeviceSet {
         self
     }
 
-    /// The camera patterns.
-    pub fn patterns(&self) -> &[Pattern] {
-        &self.patterns
-    }
-
     /// The microphone patterns.
-    pub fn microphone_patterns(&self) -> &[Pattern] {
+    pub(crate) fn microphone_patterns(&self) -> &[Pattern] {
         &self.microphones
     }
 
     /// Every pattern to watch with inotify, cameras and microphones.
-    pub fn watch_patterns(&self) -> Vec<Pattern> {
+    pub(crate) fn watch_patterns(&self) -> Vec<Pattern> {
         self.patterns.iter().chain(&self.microphones).cloned().collect()
     }
 
@@ -219,7 +214,7 @@ impl DeviceSet {
     /// For a link target that matches no pattern: whether its last component is a name some pattern's last
     /// component matches (`/srv/chroot/dev/video0` for `/dev/video*`), the only targets worth the `stat` that
     /// [`DeviceSet::class_of_number`] needs. Allocation-free.
-    pub fn names_a_device(&self, target: &[u8]) -> bool {
+    pub(crate) fn names_a_device(&self, target: &[u8]) -> bool {
         if self.numbers.is_empty() || target.first() != Some(&b'/') || target.ends_with(DELETED_SUFFIX) {
             return false;
         }
@@ -228,13 +223,13 @@ impl DeviceSet {
     }
 
     /// Which kind of device the character device number `rdev` is, if a pattern matches a node with that number.
-    pub fn class_of_number(&self, rdev: u64) -> Option<DeviceClass> {
+    pub(crate) fn class_of_number(&self, rdev: u64) -> Option<DeviceClass> {
         self.numbers.iter().find(|&&(n, _)| n == rdev).map(|&(_, class)| class)
     }
 
     /// How many distinct device nodes the patterns match now (a node reached by several names counts once; of the
     /// microphone patterns' nodes, only capture nodes), for the start line. Allocates; not for the scan path.
-    pub fn node_count(&self) -> usize {
+    pub(crate) fn node_count(&self) -> usize {
         let mut nodes: Vec<std::path::PathBuf> = Vec::new();
         for (pattern, class) in self.classes() {
             for path in pattern.expand() {
@@ -261,7 +256,7 @@ impl DeviceSet {
     /// Which kind of device a `/proc/PID/fd` link target is, if it is one; a node matched as a camera is a camera.
     /// Allocation-free; anything that is not an absolute path (`socket:[..]`, `anon_inode:..`) or is a removed
     /// file never matches.
-    pub fn class_of(&self, target: &[u8]) -> Option<DeviceClass> {
+    pub(crate) fn class_of(&self, target: &[u8]) -> Option<DeviceClass> {
         if target.first() != Some(&b'/') || target.ends_with(DELETED_SUFFIX) {
             return None;
         }
@@ -274,7 +269,7 @@ impl DeviceSet {
     /// Whether `node` (a matched `/dev/videoN`) is a UVC metadata node: its sysfs `index` is not 0. Names that
     /// are not `videoN`, and nodes without a readable sysfs entry (a test file, a node in a container), are not.
     /// Allocation-free.
-    pub fn is_metadata_node(&self, node: &[u8]) -> bool {
+    pub(crate) fn is_metadata_node(&self, node: &[u8]) -> bool {
         let name = node.rsplit(|&b| b == b'/').next().unwrap_or(node);
         let Some(number) = name.strip_prefix(b"video") else { return false };
         if number.is_empty() || !number.iter().all(u8::is_ascii_digit) {

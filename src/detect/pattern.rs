@@ -71,7 +71,7 @@ impl Pattern {
 
     /// Whether `path` (as the kernel reports it, e.g. a `/proc/PID/fd` link target) matches. `*` never crosses a
     /// `/`, so both sides must have the same number of components.
-    pub fn matches(&self, path: &[u8]) -> bool {
+    pub(crate) fn matches(&self, path: &[u8]) -> bool {
         let mut want = self.text.as_bytes().split(|&b| b == b'/');
         let mut have = path.split(|&b| b == b'/');
         loop {
@@ -90,7 +90,7 @@ impl Pattern {
 
     /// The paths that exist now and match, found by listing only the directories the pattern leads through.
     /// Symbolic links are followed on the way, and a final component that is a dangling link is left out.
-    pub fn expand(&self) -> Vec<PathBuf> {
+    pub(crate) fn expand(&self) -> Vec<PathBuf> {
         let mut level = vec![PathBuf::from("/")];
         for component in self.components() {
             level = expand_component(&level, component);

@@ -15,7 +15,7 @@ use super::{COMM_MAX, DeviceClass, DeviceSet, Filter, Verdict, is_capture_node};
 use crate::sys;
 
 /// Where procfs is mounted unless a test says otherwise.
-pub const DEFAULT_PROC_ROOT: &str = "/proc";
+pub(crate) const DEFAULT_PROC_ROOT: &str = "/proc";
 
 /// `getdents64` buffer for `/proc` and for each `/proc/PID/fd`: 32 KiB holds about a thousand entries per call.
 const DIRENT_BUF: usize = 32 * 1024;
@@ -65,7 +65,7 @@ impl Holder {
         }
     }
 
-    pub fn comm_bytes(&self) -> &[u8] {
+    pub(crate) fn comm_bytes(&self) -> &[u8] {
         &self.comm[..self.comm_len as usize]
     }
 
@@ -105,25 +105,25 @@ pub struct ScanStats {
     pub skipped: usize,
     /// Of the skipped, those denied to us that belong to another user (or whose user ids differ from ours in part,
     /// as a setuid program's do); counted only when [`Scanner::explain_unreadable`] is on.
-    pub other_users: usize,
+    pub(crate) other_users: usize,
     /// Of the skipped, those denied to us although they are our own: they made themselves non-dumpable
     /// (`prctl(PR_SET_DUMPABLE, 0)`), and reading them takes `CAP_SYS_PTRACE`. Counted, and the first few named
     /// ([`Scanner::not_dumpable`]), only when [`Scanner::explain_unreadable`] is on.
-    pub not_dumpable: usize,
-    pub elapsed: Duration,
+    pub(crate) not_dumpable: usize,
+    pub(crate) elapsed: Duration,
 }
 
 /// A process of our own we could not read because it is not dumpable.
 #[derive(Clone, Copy, Debug)]
-pub struct NotDumpable {
-    pub pid: u32,
+pub(crate) struct NotDumpable {
+    pub(crate) pid: u32,
     comm: [u8; COMM_MAX],
     comm_len: u8,
 }
 
 impl NotDumpable {
     /// Its name from `/proc/PID/comm` (lossy: invalid UTF-8 is cut at the first bad byte).
-    pub fn comm(&self) -> &str {
+    pub(crate) fn comm(&self) -> &str {
         let bytes = &self.comm[..self.comm_len as usize];
         match std::str::from_utf8(bytes) {
             Ok(s) => s,
@@ -134,7 +134,7 @@ impl NotDumpable {
 
 /// Why processes were skipped, for `scan` and the debug log: `2 of other users, 1 of your own not dumpable:
 /// keepassxc (pid 4242)`; empty when nothing was counted by cause.
-pub fn explain_skipped(stats: &ScanStats, not_dumpable: &[NotDumpable]) -> String {
+pub(crate) fn explain_skipped(stats: &ScanStats, not_dumpable: &[NotDumpable]) -> String {
     let mut out = String::new();
     if stats.other_users > 0 {
         out.push_str(&format!("{} of other users", stats.other_users));
@@ -272,13 +272,13 @@ impl Scanner {
     /// Whether scans find out why processes could not be read ([`ScanStats::other_users`],
     /// [`ScanStats::not_dumpable`]). Off by default: it costs a read of `/proc/PID/status` per such process, which
     /// for a user service is every other user's process.
-    pub fn explain_unreadable(&mut self, on: bool) {
+    pub(crate) fn explain_unreadable(&mut self, on: bool) {
         self.work.explain = on;
     }
 
     /// The first of our own non-dumpable processes the last scan could not read (at most 8; `ScanStats` has the
     /// count).
-    pub fn not_dumpable(&self, stats: &ScanStats) -> &[NotDumpable] {
+    pub(crate) fn not_dumpable(&self, stats: &ScanStats) -> &[NotDumpable] {
         &self.work.not_dumpable[..stats.not_dumpable.min(NOT_DUMPABLE_NAMED)]
     }
 

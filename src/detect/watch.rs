@@ -40,7 +40,7 @@ pub struct Wake {
 }
 
 impl Wake {
-    pub fn any(&self) -> bool {
+    pub(crate) fn any(&self) -> bool {
         self.opened || self.closed || self.topology || self.retry
     }
 }

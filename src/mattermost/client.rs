@@ -18,21 +18,21 @@ use crate::model::{CustomStatus, Preference, User, UserStatus};
 use crate::secret::Secret;
 
 /// Largest response body read; Mattermost's answers to these calls are a few kilobytes.
-pub const MAX_BODY_BYTES: u64 = 1024 * 1024;
+pub(crate) const MAX_BODY_BYTES: u64 = 1024 * 1024;
 
 /// Longest non-JSON error body quoted in an error message (the rate limiter's `limit exceeded` fits).
 const MAX_QUOTED_BODY: usize = 200;
 
 /// Time limits of every call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Timeouts {
+pub(crate) struct Timeouts {
     /// Establishing the TCP connection. Defaults to 5 s.
-    pub connect: Duration,
+    pub(crate) connect: Duration,
     /// Waiting for any single read from the server. Defaults to 10 s.
-    pub read: Duration,
+    pub(crate) read: Duration,
     /// The whole call, connection, TLS and body included. Defaults to 20 s. Name resolution is not covered: the
     /// system resolver cannot be interrupted (its own timeout applies, 5 s by default on glibc and musl).
-    pub total: Duration,
+    pub(crate) total: Duration,
 }
 
 impl Default for Timeouts {
@@ -42,7 +42,7 @@ impl Default for Timeouts {
 }
 
 /// A Mattermost server and the personal access token to use with it.
-pub struct Client {
+pub(crate) struct Client {
     /// Checked and normalised `scheme://host[:port][/subpath]`.
     base_url: String,
     /// Carries timeouts, roots, proxy choice and the fixed headers, the token among them.
@@ -83,7 +83,7 @@ impl Method {
 
 /// What [`Client::new`] takes as its server: a [`BaseUrl`] the configuration already checked, or text (the
 /// tests' loopback fakes) checked here by the same rules.
-pub trait IntoBaseUrl {
+pub(crate) trait IntoBaseUrl {
     fn into_base_url(self) -> Result<BaseUrl, String>;
 }
 
@@ -109,7 +109,7 @@ impl Client {
     /// Checks everything that can be checked without the network: the base URL (a [`BaseUrl`], or text checked
     /// as one), the token, and the `ca-file` (PEM, one or more certificates, added to the system roots). Proxies
     /// from `https_proxy`/`all_proxy`/`no_proxy` are honoured except for a loopback server.
-    pub fn new(
+    pub(crate) fn new(
         base_url: impl IntoBaseUrl,
         token: Secret,
         ca_file: Option<&Path>,
@@ -147,24 +147,25 @@ impl Client {
     }
 
     /// The checked base URL the client talks to.
-    pub fn base_url(&self) -> &str {
+    #[cfg(test)]
+    pub(crate) fn base_url(&self) -> &str {
         &self.base_url
     }
 
     /// The user behind the token (`GET /api/v4/users/me`): its id is what the other calls need.
-    pub fn get_me(&self) -> Result<User, ApiError> {
+    pub(crate) fn get_me(&self) -> Result<User, ApiError> {
         self.get_json("/api/v4/users/me".into(), wire::decode_user)
     }
 
     /// A user by id (`GET /api/v4/users/{user_id}`).
-    pub fn get_user(&self, user_id: &str) -> Result<User, ApiError> {
+    pub(crate) fn get_user(&self, user_id: &str) -> Result<User, ApiError> {
         let path = self.user_path(user_id, "")?;
         self.get_json(path, wire::decode_user)
     }
 
     /// A user's presence (`GET /api/v4/users/{user_id}/status`). An unknown id reads as `offline`, as the server
     /// reports it; `dnd_end_time` is not reliable on every server version.
-    pub fn get_status(&self, user_id: &str) -> Result<UserStatus, ApiError> {
+    pub(crate) fn get_status(&self, user_id: &str) -> Result<UserStatus, ApiError> {
         let path = self.user_path(user_id, "/status")?;
         self.get_json(path, wire::decode_status)
     }
@@ -173,7 +174,12 @@ impl Client {
     ///
     /// `user_id` must be the real id, not `me`: the server compares the body's `user_id` with the resolved one.
     /// `dnd_end_time` (seconds since the epoch, truncated to the minute by the server) is sent only when given.
-    pub fn put_status(&self, user_id: &str, status: &str, dnd_end_time: Option<i64>) -> Result<UserStatus, ApiError> {
+    pub(crate) fn put_status(
+        &self,
+        user_id: &str,
+        status: &str,
+        dnd_end_time: Option<i64>,
+    ) -> Result<UserStatus, ApiError> {
         let path = self.user_path(user_id, "/status")?;
         if user_id == "me" {
             return Err(ApiError::new(
@@ -188,13 +194,13 @@ impl Client {
 
     /// Sets a user's custom status (`PUT /api/v4/users/{user_id}/status/custom`), sending all four fields exactly
     /// as given.
-    pub fn put_custom_status(&self, user_id: &str, status: &CustomStatus) -> Result<(), ApiError> {
+    pub(crate) fn put_custom_status(&self, user_id: &str, status: &CustomStatus) -> Result<(), ApiError> {
         let path = self.user_path(user_id, "/status/custom")?;
         self.call(Method::Put, &path, Some(wire::custom_status_body(status))).map(drop)
     }
 
     /// Clears a user's custom status (`DELETE /api/v4/users/{user_id}/status/custom`).
-    pub fn delete_custom_status(&self, user_id: &str) -> Result<(), ApiError> {
+    pub(crate) fn delete_custom_status(&self, user_id: &str) -> Result<(), ApiError> {
         let path = self.user_path(user_id, "/status/custom")?;
         self.call(Method::Delete, &path, None).map(drop)
     }
@@ -204,7 +210,7 @@ impl Client {
     ///
     /// `category` must be lower-case letters, digits and underscores, starting and ending with a letter or digit:
     /// the server's URL pattern refuses anything else.
-    pub fn get_preferences(&self, user_id: &str, category: &str) -> Result<Vec<Preference>, ApiError> {
+    pub(crate) fn get_preferences(&self, user_id: &str, category: &str) -> Result<Vec<Preference>, ApiError> {
         if !wire::is_readable_category(category) {
             return Err(ApiError::invalid(format!("preference category {category:?} cannot be read back")));
         }
@@ -219,7 +225,7 @@ impl Client {
     /// Whether a custom emoji of this name exists (`GET /api/v4/emoji/name/{name}`): 404, and 501 (custom emoji
     /// turned off), are a no. System emoji are not custom emoji: the server knows them without storing them, and
     /// this call answers no for them.
-    pub fn custom_emoji_exists(&self, name: &str) -> Result<bool, ApiError> {
+    pub(crate) fn custom_emoji_exists(&self, name: &str) -> Result<bool, ApiError> {
         // Emoji names are lower-case letters, digits, `_`, `-` and `+`; anything else is no emoji at all (and
         // would change the path).
         let valid = !name.is_empty()
@@ -237,7 +243,7 @@ impl Client {
     /// Creates or replaces each entry, by (category, name), in one transaction; other entries are left alone
     /// (`PUT /api/v4/users/{user_id}/preferences`). `user_id` must be the real id: the server refuses `me` in an
     /// entry (403).
-    pub fn put_preferences(&self, user_id: &str, entries: &[Preference]) -> Result<(), ApiError> {
+    pub(crate) fn put_preferences(&self, user_id: &str, entries: &[Preference]) -> Result<(), ApiError> {
         let path = self.user_path(user_id, "/preferences")?;
         let body = self.preferences_body("PUT", &path, user_id, entries)?;
         self.call(Method::Put, &path, Some(body)).map(drop)
@@ -245,7 +251,7 @@ impl Client {
 
     /// Removes each entry by (category, name); a missing one is no error
     /// (`POST /api/v4/users/{user_id}/preferences/delete`).
-    pub fn delete_preferences(&self, user_id: &str, entries: &[Preference]) -> Result<(), ApiError> {
+    pub(crate) fn delete_preferences(&self, user_id: &str, entries: &[Preference]) -> Result<(), ApiError> {
         let path = self.user_path(user_id, "/preferences/delete")?;
         let body = self.preferences_body("POST", &path, user_id, entries)?;
         self.call(Method::Post, &path, Some(body)).map(drop)

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 /// A failed Mattermost call, or a client that could not be set up.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     /// `GET`, `PUT`, ...; `None` when no request was attempted (setup, invalid argument).
     method: Option<&'static str>,
     /// The API path below the base URL (`/api/v4/users/me`), without query string.
@@ -16,7 +16,7 @@ pub struct ApiError {
 
 /// What went wrong.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ApiErrorKind {
+pub(crate) enum ApiErrorKind {
     /// Refused before any byte was sent: a bad base URL, token, ca-file or argument.
     Invalid(String),
     /// No usable HTTP response: DNS, connection refused or reset, timeout, TLS.
@@ -79,22 +79,25 @@ impl ApiError {
         self
     }
 
-    pub fn kind(&self) -> &ApiErrorKind {
+    pub(crate) fn kind(&self) -> &ApiErrorKind {
         &self.kind
     }
 
     /// The HTTP method of the failed call, `None` when no request was attempted.
-    pub fn method(&self) -> Option<&'static str> {
+    #[cfg(test)]
+    pub(crate) fn method(&self) -> Option<&'static str> {
         self.method
     }
 
     /// The API path of the failed call (`/api/v4/users/me`), empty when no request was attempted.
-    pub fn path(&self) -> &str {
+    #[cfg(test)]
+    pub(crate) fn path(&self) -> &str {
         &self.path
     }
 
     /// The HTTP status, when the server answered.
-    pub fn status(&self) -> Option<u16> {
+    #[cfg(test)]
+    pub(crate) fn status(&self) -> Option<u16> {
         match self.kind {
             ApiErrorKind::Http { status, .. } | ApiErrorKind::Redirect { status, .. } => Some(status),
             _ => None,
@@ -103,7 +106,7 @@ impl ApiError {
 
     /// Whether the same call may succeed later without anyone changing anything: network trouble, a server error
     /// (except 501, which is a setting), rate limiting, a body cut short.
-    pub fn is_retryable(&self) -> bool {
+    pub(crate) fn is_retryable(&self) -> bool {
         match self.kind {
             ApiErrorKind::Transport(_) => true,
             ApiErrorKind::Http { status, .. } => status == 429 || (status >= 500 && status != 501),
@@ -114,24 +117,24 @@ impl ApiError {
 
     /// Whether the token was refused (401: invalid, revoked or personal access tokens disabled) or lacks the
     /// permission (403).
-    pub fn is_auth(&self) -> bool {
+    pub(crate) fn is_auth(&self) -> bool {
         matches!(self.kind, ApiErrorKind::Http { status: 401 | 403, .. })
     }
 
     /// Whether the server refused a custom status's emoji as unknown (400
     /// `api.custom_status.set_custom_statuses.emoji_not_found`: neither a system emoji nor an existing custom one).
-    pub fn is_unknown_emoji(&self) -> bool {
+    pub(crate) fn is_unknown_emoji(&self) -> bool {
         matches!(&self.kind, ApiErrorKind::Http { status: 400, id: Some(id), .. }
             if id == "api.custom_status.set_custom_statuses.emoji_not_found")
     }
 
     /// Whether the server has the feature switched off (501: custom statuses disabled).
-    pub fn is_not_implemented(&self) -> bool {
+    pub(crate) fn is_not_implemented(&self) -> bool {
         matches!(self.kind, ApiErrorKind::Http { status: 501, .. })
     }
 
     /// How long the server asked us to wait (`Retry-After`), if it did.
-    pub fn retry_after(&self) -> Option<Duration> {
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
         match self.kind {
             ApiErrorKind::Http { retry_after, .. } => retry_after.map(Duration::from_secs),
             _ => None,

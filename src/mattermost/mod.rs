@@ -2,7 +2,7 @@
 //! (attohttpc + rustls/ring), each bounded in time and size, JSON read leniently where the server is lenient, and
 //! one error type that never carries the token.
 //!
-//! Reading order: [`Client`] (the calls), [`ApiError`] (how they fail), `wire` (the JSON), `tls` (whom we trust),
+//! Reading order: `Client` (the calls), `ApiError` (how they fail), `wire` (the JSON), `tls` (whom we trust),
 //! and, outside, `crate::base_url` (where we may send the token).
 
 mod client;
@@ -13,11 +13,13 @@ mod wire;
 #[cfg(test)]
 mod tests;
 
-pub use client::{Client, MAX_BODY_BYTES, Timeouts};
-pub use error::{ApiError, ApiErrorKind};
+pub(crate) use client::{Client, Timeouts};
+pub(crate) use error::ApiError;
+// The client tests reach these through `super::*`.
+#[cfg(test)]
+use {client::MAX_BODY_BYTES, error::ApiErrorKind};
 
-pub use crate::base_url::BaseUrl;
-pub use crate::secret::Secret;
+pub(crate) use crate::secret::Secret;
 
 use crate::model::{CustomStatus, User, UserStatus};
 

@@ -15,20 +15,20 @@ use tls::TestTls;
 
 // The fake server and certificate authority of the integration tests, compiled in as modules of this one: the
 // client's private parts stay private, and `fake_mattermost` finds its siblings (`super::http`, ...) here as it
-// does in `tests/support/`.
-#[allow(dead_code)]
+// does in `tests/support/`. They are written for the integration test crates, where their items must be `pub`.
+#[allow(dead_code, unreachable_pub)]
 #[path = "../../tests/support/fake_mattermost.rs"]
 mod fake_mattermost;
-#[allow(dead_code)]
+#[allow(dead_code, unreachable_pub)]
 #[path = "../../tests/support/go_json.rs"]
 mod go_json;
-#[allow(dead_code)]
+#[allow(dead_code, unreachable_pub)]
 #[path = "../../tests/support/go_time.rs"]
 mod go_time;
-#[allow(dead_code)]
+#[allow(dead_code, unreachable_pub)]
 #[path = "../../tests/support/http.rs"]
 mod http;
-#[allow(dead_code)]
+#[allow(dead_code, unreachable_pub)]
 #[path = "../../tests/support/tls.rs"]
 mod tls;
 

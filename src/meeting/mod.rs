@@ -6,7 +6,7 @@
 //! [`Backup::record`]. Any failure stops the plan; the next attempt reads the server again and plans afresh, so
 //! every rule must be safe to apply twice.
 
-pub mod peers;
+pub(crate) mod peers;
 
 use std::fmt;
 
@@ -17,7 +17,7 @@ use crate::time::format_rfc3339;
 
 /// Availability during a meeting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MeetingStatus {
+pub(crate) enum MeetingStatus {
     Dnd,
     Away,
     Online,
@@ -28,7 +28,7 @@ pub enum MeetingStatus {
 
 impl MeetingStatus {
     /// The availability `PUT /users/{id}/status` is asked to set, or `None` for keep.
-    pub fn as_api(self) -> Option<Availability> {
+    pub(crate) fn as_api(self) -> Option<Availability> {
         match self {
             MeetingStatus::Dnd => Some(Availability::Dnd),
             MeetingStatus::Away => Some(Availability::Away),
@@ -42,53 +42,53 @@ impl MeetingStatus {
 /// What the meeting logic needs to know of the configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MeetingSettings {
-    pub message: String,
-    pub emoji: String,
-    pub status: MeetingStatus,
-    pub ignore_if_offline: bool,
+    pub(crate) message: String,
+    pub(crate) emoji: String,
+    pub(crate) status: MeetingStatus,
+    pub(crate) ignore_if_offline: bool,
     /// Seconds; 0 means the meeting status never expires by itself.
-    pub lease: u64,
+    pub(crate) lease: u64,
 }
 
 /// Version of the backup format. Version 1 (two flags per part, availability as text) is still read, see
 /// `state.rs`; a file with any other version is moved aside, not guessed at.
-pub const BACKUP_VERSION: u32 = 2;
+pub(crate) const BACKUP_VERSION: u32 = 2;
 
 /// What was there before the meeting and what the daemon set, saved durably before the first change.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Backup {
-    pub version: u32,
-    pub user_id: String,
+    pub(crate) version: u32,
+    pub(crate) user_id: String,
     /// Unix seconds when the meeting status was first planned.
-    pub started_at: i64,
-    pub previous: Previous,
-    pub ours: Ours,
+    pub(crate) started_at: i64,
+    pub(crate) previous: Previous,
+    pub(crate) ours: Ours,
 }
 
 /// The user's own state before the meeting.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Previous {
-    pub status: Availability,
-    pub manual: bool,
+pub(crate) struct Previous {
+    pub(crate) status: Availability,
+    pub(crate) manual: bool,
     /// `None` when there was none, or it had already expired.
-    pub custom: Option<CustomStatus>,
+    pub(crate) custom: Option<CustomStatus>,
 }
 
 /// What the daemon sets, and how far it got with each part.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Ours {
-    pub custom: Option<CustomStatus>,
-    pub custom_progress: Progress,
+pub(crate) struct Ours {
+    pub(crate) custom: Option<CustomStatus>,
+    pub(crate) custom_progress: Progress,
     /// The availability set during the meeting; `None` when it is left alone.
-    pub status: Option<Availability>,
+    pub(crate) status: Option<Availability>,
     /// Unix seconds when the server ends the DND we set; 0 for never.
-    pub dnd_end_time: i64,
-    pub status_progress: Progress,
+    pub(crate) dnd_end_time: i64,
+    pub(crate) status_progress: Progress,
 }
 
 /// How far one part of the meeting status (the custom status, the availability) has got.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Progress {
+pub(crate) enum Progress {
     /// Not on the server yet.
     Pending,
     /// On the server, as far as the daemon knows.
@@ -147,23 +147,23 @@ impl miniserde::de::Visitor for Progress {
 
 /// What the server says now.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ServerView {
-    pub status: UserStatus,
-    pub custom: Option<CustomStatus>,
+pub(crate) struct ServerView {
+    pub(crate) status: UserStatus,
+    pub(crate) custom: Option<CustomStatus>,
     /// False once the server answered 501 to a custom status call: custom statuses are turned off there.
-    pub custom_supported: bool,
+    pub(crate) custom_supported: bool,
 }
 
 /// One Mattermost call.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Call {
+pub(crate) enum Call {
     PutCustom(CustomStatus, Purpose),
     DeleteCustom,
     PutStatus { status: Availability, dnd_end_time: Option<i64>, purpose: Purpose },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Purpose {
+pub(crate) enum Purpose {
     /// Set the meeting status.
     Apply,
     /// Push the meeting status's expiry further while the meeting lasts.
@@ -195,7 +195,7 @@ impl Call {
     /// What a server makes of this call, in short, for a view kept without one (a dry run, the tables of the
     /// devices' protocol): a status set this way is manual except online, and a DND end time is stored truncated to
     /// the minute (docs/mattermost-semantics.md, section 2).
-    pub fn apply_to(&self, status: &mut UserStatus, custom: &mut Option<CustomStatus>) {
+    pub(crate) fn apply_to(&self, status: &mut UserStatus, custom: &mut Option<CustomStatus>) {
         match self {
             Call::PutCustom(cs, _) => *custom = Some(cs.clone()),
             Call::DeleteCustom => *custom = None,
@@ -212,7 +212,7 @@ impl Call {
 
 /// Something the user should read in the log, beside the calls.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Note {
+pub(crate) enum Note {
     /// The user is offline; nothing is changed (ignore-if-offline).
     Offline,
     /// The user changed their custom status during the meeting; it stays as they set it.
@@ -268,15 +268,15 @@ impl fmt::Display for Note {
 
 /// What to do now: save `backup` (when it differs from what is saved), then make `calls` in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Plan {
-    pub backup: Backup,
-    pub calls: Vec<Call>,
-    pub notes: Vec<Note>,
+pub(crate) struct Plan {
+    pub(crate) backup: Backup,
+    pub(crate) calls: Vec<Call>,
+    pub(crate) notes: Vec<Note>,
 }
 
 /// The answer of [`begin`].
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Begin {
+pub(crate) enum Begin {
     /// Nothing to do now; look again while the camera stays on.
     Wait(Note),
     Start(Box<Plan>),
@@ -287,7 +287,7 @@ pub enum Begin {
 /// has not cleared yet (docs/mattermost-semantics.md, section 2). That DND is nobody's any more: taking it for the
 /// user's would leave the meeting without DND once the job runs, and putting ours over it would make the server
 /// keep `dnd` as the status to put back.
-pub fn start_must_wait(status: &UserStatus, settings: &MeetingSettings, now: i64) -> Option<Note> {
+pub(crate) fn start_must_wait(status: &UserStatus, settings: &MeetingSettings, now: i64) -> Option<Note> {
     match status.status {
         Availability::Offline if settings.ignore_if_offline => Some(Note::Offline),
         Availability::Dnd if settings.status.as_api().is_some() && lapsed_at(status.dnd_end_time, now) => {
@@ -303,7 +303,8 @@ fn lapsed_at(end: i64, now: i64) -> bool {
 }
 
 /// A meeting starts: what to save and what to set, taking what the server shows as the user's own.
-pub fn begin(view: &ServerView, settings: &MeetingSettings, user_id: &str, now: i64) -> Begin {
+#[cfg(test)]
+pub(crate) fn begin(view: &ServerView, settings: &MeetingSettings, user_id: &str, now: i64) -> Begin {
     let previous = Previous {
         status: view.status.status.clone(),
         manual: view.status.manual,
@@ -316,7 +317,13 @@ pub fn begin(view: &ServerView, settings: &MeetingSettings, user_id: &str, now: 
 /// device of the user may have its meeting status up already (see `peers`). The meeting status is composed from
 /// `previous`, so a marker already on the server is not appended to again; and availability is left alone when
 /// the user's own, not what is shown, is DND or out of office.
-pub fn begin_from(previous: Previous, view: &ServerView, settings: &MeetingSettings, user_id: &str, now: i64) -> Begin {
+pub(crate) fn begin_from(
+    previous: Previous,
+    view: &ServerView,
+    settings: &MeetingSettings,
+    user_id: &str,
+    now: i64,
+) -> Begin {
     if let Some(note) = start_must_wait(&view.status, settings, now) {
         return Begin::Wait(note);
     }
@@ -354,7 +361,7 @@ pub fn begin_from(previous: Previous, view: &ServerView, settings: &MeetingSetti
 
 /// The meeting goes on: put our status in place where it is missing, renew what is about to lapse, and let go of
 /// whatever the user changed.
-pub fn during(backup: &Backup, view: &ServerView, settings: &MeetingSettings, now: i64) -> Plan {
+pub(crate) fn during(backup: &Backup, view: &ServerView, settings: &MeetingSettings, now: i64) -> Plan {
     let mut next = backup.clone();
     let mut calls = Vec::new();
     let mut notes = rebase_restored(&mut next, view, settings, now);
@@ -470,7 +477,7 @@ fn rebase_restored(next: &mut Backup, view: &ServerView, settings: &MeetingSetti
 
 /// The meeting is over: put back what is still ours to put back. Once every call of the plan succeeded, the
 /// backup can go.
-pub fn finish(backup: &Backup, view: &ServerView, settings: &MeetingSettings, now: i64) -> Plan {
+pub(crate) fn finish(backup: &Backup, view: &ServerView, settings: &MeetingSettings, now: i64) -> Plan {
     let mut calls = Vec::new();
     let mut notes = Vec::new();
     let ours = &backup.ours;
@@ -524,7 +531,7 @@ pub fn finish(backup: &Backup, view: &ServerView, settings: &MeetingSettings, no
 }
 
 /// When the shell should look at the server again while the meeting goes on (Unix seconds), if ever.
-pub fn next_check(backup: &Backup, settings: &MeetingSettings, now: i64) -> Option<i64> {
+pub(crate) fn next_check(backup: &Backup, settings: &MeetingSettings, now: i64) -> Option<i64> {
     let ours = &backup.ours;
     let renew = ours
         .custom
@@ -545,7 +552,7 @@ pub fn next_check(backup: &Backup, settings: &MeetingSettings, now: i64) -> Opti
 impl Backup {
     /// Records that `call` succeeded, with the status the server answered to a status PUT: for DND, its
     /// `dnd_end_time` is what the server stored (docs/mattermost-semantics.md, section 2).
-    pub fn record_answer(&mut self, call: &Call, answer: Option<&UserStatus>) {
+    pub(crate) fn record_answer(&mut self, call: &Call, answer: Option<&UserStatus>) {
         self.record(call);
         if let (Call::PutStatus { status: Availability::Dnd, purpose: Purpose::Apply | Purpose::Renew, .. }, Some(a)) =
             (call, answer)
@@ -558,7 +565,7 @@ impl Backup {
 
     /// Records that `call` succeeded, when the server's answer is not at hand: a DND end time is recorded as
     /// current servers store it, truncated to the minute.
-    pub fn record(&mut self, call: &Call) {
+    pub(crate) fn record(&mut self, call: &Call) {
         match call {
             Call::PutCustom(cs, Purpose::Apply | Purpose::Renew) => {
                 self.ours.custom = Some(cs.clone());
@@ -579,7 +586,7 @@ impl Backup {
     /// Another device of the user put the status back while this one counted that device's marker as on the
     /// server (it joined without a call of its own): what was applied is not there, and not by the user's hand, so
     /// it is pending again.
-    pub fn forget_applied(&mut self) {
+    pub(crate) fn forget_applied(&mut self) {
         for progress in [&mut self.ours.custom_progress, &mut self.ours.status_progress] {
             if *progress == Progress::Applied {
                 *progress = Progress::Pending;
@@ -588,7 +595,7 @@ impl Backup {
     }
 
     /// Whether every part of the meeting status is on the server, or was let go.
-    pub fn is_set(&self) -> bool {
+    pub(crate) fn is_set(&self) -> bool {
         let ours = &self.ours;
         let done = |p: Progress| matches!(p, Progress::Applied | Progress::Released);
         (ours.custom.is_none() || done(ours.custom_progress)) && (ours.status.is_none() || done(ours.status_progress))
@@ -596,7 +603,7 @@ impl Backup {
 
     /// The server answered 501 to the custom status `call`: custom statuses are turned off there. Decides what the
     /// backup makes of it.
-    pub fn custom_statuses_off(&mut self, call: &Call) -> CustomOff {
+    pub(crate) fn custom_statuses_off(&mut self, call: &Call) -> CustomOff {
         let restoring = matches!(call, Call::PutCustom(_, Purpose::Restore) | Call::DeleteCustom);
         if self.ours.custom_progress == Progress::Applied || restoring {
             // Our custom status is on the server (a restore call is planned only when it is) and cannot be changed
@@ -612,7 +619,7 @@ impl Backup {
 
 /// What [`Backup::custom_statuses_off`] decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CustomOff {
+pub(crate) enum CustomOff {
     /// Ours is (or may be) on the server: the backup keeps it and the call is retried later; the rest of the plan
     /// goes on now.
     KeepForRetry,
@@ -621,7 +628,7 @@ pub enum CustomOff {
 }
 
 /// How current servers store a DND end time: `floor(t / 60) * 60` (docs/mattermost-semantics.md, section 2).
-pub fn truncate_to_minute(t: i64) -> i64 {
+pub(crate) fn truncate_to_minute(t: i64) -> i64 {
     t.div_euclid(60) * 60
 }
 
@@ -629,7 +636,7 @@ pub fn truncate_to_minute(t: i64) -> i64 {
 /// (docs/mattermost-semantics.md, section 4). The truncated form covers a backup that recorded the value sent.
 /// A DND showing no end while ours has one is taken for the user's: if it is ours after all (an old server's GET
 /// after a cache miss), the server still ends it at our lease, while the user's would be lost for good.
-pub fn dnd_is_ours(recorded: i64, seen: i64) -> bool {
+pub(crate) fn dnd_is_ours(recorded: i64, seen: i64) -> bool {
     seen == recorded || (recorded > 0 && seen == truncate_to_minute(recorded))
 }
 
@@ -689,7 +696,7 @@ fn renewed(ours: &CustomStatus, settings: &MeetingSettings, now: i64) -> CustomS
 /// The server refused the emoji of the custom status `call` as unknown (docs/mattermost-semantics.md, section 6):
 /// the call to make instead, the same without the emoji, if there is one. A status that is only an emoji has
 /// nothing left: a restore then clears the custom status, anything else has no replacement.
-pub fn without_emoji(call: &Call) -> Option<Call> {
+pub(crate) fn without_emoji(call: &Call) -> Option<Call> {
     match call {
         Call::PutCustom(cs, purpose) if !cs.emoji.is_empty() => {
             if cs.text.is_empty() {
@@ -703,7 +710,7 @@ pub fn without_emoji(call: &Call) -> Option<Call> {
 
 /// The meeting custom status: the previous text with the marker appended, cut so the whole fits the server's 100
 /// characters with the marker whole.
-pub fn meeting_custom_status(previous_text: &str, settings: &MeetingSettings, now: i64) -> CustomStatus {
+pub(crate) fn meeting_custom_status(previous_text: &str, settings: &MeetingSettings, now: i64) -> CustomStatus {
     meeting_custom_status_with_text(&meeting_text(previous_text, &settings.message), settings, now)
 }
 
@@ -717,7 +724,7 @@ fn meeting_custom_status_with_text(text: &str, settings: &MeetingSettings, now: 
 }
 
 /// `previous` + `message`, at most 100 characters, the message kept whole.
-pub fn meeting_text(previous: &str, message: &str) -> String {
+pub(crate) fn meeting_text(previous: &str, message: &str) -> String {
     let room = CUSTOM_STATUS_TEXT_MAX.saturating_sub(message.chars().count());
     let kept = truncate_runes(previous, room);
     if kept.trim().is_empty() { message.trim().to_owned() } else { format!("{kept}{message}") }

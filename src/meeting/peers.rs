@@ -26,9 +26,9 @@ use crate::model::{Availability, CustomStatus, Preference};
 
 /// The preference category of our own. Lower case with underscores: the server reads back (`GET`) only categories
 /// matching `^[a-z0-9]+([a-z\-\_0-9]+|(__)?)[a-z0-9]+$` in `[A-Za-z0-9_]+`.
-pub const CATEGORY: &str = "mm_status_sync";
+pub(crate) const CATEGORY: &str = "mm_status_sync";
 /// The name of the entry holding the user's own status. Instance ids are 26 characters, so it cannot clash.
-pub const ORIGINAL: &str = "original";
+pub(crate) const ORIGINAL: &str = "original";
 
 /// A device's entry: in a meeting until `until` (Unix seconds; 0 when the lease is off: until it says otherwise).
 #[derive(Serialize)]
@@ -61,24 +61,24 @@ struct OriginalValue {
 
 /// What the shared place says, seen from one device.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Shared {
+pub(crate) struct Shared {
     /// Other devices in a meeting now: (instance id, end of lease, 0 for none).
-    pub live: Vec<(String, i64)>,
+    pub(crate) live: Vec<(String, i64)>,
     /// Other devices whose meeting ended while another was still in one, and which may be putting the status back
     /// now (instance ids).
-    pub leaving: Vec<String>,
+    pub(crate) leaving: Vec<String>,
     /// Entries of devices whose lease has passed (a laptop that died mid-meeting): ignored, and removed by the
     /// last one out.
-    pub stale: Vec<String>,
+    pub(crate) stale: Vec<String>,
     /// The user's own status, as the first device in saw it.
-    pub original: Option<Previous>,
+    pub(crate) original: Option<Previous>,
     /// Whether this device's own entry is there.
-    pub ours: bool,
+    pub(crate) ours: bool,
 }
 
 /// Reads the entries of [`CATEGORY`]. Entries of other categories are ignored; an entry that cannot be read (from
 /// a future version, say) is neither trusted nor removed.
-pub fn read(entries: &[Preference], me: &str, now: i64) -> Shared {
+pub(crate) fn read(entries: &[Preference], me: &str, now: i64) -> Shared {
     let mut shared = Shared::default();
     for entry in entries.iter().filter(|e| e.category == CATEGORY) {
         if entry.name == ORIGINAL {
@@ -104,37 +104,37 @@ pub fn read(entries: &[Preference], me: &str, now: i64) -> Shared {
 
 impl Shared {
     /// Whether another device is in a meeting now.
-    pub fn others_live(&self) -> bool {
+    pub(crate) fn others_live(&self) -> bool {
         !self.live.is_empty()
     }
 
     /// The instance ids of the other devices in a meeting, for the log.
-    pub fn live_names(&self) -> String {
+    pub(crate) fn live_names(&self) -> String {
         self.live.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>().join(", ")
     }
 
     /// Whether the meeting status on the server may be another device's: one is in a meeting, or has left one and
     /// may be putting the status back. A start then joins the marker, takes the user's own state from the
     /// original, and looks again until that is settled (see [`restored_meanwhile`]).
-    pub fn others_in(&self) -> bool {
+    pub(crate) fn others_in(&self) -> bool {
         self.others_live() || !self.leaving.is_empty()
     }
 
     /// The other devices, for the log.
-    pub fn others_names(&self) -> String {
+    pub(crate) fn others_names(&self) -> String {
         let leaving = self.leaving.iter().map(|name| format!("{name} (leaving)"));
         self.live.iter().map(|(name, _)| name.clone()).chain(leaving).collect::<Vec<_>>().join(", ")
     }
 }
 
 /// This device's entry: in a meeting for one lease from `now`.
-pub fn own_entry(me: &str, settings: &MeetingSettings, now: i64) -> Preference {
+pub(crate) fn own_entry(me: &str, settings: &MeetingSettings, now: i64) -> Preference {
     entry(me, json::to_string(&DeviceValue { until: lease_end(settings, now) }))
 }
 
 /// This device's entry once its meeting ended while another's goes on ([`End::Leave`]). It holds for one lease, like
 /// a meeting's: a device that dies while leaving is then stale, not in the way for good.
-pub fn leaving_entry(me: &str, settings: &MeetingSettings, now: i64) -> Preference {
+pub(crate) fn leaving_entry(me: &str, settings: &MeetingSettings, now: i64) -> Preference {
     entry(me, json::to_string(&LeavingValue { until: lease_end(settings, now), leaving: true }))
 }
 
@@ -143,7 +143,7 @@ fn lease_end(settings: &MeetingSettings, now: i64) -> i64 {
 }
 
 /// The `original` entry holding `previous`.
-pub fn original_entry(previous: &Previous) -> Preference {
+pub(crate) fn original_entry(previous: &Previous) -> Preference {
     let value =
         OriginalValue { status: previous.status.clone(), manual: previous.manual, custom: previous.custom.clone() };
     entry(ORIGINAL, json::to_string(&value))
@@ -156,7 +156,7 @@ fn entry(name: &str, value: String) -> Preference {
 /// Whether the server shows something a meeting (another device's, or a dead one's) may have set: then a start
 /// must read the shared place before taking anything as the user's. Otherwise it need not, which keeps a lone
 /// device's start at one extra call.
-pub fn may_show_marker(view: &ServerView, settings: &MeetingSettings) -> bool {
+pub(crate) fn may_show_marker(view: &ServerView, settings: &MeetingSettings) -> bool {
     let custom = view.custom.as_ref().is_some_and(|cs| is_marker_like(cs, settings));
     let status = settings.status.as_api().is_some_and(|target| view.status.status == target);
     custom || status
@@ -175,12 +175,12 @@ fn is_marker_like(cs: &CustomStatus, settings: &MeetingSettings) -> bool {
 /// read the server again before taking anything as the user's. The marker it saw may have been put back by the last
 /// device out between the two reads (that device removes the original only after its restore): the server's view
 /// is then older than the shared place's. A second read is newer than the shared place's.
-pub fn view_may_be_stale(shared: &Shared) -> bool {
+pub(crate) fn view_may_be_stale(shared: &Shared) -> bool {
     shared.original.is_none() && !shared.others_live()
 }
 
 /// Which parts of the view look like a meeting's: (availability, custom status).
-pub fn marker_like_parts(view: &ServerView, settings: &MeetingSettings) -> (bool, bool) {
+pub(crate) fn marker_like_parts(view: &ServerView, settings: &MeetingSettings) -> (bool, bool) {
     let status = settings.status.as_api().is_some_and(|target| view.status.status == target);
     let custom = view.custom.as_ref().is_some_and(|cs| is_marker_like(cs, settings));
     (status, custom)
@@ -189,7 +189,7 @@ pub fn marker_like_parts(view: &ServerView, settings: &MeetingSettings) -> (bool
 /// The server's view to start from after a second read ([`view_may_be_stale`]): each part that looked like a
 /// marker in the first read is taken from the second; the others stay as first read, which came before the shared
 /// place was read and so cannot show a marker of a device that started since.
-pub fn merge_views(first: &ServerView, second: ServerView, settings: &MeetingSettings) -> ServerView {
+pub(crate) fn merge_views(first: &ServerView, second: ServerView, settings: &MeetingSettings) -> ServerView {
     let (status_was_marker, custom_was_marker) = marker_like_parts(first, settings);
     ServerView {
         status: if status_was_marker { second.status } else { first.status.clone() },
@@ -208,22 +208,22 @@ fn is_marker_on(under: Option<&CustomStatus>, shown: &CustomStatus, settings: &M
 
 /// How a meeting starts on this device.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Start {
+pub(crate) struct Start {
     /// The user's own state, never a marker.
-    pub previous: Previous,
+    pub(crate) previous: Previous,
     /// The original to put in the shared place beside this device's entry ([`own_entry`]), after the backup is
     /// saved and before the meeting status is set: when none was seen.
-    pub original: Option<Preference>,
+    pub(crate) original: Option<Preference>,
     /// Notes for the log.
-    pub joined: Option<String>,
+    pub(crate) joined: Option<String>,
     /// A marker was on the server with no original to tell what was under it: the text before the marker was
     /// kept as the user's, and its emoji is unknown.
-    pub marker_without_original: bool,
+    pub(crate) marker_without_original: bool,
 }
 
 /// What to take as the user's own state at a meeting's start, and what to write. `shared` is `None` when the shared
 /// place was not read (the server showed nothing a meeting could have set, see [`may_show_marker`]).
-pub fn start(shared: Option<&Shared>, view: &ServerView, settings: &MeetingSettings, now: i64) -> Start {
+pub(crate) fn start(shared: Option<&Shared>, view: &ServerView, settings: &MeetingSettings, now: i64) -> Start {
     let original = shared.and_then(|s| s.original.as_ref());
     let live = shared.is_some_and(Shared::others_in);
     let mut marker_without_original = false;
@@ -275,7 +275,7 @@ pub fn start(shared: Option<&Shared>, view: &ServerView, settings: &MeetingSetti
 
 /// How a meeting ends on this device.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum End {
+pub(crate) enum End {
     /// Another device is still in a meeting: mark our entry leaving ([`leaving_entry`]) and leave the status to it,
     /// after one more look ([`end_after_leaving`]).
     Leave { others: String },
@@ -284,7 +284,7 @@ pub enum End {
 }
 
 /// Who puts the status back at this device's end.
-pub fn end(me: &str, shared: &Shared) -> End {
+pub(crate) fn end(me: &str, shared: &Shared) -> End {
     if shared.others_live() {
         return End::Leave { others: shared.live_names() };
     }
@@ -295,24 +295,24 @@ pub fn end(me: &str, shared: &Shared) -> End {
 /// status is theirs to put back and our entry goes ([`own_removal`]); `false` when they left meanwhile (devices
 /// ending together), so this one restores. Of devices ending together, several may restore; each restore is safe to
 /// repeat.
-pub fn end_after_leaving(shared: &Shared) -> bool {
+pub(crate) fn end_after_leaving(shared: &Shared) -> bool {
     shared.others_live()
 }
 
 /// What a device that leaves the status to another removes: its own entry.
-pub fn own_removal(me: &str) -> Vec<Preference> {
+pub(crate) fn own_removal(me: &str) -> Vec<Preference> {
     vec![entry(me, String::new())]
 }
 
 /// At a joining device's first look after its start: whether the original has gone meanwhile. Only the last one out
 /// removes it, after putting the user's status back, so the marker this device joined without a call of its own is
 /// gone too, and not by the user's hand: the meeting status is to be set again.
-pub fn restored_meanwhile(shared: &Shared) -> bool {
+pub(crate) fn restored_meanwhile(shared: &Shared) -> bool {
     shared.original.is_none()
 }
 
 /// What the last one out removes: its own entry, the original, and entries of devices whose lease has passed.
-pub fn cleanup(me: &str, shared: &Shared) -> Vec<Preference> {
+pub(crate) fn cleanup(me: &str, shared: &Shared) -> Vec<Preference> {
     let mut delete = vec![entry(me, String::new()), entry(ORIGINAL, String::new())];
     delete.extend(shared.stale.iter().map(|name| entry(name, String::new())));
     delete.truncate(100);
@@ -321,13 +321,13 @@ pub fn cleanup(me: &str, shared: &Shared) -> Vec<Preference> {
 
 /// A new instance id: 26 lower-case letters and digits from `random` bytes (the server takes names of at most 32
 /// bytes; a UUID's 36 characters would not fit).
-pub fn instance_id_from(random: &[u8; 26]) -> String {
+pub(crate) fn instance_id_from(random: &[u8; 26]) -> String {
     const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
     random.iter().map(|b| ALPHABET[usize::from(b % 32)] as char).collect()
 }
 
 /// Whether `s` is an instance id this version made.
-pub fn is_instance_id(s: &str) -> bool {
+pub(crate) fn is_instance_id(s: &str) -> bool {
     s.len() == 26 && s.bytes().all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b))
 }
 

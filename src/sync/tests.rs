@@ -254,3 +254,52 @@ fn retry_delays_double_from_2_s_and_from_30_s_after_a_refused_token() {
         assert_eq!(super::retry_delay(failures, auth, retry_after), secs(want), "{failures} {auth} {retry_after:?}");
     }
 }
+
+/// After a refused token the daemon reads the token file again by the configuration's rules, and refuses it in
+/// the configuration's words: it once had a reader of its own, whose errors said something else.
+#[test]
+fn a_token_file_read_again_is_refused_in_the_words_of_the_configuration() {
+    use crate::config::Inputs;
+    use crate::mattermost::{Client, Secret, Timeouts};
+    let dir = std::env::temp_dir().join(format!("mm-status-sync-token-reread-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("token");
+    std::fs::write(&path, "first\n").unwrap();
+    let make_client = |token| Client::new("http://127.0.0.1:9", token, None, Timeouts::default());
+    let client = make_client(Secret::new("first")).unwrap();
+    let mut server = super::Server::new(client, Some(UID.into())).with_token_file(
+        path.clone(),
+        Secret::new("first"),
+        Box::new(make_client),
+    );
+    assert_eq!(server.reload_token(), Ok(false), "the token in use");
+    let config_error = || {
+        let flags = vec![("url", "https://mm.example.com".to_owned()), ("token-file", path.display().to_string())];
+        let inputs = Inputs { flags, context: vec![("HOME".into(), "/home/u".into())], ..Inputs::default() };
+        inputs.load().unwrap_err().to_string()
+    };
+    let cases: [(&str, Option<Vec<u8>>); 6] = [
+        ("missing", None),
+        ("empty", Some(b" \n".to_vec())),
+        ("two words", Some(b"first second\n".to_vec())),
+        ("not UTF-8", Some(b"caf\xe9".to_vec())),
+        ("too large", Some(vec![b't'; 4097])),
+        ("a directory", Some(Vec::new())),
+    ];
+    for (label, content) in cases {
+        let _ = std::fs::remove_file(&path);
+        match (label, content) {
+            ("a directory", _) => std::fs::create_dir(&path).unwrap(),
+            (_, Some(bytes)) => std::fs::write(&path, bytes).unwrap(),
+            (_, None) => {}
+        }
+        let config_error = config_error();
+        let (_, allowed) = config_error.split_once(": expected ").unwrap_or_else(|| panic!("{label}: {config_error}"));
+        assert_eq!(server.reload_token(), Err(format!("{}: expected {allowed}", path.display())), "{label}");
+        let _ = std::fs::remove_dir(&path);
+    }
+    std::fs::write(&path, "second\n").unwrap();
+    assert_eq!(server.reload_token(), Ok(true), "a new token");
+    assert_eq!(server.reload_token(), Ok(false), "the new token in use");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
