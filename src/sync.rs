@@ -299,7 +299,8 @@ impl<B: Backend, S: Store> Sync<B, S> {
         if let (Want::NoMeeting, Some(_)) = (want, &self.backup) {
             let me = self.instance()?;
             let found = self.read_shared(&user_id, &me)?;
-            if let End::Leave { others } = peers::end(&me, &found) {
+            let restore_begun = self.backup.as_ref().is_some_and(Backup::restore_begun);
+            if let End::Leave { others } = peers::end(&me, &found, restore_begun) {
                 let leaving = peers::leaving_entry(&me, &self.settings, crate::time::now_unix());
                 self.put_shared(&user_id, &[leaving])?;
                 // Should the camera come back before this end is through, the meeting writes its entry again.
@@ -406,15 +407,31 @@ impl<B: Backend, S: Store> Sync<B, S> {
                     b.forget_applied();
                     self.announce = true;
                 }
-                let plan = meeting::during(&b, &view, &self.settings, now);
+                let mut rebase_notes = Vec::new();
+                if b.restore_begun() {
+                    // A meeting that starts again before the last restore finished takes the parts already put
+                    // back afresh, as a start would: what the server shows may be another device's marker by now.
+                    let me = self.instance()?;
+                    let found = self.read_shared(&user_id, &me)?;
+                    let own = peers::start(Some(&found), &view, &self.settings, now);
+                    if let Some(others) = &own.joined {
+                        log::info!("another device is in a meeting ({others}); joining its meeting status");
+                        self.confirm_join_until = Some(now + JOIN_CONFIRM_FOR.as_secs() as i64);
+                    }
+                    let before = b.previous.clone();
+                    rebase_notes = meeting::rebase_restored(&mut b, &own.previous, &view, &self.settings, now);
+                    // The original the other devices read changes with it, and stays due until written.
+                    if b.previous != before {
+                        self.announce = true;
+                    }
+                }
+                let mut plan = meeting::during(&b, &view, &self.settings, now);
+                plan.notes.splice(0..0, rebase_notes);
                 let renewing = plan.calls.iter().any(|c| {
                     matches!(c, Call::PutCustom(_, Purpose::Renew) | Call::PutStatus { purpose: Purpose::Renew, .. })
                 });
-                // A meeting that starts again before the last restore finished takes the parts already put back
-                // afresh from the server: the original the other devices read changes with them.
-                let rebased = plan.backup.previous != b.previous;
-                announce_own = self.announce || renewing || rebased;
-                if self.announce || rebased {
+                announce_own = self.announce || renewing;
+                if self.announce {
                     put_before.push(peers::original_entry(&plan.backup.previous));
                 }
                 plan

@@ -364,7 +364,7 @@ pub(crate) fn begin_from(
 pub(crate) fn during(backup: &Backup, view: &ServerView, settings: &MeetingSettings, now: i64) -> Plan {
     let mut next = backup.clone();
     let mut calls = Vec::new();
-    let mut notes = rebase_restored(&mut next, view, settings, now);
+    let mut notes = Vec::new();
     let ours = &mut next.ours;
 
     let custom_kept = ours.custom_progress.is_ours() && view.custom_supported;
@@ -446,33 +446,51 @@ pub(crate) fn during(backup: &Backup, view: &ServerView, settings: &MeetingSetti
 }
 
 /// A meeting that starts again before the restore of the last one finished: a part already put back is the user's
-/// again, and whatever the server shows for it now is what they had before this meeting (they may have changed it
-/// since the restore). That part starts afresh from it, as [`begin_from`] would; the parts not yet put back are
-/// still ours, with the user's state from before the first meeting.
-fn rebase_restored(next: &mut Backup, view: &ServerView, settings: &MeetingSettings, now: i64) -> Vec<Note> {
+/// again, and `own` is what they have now, as the devices' rules read it (`peers::start`: the marker another
+/// device may have put up since is not the user's). That part starts afresh from it, as [`begin_from`] would; the
+/// parts not yet put back are still ours, with the user's state from before the first meeting. Returns the notes.
+pub(crate) fn rebase_restored(
+    backup: &mut Backup,
+    own: &Previous,
+    view: &ServerView,
+    settings: &MeetingSettings,
+    now: i64,
+) -> Vec<Note> {
     let mut notes = Vec::new();
-    if next.ours.custom_progress == Progress::Restored && view.custom_supported {
-        let shown = view.custom.clone().filter(|cs| !cs.is_expired(now));
-        next.ours.custom = Some(meeting_custom_status(shown.as_ref().map_or("", |c| c.text.as_str()), settings, now));
-        next.ours.custom_progress = Progress::Pending;
-        next.previous.custom = shown;
+    let ours = &mut backup.ours;
+    if ours.custom_progress == Progress::Restored && view.custom_supported {
+        let own_custom = own.custom.clone().filter(|cs| !cs.is_expired(now));
+        ours.custom = Some(meeting_custom_status(own_custom.as_ref().map_or("", |c| c.text.as_str()), settings, now));
+        ours.custom_progress = Progress::Pending;
+        backup.previous.custom = own_custom;
     }
-    if next.ours.status_progress == Progress::Restored {
-        let shown = &view.status;
-        next.previous.status = shown.status.clone();
-        next.previous.manual = shown.manual;
+    if ours.status_progress == Progress::Restored {
+        backup.previous.status = own.status.clone();
+        backup.previous.manual = own.manual;
+        let offline = own.status == Availability::Offline && settings.ignore_if_offline;
         let status = settings.status.as_api().filter(|_| {
-            let users_own = matches!(shown.status, Availability::Dnd | Availability::Ooo | Availability::Other(_));
-            if users_own {
-                notes.push(Note::StatusLeftAlone(shown.status.clone()));
+            // As at a start: the user's own DND and out of office stay theirs, and an offline user is left alone
+            // when asked to (a start would wait; here the other part's meeting goes on).
+            let left_alone =
+                offline || matches!(own.status, Availability::Dnd | Availability::Ooo | Availability::Other(_));
+            if left_alone {
+                notes.push(if offline { Note::Offline } else { Note::StatusLeftAlone(own.status.clone()) });
             }
-            !users_own
+            !left_alone
         });
-        next.ours.dnd_end_time = dnd_end_time(status.as_ref(), settings, now);
-        next.ours.status = status;
-        next.ours.status_progress = Progress::Pending;
+        ours.dnd_end_time = dnd_end_time(status.as_ref(), settings, now);
+        ours.status = status;
+        ours.status_progress = Progress::Pending;
     }
     notes
+}
+
+impl Backup {
+    /// Whether a restore put a part back and could not finish: a meeting starting now rebases that part
+    /// ([`rebase_restored`]), and an end finishes the restore rather than leave it to another device.
+    pub(crate) fn restore_begun(&self) -> bool {
+        self.ours.custom_progress == Progress::Restored || self.ours.status_progress == Progress::Restored
+    }
 }
 
 /// The meeting is over: put back what is still ours to put back. Once every call of the plan succeeded, the
@@ -480,6 +498,9 @@ fn rebase_restored(next: &mut Backup, view: &ServerView, settings: &MeetingSetti
 pub(crate) fn finish(backup: &Backup, view: &ServerView, settings: &MeetingSettings, now: i64) -> Plan {
     let mut calls = Vec::new();
     let mut notes = Vec::new();
+    // A part found already back is recorded as put back: should the restore stop on the other part and a meeting
+    // start again, that part is the user's, not one of ours gone missing.
+    let mut next = backup.clone();
     let ours = &backup.ours;
 
     // A part already put back (`Restored`) is the user's again, whatever the server shows for it now.
@@ -495,6 +516,7 @@ pub(crate) fn finish(backup: &Backup, view: &ServerView, settings: &MeetingSetti
         } else if view.custom.as_ref() == previous || previous.is_some_and(|p| restored_without_emoji(p, view)) {
             // Already back: a restore whose answer was lost (also one that left out a deleted emoji), or the user
             // put back their own.
+            next.ours.custom_progress = Progress::Restored;
         } else if ours.custom_progress == Progress::Applied {
             notes.push(Note::CustomChangedByUser);
         }
@@ -512,6 +534,7 @@ pub(crate) fn finish(backup: &Backup, view: &ServerView, settings: &MeetingSetti
             }
         } else if is_restored(previous, current) {
             // Already back: a restore whose answer was lost, or the user put back their own.
+            next.ours.status_progress = Progress::Restored;
         } else if lapsed && current.status == previous.status {
             // The server put the previous status back itself, but always as automatic: a manual away or offline
             // must be set again to be exact.
@@ -520,6 +543,8 @@ pub(crate) fn finish(backup: &Backup, view: &ServerView, settings: &MeetingSetti
                 && matches!(previous.status, Availability::Away | Availability::Offline)
             {
                 calls.push(restore_status_call(previous));
+            } else {
+                next.ours.status_progress = Progress::Restored;
             }
         } else if current.status == Availability::Offline && settings.ignore_if_offline {
             notes.push(Note::OfflineAtEnd);
@@ -527,7 +552,7 @@ pub(crate) fn finish(backup: &Backup, view: &ServerView, settings: &MeetingSetti
             notes.push(Note::StatusChangedByUser(current.status.clone()));
         }
     }
-    Plan { backup: backup.clone(), calls, notes }
+    Plan { backup: next, calls, notes }
 }
 
 /// When the shell should look at the server again while the meeting goes on (Unix seconds), if ever.

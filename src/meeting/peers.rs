@@ -7,12 +7,15 @@
 //! before the first device's meeting. The server has no compare-and-set (the last write to an entry wins), so the
 //! rules are built so that no interleaving of two devices' calls needs one:
 //!
-//! - A device writes only its own entry, and the original only when it saw none (or did not look, because the
-//!   server showed nothing a meeting could have set). Whoever writes the original, it is the user's: a device that
-//!   sees a marker takes the user's status from the original, never from the server.
+//! - A device writes only its own entry, and the original: at its start when it saw none (or did not look, because
+//!   the server showed nothing a meeting could have set), and again with its own backup's when it restarts
+//!   mid-meeting, joins again after a restore under it, or rebases a part its unfinished restore had put back.
+//!   Whoever writes the original, it is the user's: a device that sees a marker takes the user's status from the
+//!   original, never from the server.
 //! - A start reads the server first, then the shared place, then writes its entry, then sets the marker. So a
 //!   device that does not see another's entry cannot have seen that device's marker either.
-//! - An end restores only when no other device's entry is live. A device that finds another live marks its entry
+//! - An end restores only when no other device's entry is live (or its own restore already put a part back: it
+//!   finishes that, and a device that joined meanwhile sets its marker again). A device that finds another live marks its entry
 //!   leaving and looks once more: of devices ending together, at least one sees no other live and restores. Its
 //!   entry goes only once its end is through, so a device starting meanwhile sees the marker may be put back under
 //!   it, joins, and looks again.
@@ -133,10 +136,16 @@ pub(crate) fn own_entry(me: &str, settings: &MeetingSettings, now: i64) -> Prefe
 }
 
 /// This device's entry once its meeting ended while another's goes on ([`End::Leave`]). It holds for one lease, like
-/// a meeting's: a device that dies while leaving is then stale, not in the way for good.
+/// a meeting's, or [`LEAVING_WITHOUT_LEASE`] when the lease is off: a device that dies while leaving is then stale,
+/// not in the way for good.
 pub(crate) fn leaving_entry(me: &str, settings: &MeetingSettings, now: i64) -> Preference {
-    entry(me, json::to_string(&LeavingValue { until: lease_end(settings, now), leaving: true }))
+    let until = if settings.lease > 0 { lease_end(settings, now) } else { now + LEAVING_WITHOUT_LEASE };
+    entry(me, json::to_string(&LeavingValue { until, leaving: true }))
 }
+
+/// How long a leaving entry holds when the lease is off (seconds). Leaving takes a few calls; a device still at it
+/// after an hour (its restore failing all along) has a backup, and finishes when it can.
+pub(crate) const LEAVING_WITHOUT_LEASE: i64 = 3600;
 
 fn lease_end(settings: &MeetingSettings, now: i64) -> i64 {
     if settings.lease > 0 { now + settings.lease as i64 } else { 0 }
@@ -283,9 +292,12 @@ pub(crate) enum End {
     Restore { delete: Vec<Preference> },
 }
 
-/// Who puts the status back at this device's end.
-pub(crate) fn end(me: &str, shared: &Shared) -> End {
-    if shared.others_live() {
+/// Who puts the status back at this device's end. `restore_begun`: this device's restore already put a part back
+/// and stopped ([`Backup::restore_begun`](crate::meeting::Backup::restore_begun)); it finishes it, even with another
+/// device in by now: that one joined the marker since, and looks again until the original is gone, then sets its
+/// meeting status again. Left half put back, the joined device would take the missing part for the user's change.
+pub(crate) fn end(me: &str, shared: &Shared, restore_begun: bool) -> End {
+    if shared.others_live() && !restore_begun {
         return End::Leave { others: shared.live_names() };
     }
     End::Restore { delete: cleanup(me, shared) }

@@ -564,7 +564,7 @@ fn a_failed_renewal_is_still_due_on_the_retry() {
 
 /// A meeting (online, custom status "Lunch") whose restore put the custom status back at `NOW + 600` and then
 /// failed on the availability: the backup before the restore, the backup after it, and the server.
-fn custom_put_back_availability_failed() -> (Backup, Backup, ModelServer) {
+pub(crate) fn custom_put_back_availability_failed() -> (Backup, Backup, ModelServer) {
     let s = settings();
     let lunch = never("sandwich", "Lunch");
     let b = applied(&view(status("online", false), Some(lunch.clone())), &s);
@@ -577,6 +577,18 @@ fn custom_put_back_availability_failed() -> (Backup, Backup, ModelServer) {
     (b, partly, server)
 }
 
+/// A meeting that starts again while `partly`'s restore is unfinished, as the shell plans it for a lone device: the
+/// parts already put back are rebased on the user's own state as a start reads it (nobody else in the shared
+/// place), then the meeting goes on.
+pub(crate) fn meeting_again(partly: &Backup, v: &ServerView, s: &MeetingSettings, now: i64) -> Plan {
+    let own = peers::start(Some(&peers::Shared::default()), v, s, now).previous;
+    let mut b = partly.clone();
+    let notes = rebase_restored(&mut b, &own, v, s, now);
+    let mut plan = during(&b, v, s, now);
+    plan.notes.splice(0..0, notes);
+    plan
+}
+
 /// Found in review: after a restore that put the custom status back but could not finish (the availability call
 /// failed), a meeting hours later set our custom status again with its old, past expiry, which the server
 /// refuses (400): the new meeting got neither the marker nor DND.
@@ -587,7 +599,7 @@ fn ours_set_again_hours_later_carries_a_fresh_expiry() {
     // The availability call failed; later the server's job ended our DND.
     server.status = status("online", false);
     let later = NOW + 5 * 3600;
-    let plan = during(&partly, &server.view(), &s, later);
+    let plan = meeting_again(&partly, &server.view(), &s, later);
     assert_eq!(
         plan.calls,
         vec![
@@ -922,7 +934,7 @@ fn a_part_already_put_back_is_the_users_again() {
     // A new meeting before the restore is retried: the marker goes on the user's new text, and its end puts that
     // back, with the availability from before the first meeting.
     let again = NOW + 900;
-    let plan = during(&partly, &server.view(), &s, again);
+    let plan = meeting_again(&partly, &server.view(), &s, again);
     assert_eq!(plan.calls, vec![put_custom(ours_custom("Gym [In a meeting]", again), Purpose::Apply)]);
     assert_eq!(plan.backup.previous.custom, Some(gym.clone()));
     assert_eq!(plan.backup.previous.status, Availability::Online, "the availability part was never put back");
@@ -954,7 +966,7 @@ fn a_part_already_put_back_is_the_users_again() {
     let shown = view(status("away", true), b.ours.custom.clone());
     let retry = finish(&partly, &shown, &away, NOW + 900);
     assert_eq!(retry.calls, vec![put_custom(lunch.clone(), Purpose::Restore)]);
-    let plan = during(&partly, &shown, &away, NOW + 900);
+    let plan = meeting_again(&partly, &shown, &away, NOW + 900);
     assert_eq!(plan.calls, vec![], "a manual away is what the meeting status would set: already in place");
     assert_eq!((plan.backup.previous.status.clone(), plan.backup.previous.manual), (Availability::Away, true));
     let mut backup = plan.backup;
@@ -969,8 +981,109 @@ fn a_part_already_put_back_is_the_users_again() {
     );
 
     // The user's own DND after the availability went back: a new meeting leaves it alone.
-    let plan = during(&partly, &view(status("dnd", true), b.ours.custom.clone()), &away, NOW + 900);
+    let plan = meeting_again(&partly, &view(status("dnd", true), b.ours.custom.clone()), &away, NOW + 900);
     assert_eq!(plan.calls, vec![]);
     assert_eq!(plan.notes, vec![Note::StatusLeftAlone(Availability::Dnd)]);
     assert_eq!(plan.backup.ours.status, None);
+}
+
+/// Device A's meeting starts again while its restore is unfinished, as the shell plans it: the parts already put
+/// back are rebased on the user's own state as a start reads it from the server and the shared place `prefs`.
+fn device_meeting_again(
+    me: &str,
+    partly: &Backup,
+    prefs: &[crate::model::Preference],
+    v: &ServerView,
+    now: i64,
+) -> Plan {
+    let own = peers::start(Some(&peers::read(prefs, me, now)), v, &settings(), now);
+    let mut b = partly.clone();
+    let notes = rebase_restored(&mut b, &own.previous, v, &settings(), now);
+    let mut plan = during(&b, v, &settings(), now);
+    plan.notes.splice(0..0, notes);
+    plan
+}
+
+/// Found in review of the rule above: taking what the server shows for a part already put back as the user's own is
+/// wrong when another device has put its marker up since. A's restore put the custom status back and failed on the
+/// availability (its entry still live); B started, joined, and put the marker on the user's text; A's call starts
+/// again. A must join that marker (neither stack it nor record it as the user's), and once both calls are over the
+/// user has their own status back, whichever part each device had.
+#[test]
+fn a_meeting_after_a_partial_restore_joins_another_devices_marker() {
+    const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbb";
+    let s = settings();
+    let lunch = never("sandwich", "Lunch");
+
+    // The custom status went back, the availability did not.
+    let (b, partly, mut server) = custom_put_back_availability_failed();
+    let prefs = [peers::own_entry(A, &s, NOW), peers::original_entry(&b.previous)];
+    let t = NOW + 700;
+    let st = peers::start(Some(&peers::read(&prefs, B, t)), &server.view(), &s, t);
+    assert!(st.joined.is_some());
+    let Begin::Start(plan_b) = begin_from(st.previous, &server.view(), &s, UID, t) else { panic!() };
+    for call in &plan_b.calls {
+        server.apply(call, t);
+    }
+    assert_eq!(server.custom.as_ref().map(|c| c.text.as_str()), Some("Lunch [In a meeting]"), "B's marker");
+    // B wrote its entry before its marker.
+    let prefs = [prefs[0].clone(), prefs[1].clone(), peers::own_entry(B, &s, t)];
+    let again = NOW + 800;
+    let plan = device_meeting_again(A, &partly, &prefs, &server.view(), again);
+    let stacked = |calls: &[Call]| {
+        calls.iter().any(|c| matches!(c, Call::PutCustom(cs, _) if cs.text.matches("[In a meeting]").count() > 1))
+    };
+    assert!(!stacked(&plan.calls), "stacked: {:?}", plan.calls);
+    assert_eq!(plan.backup.previous.custom, Some(lunch.clone()), "B's marker is not the user's");
+    // B ends first and leaves the status to A; A, the last one out, puts back the user's own.
+    let mut backup = plan.backup;
+    for call in &plan.calls {
+        server.apply(call, again);
+        backup.record(call);
+    }
+    let end = finish(&backup, &server.view(), &s, again + 600);
+    for call in &end.calls {
+        server.apply(call, again + 600);
+    }
+    assert_eq!(server.custom, Some(lunch.clone()), "the user's custom status after every call ended");
+    assert_eq!(server.status.status, Availability::Online);
+
+    // The parts the other way round: A put the availability back and not the custom status; B joins and sets DND.
+    let b = applied(&view(status("online", false), Some(lunch.clone())), &s);
+    let mut server = ModelServer { status: status("online", false), prev: "".into(), custom: b.ours.custom.clone() };
+    let mut partly = b.clone();
+    partly.record(&put_status("online", None, Purpose::Restore));
+    let prefs = [peers::own_entry(A, &s, NOW), peers::original_entry(&b.previous)];
+    let st = peers::start(Some(&peers::read(&prefs, B, t)), &server.view(), &s, t);
+    let Begin::Start(plan_b) = begin_from(st.previous, &server.view(), &s, UID, t) else { panic!() };
+    for call in &plan_b.calls {
+        server.apply(call, t);
+    }
+    assert_eq!(server.status.status, Availability::Dnd, "B's DND");
+    let prefs = [prefs[0].clone(), prefs[1].clone(), peers::own_entry(B, &s, t)];
+    let plan = device_meeting_again(A, &partly, &prefs, &server.view(), again);
+    assert_eq!(plan.backup.previous.status, Availability::Online, "B's DND is not the user's: {:?}", plan.notes);
+    assert_eq!(plan.backup.ours.status, Some(Availability::Dnd), "A keeps DND up as its own too");
+}
+
+/// Found in review: a restore call that reached the server but whose answer was lost left that part `Applied`: the
+/// retry found it already back and planned no call for it. When the other part's call then failed and a meeting
+/// started again, the part's absence was taken for the user's change and the new meeting went without it.
+#[test]
+fn a_part_found_already_back_at_the_end_is_set_again_by_a_new_meeting() {
+    let s = settings();
+    let lunch = never("sandwich", "Lunch");
+    let b = applied(&view(status("online", false), Some(lunch.clone())), &s);
+    let mut server = ModelServer { status: our_dnd(&b), prev: "online".into(), custom: b.ours.custom.clone() };
+    let end = finish(&b, &server.view(), &s, NOW + 600);
+    // The custom status call reaches the server, its answer does not: nothing recorded.
+    server.apply(&end.calls[0], NOW + 600);
+    let retry = finish(&b, &server.view(), &s, NOW + 602);
+    assert_eq!(retry.calls, vec![put_status("online", None, Purpose::Restore)]);
+    assert_eq!(retry.backup.ours.custom_progress, Progress::Restored, "found back: recorded as put back");
+    // That call fails; the camera comes back.
+    let plan = meeting_again(&retry.backup, &server.view(), &s, NOW + 900);
+    assert_eq!(plan.notes, vec![]);
+    assert_eq!(plan.calls, vec![put_custom(ours_custom("Lunch [In a meeting]", NOW + 900), Purpose::Apply)]);
 }

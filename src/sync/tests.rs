@@ -303,3 +303,80 @@ fn a_token_file_read_again_is_refused_in_the_words_of_the_configuration() {
     assert_eq!(server.reload_token(), Ok(false), "the new token in use");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The shell against `SwitchableServer` whose next PUT of preferences fails with a 503 while `fail_put` is set.
+struct FlakyPrefs {
+    inner: SwitchableServer,
+    fail_put: std::rc::Rc<std::cell::Cell<bool>>,
+}
+
+impl Backend for FlakyPrefs {
+    fn user_id(&mut self) -> Result<String, crate::mattermost::ApiError> {
+        self.inner.user_id()
+    }
+
+    fn status(&mut self, u: &str) -> Result<UserStatus, crate::mattermost::ApiError> {
+        self.inner.status(u)
+    }
+
+    fn custom(&mut self, u: &str) -> Result<Option<CustomStatus>, crate::mattermost::ApiError> {
+        self.inner.custom(u)
+    }
+
+    fn call(&mut self, u: &str, call: &Call) -> Result<Option<UserStatus>, crate::mattermost::ApiError> {
+        self.inner.call(u, call)
+    }
+
+    fn get_preferences(
+        &mut self,
+        u: &str,
+        c: &str,
+    ) -> Result<Vec<crate::model::Preference>, crate::mattermost::ApiError> {
+        self.inner.get_preferences(u, c)
+    }
+
+    fn put_preferences(&mut self, u: &str, e: &[crate::model::Preference]) -> Result<(), crate::mattermost::ApiError> {
+        if self.fail_put.replace(false) {
+            let path = format!("/api/v4/users/{UID}/preferences");
+            return Err(crate::mattermost::ApiError::answered("PUT", &path, 503, "service unavailable"));
+        }
+        self.inner.put_preferences(u, e)
+    }
+
+    fn delete_preferences(
+        &mut self,
+        u: &str,
+        e: &[crate::model::Preference],
+    ) -> Result<(), crate::mattermost::ApiError> {
+        self.inner.delete_preferences(u, e)
+    }
+}
+
+/// Found in review: a meeting after a partial restore rewrote the original the other devices read only in the pass
+/// that rebased the backup; when that write failed (503), the retry planned from the rebased backup, saw no change,
+/// and never wrote it, so the shared original kept the state from before the first meeting.
+#[test]
+fn the_rebased_original_is_written_even_when_the_first_write_fails() {
+    let lunch = never("sandwich", "Lunch");
+    let model = ModelServer { status: status("online", false), prev: "".into(), custom: Some(lunch.clone()) };
+    let server = std::rc::Rc::new(std::cell::RefCell::new((model, true, Vec::new())));
+    let fail_put = std::rc::Rc::new(std::cell::Cell::new(false));
+    let backend = FlakyPrefs {
+        inner: SwitchableServer { server: server.clone(), preferences: Vec::new() },
+        fail_put: fail_put.clone(),
+    };
+    let mut sync = Sync::new(backend, crate::state::MemoryStore::default(), settings());
+
+    let renew = sync.step(Want::Meeting, Instant::now()).expect("renewal is scheduled");
+    server.borrow_mut().1 = false;
+    let retry = sync.step(Want::NoMeeting, renew).expect("the custom status is retried later");
+    server.borrow_mut().0.status = status("away", true);
+
+    fail_put.set(true);
+    let again = sync.step(Want::Meeting, retry).expect("retried");
+    assert!(sync.backup().unwrap().previous.manual, "the backup is rebased on the user's away");
+    let _ = sync.step(Want::Meeting, again);
+    assert_eq!(server.borrow().0.status.status, "dnd");
+    let original = sync.backend.inner.preferences.iter().find(|p| p.name == peers::ORIGINAL).expect("original");
+    assert!(original.value.contains(r#""status":"away","manual":true"#), "{}", original.value);
+}
