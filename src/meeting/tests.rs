@@ -938,15 +938,7 @@ fn a_part_already_put_back_is_the_users_again() {
     assert_eq!(plan.calls, vec![put_custom(ours_custom("Gym [In a meeting]", again), Purpose::Apply)]);
     assert_eq!(plan.backup.previous.custom, Some(gym.clone()));
     assert_eq!(plan.backup.previous.status, Availability::Online, "the availability part was never put back");
-    let mut backup = plan.backup;
-    for call in &plan.calls {
-        server.apply(call, again);
-        backup.record(call);
-    }
-    let end = finish(&backup, &server.view(), &s, again + 600);
-    for call in &end.calls {
-        server.apply(call, again + 600);
-    }
+    apply_then_end(&mut server, plan, &s, again, again + 600);
     assert_eq!((server.custom.clone(), server.status.status.clone()), (Some(gym.clone()), Availability::Online));
 
     // The retried restore alone (the camera stays off) leaves the user's new custom status alone.
@@ -985,6 +977,18 @@ fn a_part_already_put_back_is_the_users_again() {
     assert_eq!(plan.calls, vec![]);
     assert_eq!(plan.notes, vec![Note::StatusLeftAlone(Availability::Dnd)]);
     assert_eq!(plan.backup.ours.status, None);
+}
+
+/// Carries out `plan` on `server` at `at`, recording each call, then the meeting's end at `end_at`.
+fn apply_then_end(server: &mut ModelServer, plan: Plan, s: &MeetingSettings, at: i64, end_at: i64) {
+    let mut backup = plan.backup;
+    for call in &plan.calls {
+        server.apply(call, at);
+        backup.record(call);
+    }
+    for call in &finish(&backup, &server.view(), s, end_at).calls {
+        server.apply(call, end_at);
+    }
 }
 
 /// Device A's meeting starts again while its restore is unfinished, as the shell plans it: the parts already put
@@ -1037,15 +1041,7 @@ fn a_meeting_after_a_partial_restore_joins_another_devices_marker() {
     assert!(!stacked(&plan.calls), "stacked: {:?}", plan.calls);
     assert_eq!(plan.backup.previous.custom, Some(lunch.clone()), "B's marker is not the user's");
     // B ends first and leaves the status to A; A, the last one out, puts back the user's own.
-    let mut backup = plan.backup;
-    for call in &plan.calls {
-        server.apply(call, again);
-        backup.record(call);
-    }
-    let end = finish(&backup, &server.view(), &s, again + 600);
-    for call in &end.calls {
-        server.apply(call, again + 600);
-    }
+    apply_then_end(&mut server, plan, &s, again, again + 600);
     assert_eq!(server.custom, Some(lunch.clone()), "the user's custom status after every call ended");
     assert_eq!(server.status.status, Availability::Online);
 

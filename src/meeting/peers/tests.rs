@@ -458,6 +458,17 @@ fn assert_no_stack(server: &Server, what: &str) {
     }
 }
 
+/// Ends `name`'s call from `backup` as the last one in, and checks that the user has exactly what they had.
+fn last_out_restores_exactly(user: &Server, server: &mut Server, name: &str, backup: Backup) {
+    let mut dev = Dev::EndRead(backup);
+    while dev.busy() {
+        dev.step(name, server);
+    }
+    assert_eq!(availability(server), restored(user), "{user:?}");
+    assert_eq!(server.custom, user.custom, "{user:?}");
+    assert!(server.prefs.is_empty(), "{:?}", server.prefs);
+}
+
 #[test]
 fn two_devices_starting_together_end_in_the_original_state_in_both_orders() {
     for user in users() {
@@ -571,13 +582,7 @@ fn a_start_while_the_last_one_out_restores_sets_the_meeting_status_again_at_its_
             if user.status.status != Availability::Dnd {
                 assert!(server.shows_marker(), "{user:?}: B is in a call after its first look, {server:?}");
             }
-            let mut b = Dev::EndRead(bb);
-            while b.busy() {
-                b.step(B, &mut server);
-            }
-            assert_eq!(availability(&server), restored(&user), "{user:?}");
-            assert_eq!(server.custom, user.custom, "{user:?}");
-            assert!(server.prefs.is_empty(), "{:?}", server.prefs);
+            last_out_restores_exactly(&user, &mut server, B, bb);
         }
         if user.status.status != Availability::Dnd {
             assert!(healed > 0, "{user:?}: the race never happened in the model");
@@ -707,13 +712,7 @@ fn two_devices_ending_while_a_third_starts_never_stack_and_end_in_the_original_s
             if user.status.status != Availability::Dnd && !server.shows_marker() {
                 unmarked += 1;
             }
-            let mut c = Dev::EndRead(bc);
-            while c.busy() {
-                c.step(C, &mut server);
-            }
-            assert_eq!(availability(&server), restored(&user), "{user:?}");
-            assert_eq!(server.custom, user.custom, "{user:?}");
-            assert!(server.prefs.is_empty(), "{:?}", server.prefs);
+            last_out_restores_exactly(&user, &mut server, C, bc);
         }
     }
     println!("two devices ending while a third starts: {unmarked} of {worlds_seen} outcomes leave the third unmarked");
@@ -760,12 +759,6 @@ fn a_restore_that_put_a_part_back_is_finished_and_a_device_that_joined_meanwhile
         assert!(restored_meanwhile(&read(&server.entries(), B, NOW)));
         let bb = confirm(B, bb, &mut server);
         assert!(server.shows_marker(), "B is in its call: {server:?}");
-        let mut b = Dev::EndRead(bb);
-        while b.busy() {
-            b.step(B, &mut server);
-        }
-        assert_eq!(availability(&server), restored(&user), "{user:?}");
-        assert_eq!(server.custom, user.custom, "{user:?}");
-        assert!(server.prefs.is_empty(), "{:?}", server.prefs);
+        last_out_restores_exactly(&user, &mut server, B, bb);
     }
 }
