@@ -10,7 +10,7 @@ use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
 use support::child::hold_open;
-use support::devices::{SoundNodes, is_root, mknod};
+use support::devices::{SoundNodes, mknod, skipped_unless_root};
 use support::{BIN, Reaped, TempDir};
 
 /// A temp dir with `video0`, the fake camera.
@@ -368,8 +368,7 @@ fn hold_as_nobody(device: &Path) -> Reaped {
 /// away. Needs root (mknod, and dropping to another uid).
 #[test]
 fn a_replugged_camera_is_watched_again_once_udev_opens_it_up() {
-    if !is_root() {
-        eprintln!("SKIPPED: needs root to mknod and to run the daemon as another user");
+    if skipped_unless_root("mknod and to run the daemon as another user") {
         return;
     }
     let fx = Fixture::new("replug");
@@ -509,8 +508,7 @@ fn sound_nodes(fx: &Fixture) -> (PathBuf, PathBuf, String) {
 /// both are free.
 #[test]
 fn microphones_start_and_end_meetings_with_cameras_or_alone() {
-    if !is_root() {
-        eprintln!("SKIPPED: needs root to mknod the sound nodes");
+    if skipped_unless_root("mknod the sound nodes") {
         return;
     }
     let fx = Fixture::new("mic");
@@ -571,8 +569,7 @@ fn microphones_start_and_end_meetings_with_cameras_or_alone() {
 /// `scan` names the kind of device, and exits 0 only when a microphone (or camera) counts.
 #[test]
 fn scan_says_camera_or_microphone_and_exits_0_only_when_one_counts() {
-    if !is_root() {
-        eprintln!("SKIPPED: needs root to mknod the sound nodes");
+    if skipped_unless_root("mknod the sound nodes") {
         return;
     }
     let fx = Fixture::new("micscan");

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use mm_status_sync::detect::{DeviceClass, DeviceSet, Filter, Pattern, Scanner, Verdict, Wake, Watcher};
 use mm_status_sync::sys;
 use support::child::hold_open;
-use support::devices::{SoundNodes, hardened_holder, is_root, mknod, thread_holder, wait_main_thread_exited};
+use support::devices::{
+    SoundNodes, hardened_holder, mknod, skipped_unless_root, thread_holder, wait_main_thread_exited,
+};
 use support::{BIN, Reaped, TempDir};
 
 /// What the scanner tests make in their temp dir.
@@ -440,8 +442,7 @@ fn scan_as_child_entry() {
 /// too; with CAP_SYS_PTRACE as well, root's holder is found. Needs root to drop to another uid.
 #[test]
 fn less_privileged_readers_skip_what_they_cannot_read() {
-    if !is_root() {
-        eprintln!("not root: cannot start a scanner under another uid, nothing to check here");
+    if skipped_unless_root("start a scanner under another uid") {
         return;
     }
     let dir = TempDir::new("privs");
@@ -522,8 +523,7 @@ fn a_camera_held_by_a_thread_after_the_main_thread_exited_is_found() {
 /// other users' processes and name it, so the user knows to run the system service. Needs root to drop to uid 65534.
 #[test]
 fn an_unprivileged_scanner_finds_its_own_camera_held_by_a_thread_after_the_main_thread_exited() {
-    if !is_root() {
-        eprintln!("SKIPPED: not root: cannot run a scanner and a holder as another uid (setpriv)");
+    if skipped_unless_root("run a scanner and a holder as another uid (setpriv)") {
         return;
     }
     let dir = TempDir::new("thread-unprivileged");
@@ -547,8 +547,7 @@ fn an_unprivileged_scanner_finds_its_own_camera_held_by_a_thread_after_the_main_
 
 #[test]
 fn own_non_dumpable_processes_are_named_apart_from_other_users() {
-    if !is_root() {
-        eprintln!("SKIPPED: not root: cannot run a scanner and a holder under another uid");
+    if skipped_unless_root("run a scanner and a holder under another uid") {
         return;
     }
     let dir = TempDir::new("dumpable");
@@ -618,8 +617,7 @@ fn own_non_dumpable_processes_are_named_apart_from_other_users() {
 /// require-streaming-for does not (sound servers hold capture nodes only while recording). Needs root for mknod.
 #[test]
 fn only_capture_nodes_are_microphones() {
-    if !is_root() {
-        eprintln!("SKIPPED: not root: cannot mknod the sound nodes");
+    if skipped_unless_root("mknod the sound nodes") {
         return;
     }
     let dir = TempDir::new("mic");
@@ -673,8 +671,7 @@ fn only_capture_nodes_are_microphones() {
 /// component is named like a watched node, so other descriptors cost nothing extra. Needs root for mknod.
 #[test]
 fn a_node_reached_through_another_root_is_matched_by_device_number() {
-    if !is_root() {
-        eprintln!("SKIPPED: not root: cannot mknod");
+    if skipped_unless_root("mknod") {
         return;
     }
     let dir = TempDir::new("otherroot");

@@ -56,17 +56,22 @@ impl Scene {
         self.dir.join(name)
     }
 
+    /// The scene's own device: its state dir is the scene's.
+    fn own_device(&self) -> Device {
+        Device { dir: self.dir.to_path_buf() }
+    }
+
     pub fn state_dir(&self) -> PathBuf {
-        self.dir.join("state")
+        self.own_device().state_dir()
     }
 
     pub fn backup_path(&self) -> PathBuf {
-        self.state_dir().join("state.json")
+        self.own_device().backup_path()
     }
 
     /// True when `state.json` exists in any form (also as a dangling symlink).
     pub fn backup_exists(&self) -> bool {
-        std::fs::symlink_metadata(self.backup_path()).is_ok()
+        self.own_device().backup_exists()
     }
 
     /// The binary with `first` (a subcommand, or nothing), the scene's camera pattern and state dir, stdin null,

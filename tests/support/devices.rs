@@ -13,6 +13,16 @@ pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status").unwrap().contains("\nUid:\t0\t")
 }
 
+/// For a test that needs root: when not root, says so (`SKIPPED: needs root to <what>`) and returns true, so the
+/// test returns at once, never passing quietly.
+pub fn skipped_unless_root(what: &str) -> bool {
+    let skipped = !is_root();
+    if skipped {
+        eprintln!("SKIPPED: needs root to {what}");
+    }
+    skipped
+}
+
 /// `mknod -m MODE PATH c 1 MINOR`, its directory made first: a character device node like `/dev/null` (minor 3),
 /// standing in for a camera or a microphone. Returns the path.
 pub fn mknod(path: &Path, mode: &str, minor: u32) -> PathBuf {
