@@ -190,8 +190,9 @@ fn a_rotated_token_file_is_read_again_after_a_refusal() {
     let new_token = "rotatedtoken0000000000000001";
     scene.fake.set_token(new_token);
     drop(camera);
-    d.wait_log("401").unwrap();
-    assert!(d.log().contains("(retrying in 30 s)"), "{}", d.log());
+    // The refusal's own line: a bare "401" could match an earlier line (a pid such as 14019 did).
+    d.wait_log("(retrying in 30 s)").unwrap();
+    assert!(d.log().contains(": 401 "), "the refusal is the reason: {}", d.log());
     std::fs::write(&token_file, format!("{new_token}\n")).unwrap();
     // The retry (30 s after the refusal) reads the file again and restores with the new token.
     let limit = Duration::from_secs(60);
