@@ -85,6 +85,9 @@
             "--skip=a_node_reached_through_another_root_is_matched_by_device_number"
             # Needs man-db to render the man page, which the package does not need; CI's cargo test renders it.
             "--skip=man_page_renders_and_lists_every_key"
+            # Sleeps through a 300 s lease at the server's one-minute cadence: five minutes of a package build
+            # spent waiting. CI's cargo test and its aarch64 run keep it.
+            "--skip=a_meeting_ending_between_the_servers_rounded_lapse_and_the_end_sent_restores_exactly"
           ];
           meta = {
             inherit (cargoToml.package) description;
