@@ -20,6 +20,8 @@ use crate::sync::{Backend, Sync, Want};
 
 /// How long SIGTERM may spend putting the user's status back before exiting.
 const RESTORE_ON_EXIT: Duration = Duration::from_secs(20);
+/// How long a reload that moves to another server may spend putting the status back on the old one first.
+const HANDOVER_TIME: Duration = Duration::from_secs(20);
 /// After an open event that a full scan could not pin on anyone (the descriptor is installed just after the
 /// event), look once more shortly after.
 const OPEN_RACE_RESCAN: Duration = Duration::from_millis(200);
@@ -410,9 +412,38 @@ impl Daemon {
         }
     }
 
+    /// Before a reload that points the daemon at another account (another `url` or `user-id`) while a meeting's
+    /// status is set: puts the previous status back where it was taken from, with the current settings, so that
+    /// nothing is left on a server the daemon no longer talks to. If the status cannot be put back within
+    /// `HANDOVER_TIME` (that server fails), the reload is refused and the current configuration stays, with the
+    /// backup; a reload once that server answers again goes through.
+    fn hand_over(&mut self, new: &Config) -> Result<(), String> {
+        let (Some(old), Some(next), Some(backup)) = (&self.config.server, &new.server, self.sync.backup()) else {
+            return Ok(());
+        };
+        let whom = if old.url != next.url {
+            format!("url changes to {}", next.url)
+        } else if next.user_id.as_ref().is_some_and(|id| *id != backup.user_id) {
+            "user-id changes".to_owned()
+        } else {
+            return Ok(());
+        };
+        log::info!(
+            "{whom} while the meeting status is set on {}: putting the previous status back there first",
+            old.url
+        );
+        if self.sync.restore_until(Instant::now() + HANDOVER_TIME) {
+            Ok(())
+        } else {
+            Err(format!("the previous status is not back on {} yet; reload again once that server answers", old.url))
+        }
+    }
+
     fn apply(&mut self, config: Config) -> Result<(), String> {
         let devices = crate::wiring::device_set(&config);
         let backend = crate::wiring::backend(&config)?;
+        // Only once the new settings have proved usable: a reload refused for them changes nothing.
+        self.hand_over(&config)?;
         for w in &config.warnings {
             log::warn!("{w}");
         }

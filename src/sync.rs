@@ -153,7 +153,6 @@ impl<B: Backend, S: Store> Sync<B, S> {
         self.backup.is_some()
     }
 
-    #[cfg(test)]
     pub(crate) fn backup(&self) -> Option<&Backup> {
         self.backup.as_ref()
     }
@@ -216,7 +215,7 @@ impl<B: Backend, S: Store> Sync<B, S> {
                     let delay = self.retry_delay(&failure).min(Duration::from_secs(2));
                     log::error!("{failure}");
                     if Instant::now() + delay >= deadline {
-                        log::error!("could not restore in time; the backup is kept for the next start");
+                        log::error!("could not restore in time; the backup is kept");
                         return false;
                     }
                     std::thread::sleep(delay);

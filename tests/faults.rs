@@ -48,7 +48,8 @@ enum Trouble {
     TokenRevoked,
     /// The server's certificate does not verify; put right by the right `ca-file` in the config file and SIGHUP.
     UntrustedCertificate,
-    /// `url` names a host that cannot resolve (RFC 6761 `.invalid`); put right in the config file and SIGHUP.
+    /// `url` names a host that cannot resolve (RFC 6761 `.invalid`); put right in the config file and SIGHUP. At
+    /// the start only.
     Unresolvable,
 }
 
@@ -447,16 +448,12 @@ impl Run<'_> {
             }
             (Trouble::CustomStatusesOff, _) => env.fake.set_custom_status_enabled(false),
             (Trouble::TokenRevoked, _) => env.fake.revoke_token(),
-            // At the start these are in the configuration the daemon starts with.
-            (Trouble::UntrustedCertificate | Trouble::Unresolvable, Phase::Start) => {}
+            // At the start these are in the configuration the daemon starts with; a url that does not resolve is
+            // a fault at the start only (see the loop over the scenarios).
+            (Trouble::UntrustedCertificate, Phase::Start) | (Trouble::Unresolvable, _) => {}
             (Trouble::UntrustedCertificate, Phase::End) => {
                 // The trusted CA is replaced by one that did not sign the server's certificate.
                 env.write_config(&env.fake.url(), env.wrong_tls.as_ref().map(|t| t.ca_file()));
-                *reloads += 1;
-                env.reload(d)?;
-            }
-            (Trouble::Unresolvable, Phase::End) => {
-                env.write_config("https://nonexistent.invalid", None);
                 *reloads += 1;
                 env.reload(d)?;
             }
@@ -556,6 +553,12 @@ fn every_server_fault_at_meeting_start_and_end_ends_in_the_previous_state() {
     for (i, s) in scenarios().into_iter().enumerate() {
         let s = Arc::new(s);
         for phase in [Phase::Start, Phase::End] {
+            if matches!((&s.trouble, phase), (Trouble::Unresolvable, Phase::End)) {
+                // Not a fault at the end: the reload that brings a new url puts the status back on the old server
+                // first (tests/instances.rs). A name of the fake's own that stops resolving cannot be made on
+                // loopback; "connection refused" at the end is a server the restore cannot reach.
+                continue;
+            }
             // 501 needs a user whose availability the meeting changes, or nothing would show the meeting.
             let user = if matches!(s.trouble, Trouble::CustomStatusesOff) { User::AwayWithLunch } else { USERS[i % 3] };
             jobs.push_back((jobs.len(), s.clone(), phase, user));

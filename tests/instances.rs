@@ -1,7 +1,8 @@
-//! Several servers, one daemon each: two instances of the real binary, set up the way the template units
-//! `mm-status-sync@NAME` set them up (their own config file named by `MM_STATUS_SYNC_CONFIG`, their own token file,
-//! their own `STATE_DIRECTORY`), watch one camera and mark the user on two fake servers. Both servers get the
-//! meeting status, both get exactly their own status back, and neither backup lands in the other's state dir.
+//! Several servers. Two instances of the real binary, set up the way the template units `mm-status-sync@NAME` set
+//! them up (their own config file named by `MM_STATUS_SYNC_CONFIG`, their own token file, their own
+//! `STATE_DIRECTORY`), watch one camera and mark the user on two fake servers: both servers get the meeting status,
+//! both get exactly their own status back, and neither backup lands in the other's state dir. And one instance
+//! moved to another server by a reload in the middle of a meeting.
 
 mod support;
 
@@ -10,9 +11,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use support::FakeMattermost;
 use support::daemon_run::{BIN, Daemon, Scene, differences, in_meeting, wait_for};
 use support::go_time::GoTime;
+use support::{FakeMattermost, Fault, FaultScope};
 
 /// One instance: `NAME.env` and `NAME.token` in the scene's `etc/`, its state in `state/mm-status-sync/NAME`.
 struct Instance<'a> {
@@ -152,4 +153,63 @@ fn two_instances_mark_and_restore_two_servers_from_one_camera() {
 
     assert_eq!(work_daemon.stop(), Some(0));
     assert_eq!(community_daemon.stop(), Some(0));
+}
+
+/// A reload that points a running daemon at another server while the meeting is on: the first server gets its
+/// previous status back before the daemon lets go of it (nothing stale is left where the daemon no longer looks),
+/// and the meeting goes on on the second. While the first server cannot be reached, the reload is refused and the
+/// daemon stays with it and its backup; a reload once it answers again goes through.
+#[test]
+fn a_reload_to_another_server_mid_meeting_puts_the_status_back_on_the_first() {
+    let scene = Scene::new("handover");
+    let first = &scene.fake;
+    let second = FakeMattermost::start();
+    first.set_status("away", true, 0);
+    first.set_custom_status("sandwich", "Lunch", "", "0001-01-01T00:00:00Z");
+    second.set_status("online", false, 0);
+    let before = [first.state(), second.state()];
+    let instance = Instance::new(&scene, "moving", first);
+    let d = instance.start(&scene);
+    let camera = scene.open_camera();
+    scene.wait_state("the meeting on the first server", in_meeting).unwrap();
+    d.wait_log("meeting status set").unwrap();
+    let first_backup = instance.backup();
+    assert!(first_backup.contains(&first.user_id()), "{first_backup}");
+
+    // The new settings, url and token, for the second server.
+    let move_to_second = || {
+        let config = fs::read_to_string(&instance.config).unwrap().replace(&first.url(), &second.url());
+        fs::write(&instance.config, config).unwrap();
+        fs::write(instance.config.with_extension("token"), format!("{}\n", second.token())).unwrap();
+    };
+
+    // The first server is down: the reload is refused, and nothing moves.
+    first.set_fault(Fault::RefuseConnections, FaultScope::all());
+    move_to_second();
+    d.signal("HUP");
+    d.wait_log("reload rejected: the previous status is not back on").unwrap();
+    assert_eq!(d.count("configuration reloaded"), 0, "{}", d.log());
+    assert!(second.calls().is_empty(), "the second server was used before the first was done: {:?}", second.calls());
+    assert_eq!(instance.backup(), first_backup, "the backup for the first server is kept as it was");
+    first.clear_faults();
+    assert!(in_meeting(&first.state()), "the first server still shows the meeting");
+
+    // It answers again: the reload puts its status back, then the meeting goes on on the second.
+    d.signal("HUP");
+    d.wait_log("configuration reloaded").unwrap();
+    assert_eq!(differences(&before[0], &first.state()), Vec::<String>::new(), "{}", d.log());
+    let first_calls = first.calls().len();
+    wait_for("the meeting on the second server", || in_meeting(&second.state())).unwrap();
+    d.settle().unwrap();
+    let second_backup = instance.backup();
+    assert!(second_backup.contains(&second.user_id()), "{second_backup}");
+    assert!(!second_backup.contains(&first.user_id()) && !second_backup.contains("Lunch"), "{second_backup}");
+
+    drop(camera);
+    wait_for("the second server restored", || !in_meeting(&second.state())).unwrap();
+    // The first was deleted when the first server got its status back.
+    d.wait_log_count("backup deleted", 2).unwrap();
+    assert_eq!(differences(&before[1], &second.state()), Vec::<String>::new(), "{}", d.log());
+    assert_eq!(first.calls().len(), first_calls, "the first server was called after the move: {:?}", first.calls());
+    assert_eq!(d.stop(), Some(0));
 }
