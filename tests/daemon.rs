@@ -533,6 +533,9 @@ fn microphones_start_and_end_meetings_with_cameras_or_alone() {
     // Playback: the daemon looks (a full scan on the open) and finds nothing that counts.
     let player = open(&playback);
     d.wait_for("full scan (Opened", Duration::from_secs(10));
+    // A wrong "in use by" would come after the scan's line, in the same pass: the reload is logged after it.
+    d.signal("HUP");
+    d.wait_for("configuration reloaded", Duration::from_secs(10));
     assert_eq!(d.count("in use by"), 0, "{:#?}", d.seen);
 
     // Recording: a microphone alone starts the meeting, and its end ends it.
@@ -664,7 +667,8 @@ fn a_holder_that_does_not_count_hides_no_one() {
     d.wait_for("meeting started", Duration::from_secs(10));
     // A second app joins, then the first leaves: still in the meeting, and the second is the one in use.
     let second = open(&fx.device());
-    std::thread::sleep(Duration::from_millis(300));
+    // The second app holds the camera before the first leaves (its shell opens the node, then becomes sleep).
+    support::wait_for("the second app to hold the camera", || second.comm() == "sleep").unwrap();
     drop(first);
     // On a busy machine the second app's open and the first one's close can come in one read of inotify, as
     // one wake with both set: wait for the close, whatever else came with it.
