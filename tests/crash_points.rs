@@ -632,8 +632,10 @@ fn disk_full_after_the_backup_was_saved_loses_nothing_and_the_meeting_ends_exact
     (USERS[1].apply)(&scene.fake);
     let before = scene.fake.state();
     // The first meeting call is applied and its answer comes slowly: the disk fills up meanwhile, after the backup
-    // was saved and before the daemon records that the call succeeded.
-    scene.fake.set_fault_on_nth(Fault::Trickle { interval: Duration::from_millis(10) }, "PUT", CUSTOM, 1);
+    // was saved and before the daemon records that the call succeeded. The answer (about 150 bytes) takes some 6 s,
+    // the time the test has to fill the disk (prlimit is a process to start, on a busy machine); each byte comes
+    // well within the client's read timeout (10 s) and the whole within its total (20 s).
+    scene.fake.set_fault_on_nth(Fault::Trickle { interval: Duration::from_millis(40) }, "PUT", CUSTOM, 1);
     let cmd = with_file_size_limit(&scene.command(&[]), "unlimited");
     let mut d = scene.spawn(cmd).unwrap();
     let camera = scene.open_camera();

@@ -131,9 +131,11 @@ fn dry_run_args(fx: &Fixture, start: &str, end: &str) -> Vec<String> {
 fn dry_run_starts_and_ends_a_meeting_from_inotify_not_the_tick() {
     let fx = Fixture::new("inotify");
     let args = dry_run_args(&fx, "2", "3");
-    let mut d = Daemon::start(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
-    d.wait_for("Starting Mattermost Status Sync Daemon", Duration::from_secs(10));
-    std::thread::sleep(Duration::from_millis(300));
+    let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+    all.extend(["--log-level", "debug"]);
+    let mut d = Daemon::start(&all, &[]);
+    // The camera is opened after the startup scan, so that inotify (not that scan) has to notice it.
+    d.wait_for("full scan (Startup", Duration::from_secs(10));
 
     let opened = Instant::now();
     let holder = open(&fx.device());
@@ -161,15 +163,20 @@ fn dry_run_starts_and_ends_a_meeting_from_inotify_not_the_tick() {
 #[test]
 fn a_brief_probe_is_not_a_meeting() {
     let fx = Fixture::new("probe");
-    let args = dry_run_args(&fx, "2", "1");
+    // The probe lasts half a second; the start-delay leaves a busy machine (or an emulated daemon) seconds to see
+    // it close before the delay is out.
+    let start_delay = Duration::from_secs(5);
+    let args = dry_run_args(&fx, &start_delay.as_secs().to_string(), "1");
     let mut d = Daemon::start(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
     d.wait_for("Starting Mattermost Status Sync Daemon", Duration::from_secs(10));
     let probe = open(&fx.device());
-    d.wait_for("camera in use", Duration::from_secs(5));
+    let seen = d.wait_for("camera in use", Duration::from_secs(5));
     std::thread::sleep(Duration::from_millis(500));
     drop(probe);
     d.wait_for("camera free", Duration::from_secs(5));
-    std::thread::sleep(Duration::from_secs(3));
+    // Past the moment a meeting would have started had the probe counted (a lower bound: sleeping longer only
+    // gives a wrong start more time to show), then everything logged until SIGTERM is read.
+    std::thread::sleep((seen + start_delay + Duration::from_secs(1)).saturating_duration_since(Instant::now()));
     d.signal("TERM");
     d.wait_for("stopped after", Duration::from_secs(10));
     assert!(!d.seen.iter().any(|l| l.contains("meeting started")), "{:#?}", d.seen);
@@ -257,7 +264,8 @@ fn scan_reports_holders_and_exits_0_only_when_one_counts() {
     };
     assert_eq!(scan(&[]).0, Some(1));
     let h = open(&fx.device());
-    std::thread::sleep(Duration::from_millis(200));
+    // The shell opens the node, then becomes `sleep`: the name the assertions below look for.
+    support::wait_for("the holder to become sleep", || h.comm() == "sleep").unwrap();
     let (code, out) = scan(&[]);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains(&format!("pid {:<8} sleep", h.pid())) && out.contains("counted"), "{out}");
@@ -525,6 +533,9 @@ fn microphones_start_and_end_meetings_with_cameras_or_alone() {
     // Playback: the daemon looks (a full scan on the open) and finds nothing that counts.
     let player = open(&playback);
     d.wait_for("full scan (Opened", Duration::from_secs(10));
+    // A wrong "in use by" would come after the scan's line, in the same pass: the reload is logged after it.
+    d.signal("HUP");
+    d.wait_for("configuration reloaded", Duration::from_secs(10));
     assert_eq!(d.count("in use by"), 0, "{:#?}", d.seen);
 
     // Recording: a microphone alone starts the meeting, and its end ends it.
@@ -558,6 +569,10 @@ fn microphones_start_and_end_meetings_with_cameras_or_alone() {
     assert!(d.seen.last().unwrap().contains("microphone in use by "), "{:#?}", d.seen);
     drop(camera);
     d.wait_for("camera free", Duration::from_secs(10));
+    // A wrong end would be logged after "camera free", in the same pass: the reload, taken after that pass, is
+    // logged after it.
+    d.signal("HUP");
+    d.wait_for("configuration reloaded", Duration::from_secs(10));
     assert_eq!(d.count("meeting ended"), 1, "the microphone keeps the meeting going: {:#?}", d.seen);
     drop(recorder);
     d.wait_for_nth("microphone free", 2, Duration::from_secs(10));
@@ -652,7 +667,8 @@ fn a_holder_that_does_not_count_hides_no_one() {
     d.wait_for("meeting started", Duration::from_secs(10));
     // A second app joins, then the first leaves: still in the meeting, and the second is the one in use.
     let second = open(&fx.device());
-    std::thread::sleep(Duration::from_millis(300));
+    // The second app holds the camera before the first leaves (its shell opens the node, then becomes sleep).
+    support::wait_for("the second app to hold the camera", || second.comm() == "sleep").unwrap();
     drop(first);
     // On a busy machine the second app's open and the first one's close can come in one read of inotify, as
     // one wake with both set: wait for the close, whatever else came with it.

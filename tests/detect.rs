@@ -185,21 +185,23 @@ fn scans_survive_processes_vanishing_underneath() {
     let holder = hold(&dir.file("video0"));
     let devices = devices(&[dir.pattern("video*")]);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let spawned = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let churn = {
-        let stop = stop.clone();
+        let (stop, spawned) = (stop.clone(), spawned.clone());
         std::thread::spawn(move || {
-            let mut spawned = 0;
             while !stop.load(Ordering::Relaxed) {
                 // Short-lived processes that come and go (and linger as zombies a moment) while the scans run.
                 let kids: Vec<Child> = (0..8).filter_map(|_| Command::new("true").spawn().ok()).collect();
                 for mut kid in kids {
                     let _ = kid.wait();
-                    spawned += 1;
+                    spawned.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            spawned
         })
     };
+    // The churn is under way before the scans start: on a busy machine its thread may otherwise first run after
+    // the forty scans are over, and the test would have scanned a quiet system.
+    support::wait_for("the churn to start", || spawned.load(Ordering::Relaxed) > 0).unwrap();
     let mut scanner = Scanner::new().unwrap();
     for round in 0..40 {
         scanner.full_scan(&devices, &Filter::default());
@@ -207,7 +209,7 @@ fn scans_survive_processes_vanishing_underneath() {
         assert_eq!(scanner.holders()[0].pid, holder.pid());
     }
     stop.store(true, Ordering::Relaxed);
-    assert!(churn.join().unwrap() > 0);
+    churn.join().unwrap();
 }
 
 /// A fake proc tree: one readable holder, one process that vanished (no `fd`), names that are not processes.

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::daemon_run::{Scene, differences, in_meeting, wait_for};
+use support::daemon_run::{Scene, differences, in_meeting};
 use support::wait_until;
 
 /// A backup written by release 0.1.0 (`tests/fixtures/state-v1.json`) in the middle of a meeting is restored by
@@ -69,13 +69,18 @@ fn a_meeting_ending_between_the_servers_rounded_lapse_and_the_end_sent_restores_
     scene.fake.set_status("away", true, 0);
     let before = scene.fake.state();
     let d = scene.daemon(&["--lease", "300"]).unwrap();
-    // Start late in a minute, so that the server's truncation moves the end 40 s or more earlier.
-    // Up to 40 s away, longer than a wait allows: slept out, then checked.
-    let second = scene.fake.now_unix().rem_euclid(60);
-    if second < 40 {
-        std::thread::sleep(Duration::from_secs((40 - second) as u64));
+    // Start late in a minute, so that the server's truncation moves the end 40 s or more earlier; no later than
+    // second 50, so that the start (a few calls, slow on a busy or emulated machine) cannot straddle into the next
+    // minute, where the truncation would be a second or two and the gap under test would not be there. Up to a
+    // minute away, longer than a wait allows: slept out (again, should a sleep overrun the window).
+    loop {
+        let second = scene.fake.now_unix().rem_euclid(60);
+        match second {
+            40..=50 => break,
+            0..=39 => std::thread::sleep(Duration::from_secs((40 - second) as u64)),
+            _ => std::thread::sleep(Duration::from_secs((100 - second) as u64)),
+        }
     }
-    wait_for("a second late in the minute", || scene.fake.now_unix() % 60 >= 40).unwrap();
     let camera = scene.open_camera();
     scene.wait_state("meeting set", in_meeting).unwrap();
     d.wait_log("meeting status set").unwrap();
@@ -140,6 +145,8 @@ fn while_offline_with_the_camera_on_each_look_is_one_get_every_15_s() {
     // The next look comes within 15 s (the limit is a failure deadline with room for a loaded machine).
     let next_look = wait_until("a second look", Duration::from_secs(45), || Ok(gets(&status_path) > looks)).is_ok();
     assert!(next_look, "no second look within 45 s:\n{}", d.log());
+    // The second look's line, were it written, comes after its GET: let that pass finish first.
+    d.settle().unwrap();
     assert_eq!(gets(&user_path), 0, "a look while offline reads the availability only");
     assert_eq!(d.count("user is offline"), 1, "said once:\n{}", d.log());
     scene.fake.set_status("online", false, 0);
