@@ -180,6 +180,7 @@ impl<B: Backend, S: Store> Sync<B, S> {
             }
         }
         self.reload_token_after_refusal();
+        let attempted = Instant::now();
         match self.attempt(want) {
             Ok(next) => {
                 if self.failures > 0 {
@@ -197,7 +198,9 @@ impl<B: Backend, S: Store> Sync<B, S> {
                 };
                 let delay = self.retry_delay(&failure);
                 log::error!("{failure} (retrying in {} s)", delay.as_secs());
-                self.due = Some(now + delay);
+                // Counted from the failure, not from the start of the attempt: a server's Retry-After runs from
+                // its answer, which may come seconds after the attempt began (slow calls before it, a slow link).
+                self.due = Some(now + attempted.elapsed() + delay);
             }
         }
         self.due

@@ -152,6 +152,15 @@ impl ApiError {
             ApiErrorKind::Http { status, id: Some(id.to_owned()), message: None, retry_after: None },
         )
     }
+
+    /// A 429 with `Retry-After: secs`.
+    pub(crate) fn rate_limited(method: &'static str, path: &str, secs: u64) -> ApiError {
+        ApiError::new(
+            Some(method),
+            path,
+            ApiErrorKind::Http { status: 429, id: None, message: None, retry_after: Some(secs) },
+        )
+    }
 }
 
 impl fmt::Display for ApiError {

@@ -380,3 +380,60 @@ fn the_rebased_original_is_written_even_when_the_first_write_fails() {
     let original = sync.backend.inner.preferences.iter().find(|p| p.name == peers::ORIGINAL).expect("original");
     assert!(original.value.contains(r#""status":"away","manual":true"#), "{}", original.value);
 }
+
+/// A server that answers its first call slowly, with 429 and `Retry-After`.
+struct SlowRateLimit {
+    answer_after: std::time::Duration,
+    retry_after: u64,
+}
+
+impl Backend for SlowRateLimit {
+    fn user_id(&mut self) -> Result<String, crate::mattermost::ApiError> {
+        std::thread::sleep(self.answer_after);
+        Err(crate::mattermost::ApiError::rate_limited("GET", "/api/v4/users/me", self.retry_after))
+    }
+
+    fn status(&mut self, _: &str) -> Result<UserStatus, crate::mattermost::ApiError> {
+        unreachable!("the first call is refused")
+    }
+
+    fn custom(&mut self, _: &str) -> Result<Option<CustomStatus>, crate::mattermost::ApiError> {
+        unreachable!("the first call is refused")
+    }
+
+    fn call(&mut self, _: &str, _: &Call) -> Result<Option<UserStatus>, crate::mattermost::ApiError> {
+        unreachable!("the first call is refused")
+    }
+
+    fn get_preferences(
+        &mut self,
+        _: &str,
+        _: &str,
+    ) -> Result<Vec<crate::model::Preference>, crate::mattermost::ApiError> {
+        unreachable!("the first call is refused")
+    }
+
+    fn put_preferences(&mut self, _: &str, _: &[crate::model::Preference]) -> Result<(), crate::mattermost::ApiError> {
+        unreachable!("the first call is refused")
+    }
+
+    fn delete_preferences(
+        &mut self,
+        _: &str,
+        _: &[crate::model::Preference],
+    ) -> Result<(), crate::mattermost::ApiError> {
+        unreachable!("the first call is refused")
+    }
+}
+
+/// Found by a review of the fault table's 429 check: the retry after a 429 was counted from the start of the
+/// attempt, so a slow answer shortened the server's Retry-After by however long it took. It runs from the answer.
+#[test]
+fn a_retry_after_a_429_waits_its_retry_after_from_the_answer() {
+    let answer_after = std::time::Duration::from_millis(300);
+    let backend = SlowRateLimit { answer_after, retry_after: 5 };
+    let mut sync = Sync::new(backend, crate::state::MemoryStore::default(), settings());
+    let now = Instant::now();
+    let due = sync.step(Want::Meeting, now).expect("a retry is scheduled");
+    assert!(due >= now + answer_after + std::time::Duration::from_secs(5), "retry {:?} after the step", due - now);
+}
