@@ -326,7 +326,7 @@ fn assert_matrix_exact(header: &str, results: &[Vec<Row>]) {
 enum Role {
     /// B starts while A is in a meeting: it must join A's meeting status, not stack it or take it as the user's.
     Joining,
-    /// A ends while B is still in a meeting: it must leave the status to B.
+    /// A ends while B is still in a meeting (B's call started first, A joined it): it must leave the status to B.
     Leaving,
     /// B ends after A left: it is the last one out and puts the user's status back.
     LastOut,
@@ -412,24 +412,31 @@ fn shared_crash_cell(role: Role, step: &Step, camera_on_at_restart: bool) -> Res
     let arm = || scene.fake.set_fault_on_nth(step.fault.clone(), step.method, step.path, step.nth);
     let peer = |name| Peer { name, device: scene.device(name), daemon: None, camera: None };
     let (mut a, mut b) = (peer("a"), peer("b"));
-    a.daemon = Some(scene.device_daemon(&a.device, &[])?);
-    a.camera = Some(scene.open_device_camera(&a.device));
-    a.daemon.as_ref().unwrap().wait_log("meeting status set")?;
-    b.daemon = Some(scene.device_daemon(&b.device, &[])?);
-    // The other device is idle while the victim is frozen, so the nth request on a path is the victim's.
+    // While the fault is armed only the victim may call the server, so that the nth request on a path is its own.
+    // A device that joins another's meeting status looks again every 10 s for two minutes, so the device whose
+    // call starts first is the one that is not the victim: b where a is leaving, a otherwise.
+    let (host, joiner) = if role == Role::Leaving { (&mut b, &mut a) } else { (&mut a, &mut b) };
+    host.daemon = Some(scene.device_daemon(&host.device, &[])?);
+    host.camera = Some(scene.open_device_camera(&host.device));
+    host.daemon.as_ref().unwrap().wait_log("meeting status set")?;
+    joiner.daemon = Some(scene.device_daemon(&joiner.device, &[])?);
     match role {
         Role::Joining => {
             arm();
             b.camera = Some(scene.open_device_camera(&b.device));
         }
-        Role::Leaving | Role::LastOut => {
+        Role::Leaving => {
+            a.camera = Some(scene.open_device_camera(&a.device));
+            a.daemon.as_ref().unwrap().wait_log("meeting status set")?;
+            arm();
+            drop(a.camera.take());
+        }
+        Role::LastOut => {
             b.camera = Some(scene.open_device_camera(&b.device));
             b.daemon.as_ref().unwrap().wait_log("meeting status set")?;
-            if role == Role::LastOut {
-                end_call(&scene, &mut a)?;
-            }
+            end_call(&scene, &mut a)?;
             arm();
-            drop(if role == Role::Leaving { a.camera.take() } else { b.camera.take() });
+            drop(b.camera.take());
         }
     }
     let victim = if role == Role::Leaving { &mut a } else { &mut b };
