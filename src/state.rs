@@ -18,6 +18,9 @@ pub(crate) trait Store {
     fn load(&mut self) -> Result<Option<Backup>, StateError>;
     fn save(&mut self, backup: &Backup) -> Result<(), StateError>;
     fn remove(&mut self) -> Result<(), StateError>;
+    /// Moves the backup out of the way, kept whole under another name (`kind` says why, in the name), and reports
+    /// where to as an `Err` of `load`'s kind, for the log.
+    fn set_aside(&mut self, kind: &str, reason: String) -> StateError;
     /// This device's stable name among the user's devices: made once, kept beside the backup, never removed.
     fn instance_id(&mut self) -> Result<String, StateError>;
 }
@@ -74,9 +77,9 @@ impl StateFile {
         move |source| StateError::Io { path, op, source }
     }
 
-    fn move_aside(&self, reason: String) -> StateError {
+    fn move_aside(&self, kind: &str, reason: String) -> StateError {
         let path = self.path();
-        let to = self.dir.join(format!("state.json.damaged-{}", crate::time::now_unix()));
+        let to = self.dir.join(format!("state.json.{kind}-{}", crate::time::now_unix()));
         // rename() acts on a symlink itself, never on what it points to.
         let moved_to = fs::rename(&path, &to).ok().map(|_| to);
         StateError::Damaged { path, reason, moved_to }
@@ -175,6 +178,7 @@ impl From<BackupV1> for Backup {
         Backup {
             version: BACKUP_VERSION,
             user_id: old.user_id,
+            server: None,
             started_at: old.started_at,
             previous: Previous {
                 status: Availability::parse(&old.previous.status),
@@ -210,13 +214,15 @@ impl Store for StateFile {
         let bytes = match self.read() {
             Ok(None) => return Ok(None),
             Ok(Some(b)) => b,
-            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(self.move_aside("a symbolic link".into())),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(self.move_aside("damaged", "a symbolic link".into()));
+            }
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
                 return Err(StateError::Io { path: self.path(), op: "read", source: e });
             }
-            Err(e) => return Err(self.move_aside(e.to_string())),
+            Err(e) => return Err(self.move_aside("damaged", e.to_string())),
         };
-        parse(&bytes).map(Some).map_err(|reason| self.move_aside(reason))
+        parse(&bytes).map(Some).map_err(|reason| self.move_aside("damaged", reason))
     }
 
     fn save(&mut self, backup: &Backup) -> Result<(), StateError> {
@@ -239,6 +245,10 @@ impl Store for StateFile {
         let id = crate::meeting::peers::instance_id_from(&random);
         self.write_whole(&path, format!("{id}\n").as_bytes())?;
         Ok(id)
+    }
+
+    fn set_aside(&mut self, kind: &str, reason: String) -> StateError {
+        self.move_aside(kind, reason)
     }
 
     fn remove(&mut self) -> Result<(), StateError> {
@@ -269,6 +279,10 @@ impl Store for MemoryStore {
         self.backup = None;
         Ok(())
     }
+    fn set_aside(&mut self, _: &str, reason: String) -> StateError {
+        self.backup = None;
+        StateError::Damaged { path: PathBuf::from("(memory)"), reason, moved_to: None }
+    }
     /// A dry run shares nothing with real devices (its server is simulated too).
     fn instance_id(&mut self) -> Result<String, StateError> {
         Ok("dryrunaaaaaaaaaaaaaaaaaaaa".to_owned())
@@ -285,6 +299,9 @@ impl<T: Store + ?Sized> Store for Box<T> {
     fn remove(&mut self) -> Result<(), StateError> {
         (**self).remove()
     }
+    fn set_aside(&mut self, kind: &str, reason: String) -> StateError {
+        (**self).set_aside(kind, reason)
+    }
     fn instance_id(&mut self) -> Result<String, StateError> {
         (**self).instance_id()
     }
@@ -299,6 +316,7 @@ mod tests {
         Backup {
             version: BACKUP_VERSION,
             user_id: "abcdefghijklmnopqrstuvwxyz".into(),
+            server: Some("https://chat.example.com/team".into()),
             started_at: 1_800_000_000,
             previous: Previous {
                 status: Availability::Away,
@@ -431,6 +449,18 @@ mod tests {
         let err = StateFile::new(&file.join("sub")).save(&backup()).unwrap_err().to_string();
         assert!(err.starts_with("cannot create "), "{err}");
         fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// A version 2 backup from before the server was recorded is read, its server unknown; one written now names it,
+    /// and a reader that does not know the field skips it (miniserde ignores unknown keys), so the version stays.
+    #[test]
+    fn the_server_is_recorded_and_a_backup_without_it_is_still_read() {
+        let with = miniserde::json::to_string(&backup());
+        assert!(with.contains(r#""server":"https://chat.example.com/team""#), "{with}");
+        let without = with.replace(r#""server":"https://chat.example.com/team","#, "");
+        assert!(!without.contains("server"), "{without}");
+        let read = parse(without.as_bytes()).unwrap();
+        assert_eq!(read, Backup { server: None, ..backup() });
     }
 
     /// A backup written by release 0.1.0 (version 1) in the middle of a meeting is read, and the rules restore

@@ -33,6 +33,10 @@ pub(crate) trait Backend {
     fn log_prefix(&self) -> &'static str {
         ""
     }
+    /// The server's address, recorded in each new backup: `None` for a simulated one.
+    fn address(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// What the camera says the user is doing, after the debounce.
@@ -115,13 +119,27 @@ pub(crate) struct Sync<B, S> {
 impl<B: Backend, S: Store> Sync<B, S> {
     /// Loads the saved backup, if any: a damaged one is moved aside and logged, and the daemon starts clean.
     pub(crate) fn new(backend: B, mut store: S, settings: MeetingSettings) -> Sync<B, S> {
-        let backup = match store.load() {
+        let mut backup = match store.load() {
             Ok(b) => b,
             Err(e) => {
                 log::error!("{e}");
                 None
             }
         };
+        // Taken on another server (`url` changed while the daemon was down after a crash; a stop restores first):
+        // put back here it would go to the wrong account, and kept here it would hold up every meeting on this one.
+        // Kept aside instead; the meeting status on that server ends with its lease.
+        if let (Some(b), Some(here)) = (&backup, backend.address()) {
+            if let Some(there) = b.server.as_deref().filter(|there| *there != here) {
+                let reason = format!("taken on {there}, but url is now {here}");
+                log::error!("{}", store.set_aside("other-server", reason));
+                log::error!(
+                    "the meeting status on {there} ends with its lease; to put the previous status back there, move \
+                     the file back and run `mm-status-sync restore` with that server's url and token"
+                );
+                backup = None;
+            }
+        }
         if let Some(b) = &backup {
             log::info!(
                 "found a backup from a meeting started at {}; resuming",
@@ -396,7 +414,10 @@ impl<B: Backend, S: Store> Sync<B, S> {
                         self.note(note.to_string());
                         return Ok(Some(START_RECHECK));
                     }
-                    Begin::Start(plan) => *plan,
+                    Begin::Start(mut plan) => {
+                        plan.backup.server = self.backend.address().map(str::to_owned);
+                        *plan
+                    }
                 }
             }
             (Want::Meeting, Some(b)) => {
@@ -752,6 +773,10 @@ impl Server {
 }
 
 impl Backend for Server {
+    fn address(&self) -> Option<&str> {
+        Some(self.client.base_url())
+    }
+
     fn reload_token(&mut self) -> Result<bool, String> {
         let Some(file) = &mut self.token_file else { return Ok(false) };
         // The configuration's reader: the same rules, and the same words when the file is refused.
@@ -833,6 +858,9 @@ impl<T: Backend + ?Sized> Backend for Box<T> {
     }
     fn log_prefix(&self) -> &'static str {
         (**self).log_prefix()
+    }
+    fn address(&self) -> Option<&str> {
+        (**self).address()
     }
 }
 

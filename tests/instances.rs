@@ -48,8 +48,13 @@ impl<'a> Instance<'a> {
     }
 
     fn start(&self, scene: &Scene) -> Daemon {
+        scene.spawn(self.command("run")).unwrap_or_else(|e| panic!("instance {}: {e}", self.name))
+    }
+
+    /// The binary with `sub` (run, restore, ...) and this instance's environment, as the template unit sets it.
+    fn command(&self, sub: &str) -> Command {
         let mut cmd = Command::new(BIN);
-        cmd.arg("run")
+        cmd.arg(sub)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("MM_STATUS_SYNC_CONFIG", &self.config)
@@ -57,7 +62,14 @@ impl<'a> Instance<'a> {
             .env("STATE_DIRECTORY", &self.state_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null());
-        scene.spawn(cmd).unwrap_or_else(|e| panic!("instance {}: {e}", self.name))
+        cmd
+    }
+
+    /// Points the instance's config file and token file at `fake` (the url and the token of its user).
+    fn point_at(&self, from: &FakeMattermost, to: &FakeMattermost) {
+        let config = fs::read_to_string(&self.config).unwrap().replace(&from.url(), &to.url());
+        fs::write(&self.config, config).unwrap();
+        fs::write(self.config.with_extension("token"), format!("{}\n", to.token())).unwrap();
     }
 
     /// The names in the state dir, sorted.
@@ -176,16 +188,9 @@ fn a_reload_to_another_server_mid_meeting_puts_the_status_back_on_the_first() {
     let first_backup = instance.backup();
     assert!(first_backup.contains(&first.user_id()), "{first_backup}");
 
-    // The new settings, url and token, for the second server.
-    let move_to_second = || {
-        let config = fs::read_to_string(&instance.config).unwrap().replace(&first.url(), &second.url());
-        fs::write(&instance.config, config).unwrap();
-        fs::write(instance.config.with_extension("token"), format!("{}\n", second.token())).unwrap();
-    };
-
-    // The first server is down: the reload is refused, and nothing moves.
+    // The first server is down: the reload to the second is refused, and nothing moves.
     first.set_fault(Fault::RefuseConnections, FaultScope::all());
-    move_to_second();
+    instance.point_at(first, &second);
     d.signal("HUP");
     d.wait_log("reload rejected: the previous status is not back on").unwrap();
     assert_eq!(d.count("configuration reloaded"), 0, "{}", d.log());
@@ -212,4 +217,56 @@ fn a_reload_to_another_server_mid_meeting_puts_the_status_back_on_the_first() {
     assert_eq!(differences(&before[1], &second.state()), Vec::<String>::new(), "{}", d.log());
     assert_eq!(first.calls().len(), first_calls, "the first server was called after the move: {:?}", first.calls());
     assert_eq!(d.stop(), Some(0));
+}
+
+/// A crash in the middle of a meeting, then a start with another server's url and token: the backup, taken on the
+/// first server, is neither put back on the second (another account) nor in the way of the second's meetings. It is
+/// kept aside whole, with one line saying so, and `restore` with the first server's settings puts it back there.
+#[test]
+fn a_backup_from_another_server_is_set_aside_and_can_be_restored_there() {
+    let scene = Scene::new("other-server");
+    let first = &scene.fake;
+    let second = FakeMattermost::start();
+    first.set_status("away", true, 0);
+    first.set_custom_status("sandwich", "Lunch", "", "0001-01-01T00:00:00Z");
+    second.set_status("online", false, 0);
+    let before = [first.state(), second.state()];
+    let instance = Instance::new(&scene, "crashing", first);
+    let d = instance.start(&scene);
+    let camera = scene.open_camera();
+    scene.wait_state("the meeting on the first server", in_meeting).unwrap();
+    d.settle().unwrap();
+    let first_backup = instance.backup();
+    assert!(first_backup.contains(&format!(r#""server":"{}""#, first.url())), "{first_backup}");
+    d.kill9();
+    let first_calls = first.calls().len();
+
+    instance.point_at(first, &second);
+    let d = instance.start(&scene);
+    d.wait_log("moved aside to").unwrap();
+    assert!(d.log().contains(&format!("taken on {}, but url is now {}", first.url(), second.url())), "{}", d.log());
+    wait_for("the meeting on the second server", || in_meeting(&second.state())).unwrap();
+    d.settle().unwrap();
+    let aside: Vec<String> =
+        instance.state_files().into_iter().filter(|n| n.starts_with("state.json.other-server-")).collect();
+    assert_eq!(aside.len(), 1, "{:?}", instance.state_files());
+    let aside = instance.state_dir.join(&aside[0]);
+    assert_eq!(fs::read_to_string(&aside).unwrap(), first_backup, "kept whole");
+    assert!(instance.backup().contains(&second.user_id()), "{}", instance.backup());
+    assert_eq!(first.calls().len(), first_calls, "the first server was called: {:?}", first.calls());
+    assert!(in_meeting(&first.state()), "the first server keeps the meeting status until its lease");
+    drop(camera);
+    wait_for("the second server restored", || !in_meeting(&second.state())).unwrap();
+    d.wait_log("backup deleted").unwrap();
+    assert_eq!(differences(&before[1], &second.state()), Vec::<String>::new(), "{}", d.log());
+    assert_eq!(d.stop(), Some(0));
+
+    // By hand, as the log says: the file back, and `restore` with the first server's settings.
+    fs::rename(&aside, instance.state_dir.join("state.json")).unwrap();
+    instance.point_at(&second, first);
+    let out = instance.command("restore").stderr(Stdio::piped()).output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert_eq!(differences(&before[0], &first.state()), Vec::<String>::new(), "{log}");
+    assert_eq!(instance.state_files(), ["instance"], "{log}");
 }

@@ -147,7 +147,6 @@ impl Client {
     }
 
     /// The checked base URL the client talks to.
-    #[cfg(test)]
     pub(crate) fn base_url(&self) -> &str {
         &self.base_url
     }

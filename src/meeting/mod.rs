@@ -59,6 +59,10 @@ pub(crate) const BACKUP_VERSION: u32 = 2;
 pub struct Backup {
     pub(crate) version: u32,
     pub(crate) user_id: String,
+    /// The server the status was taken from (the client's base URL), so that a start with another `url` never
+    /// puts it back on the wrong server. `None` in a backup written before it was recorded (the file's version did
+    /// not change: a reader that does not know the field skips it) and in a dry run.
+    pub(crate) server: Option<String>,
     /// Unix seconds when the meeting status was first planned.
     pub(crate) started_at: i64,
     pub(crate) previous: Previous,
@@ -344,6 +348,8 @@ pub(crate) fn begin_from(
     let backup = Backup {
         version: BACKUP_VERSION,
         user_id: user_id.to_owned(),
+        // Stamped by the shell, which knows the server.
+        server: None,
         started_at: now,
         previous,
         ours: Ours {

@@ -190,6 +190,11 @@ impl crate::state::Store for FullDisk {
         self.backup = None;
         Ok(())
     }
+    /// A rename needs no room.
+    fn set_aside(&mut self, _: &str, reason: String) -> crate::state::StateError {
+        self.backup = None;
+        crate::state::StateError::Damaged { path: "/state/state.json".into(), reason, moved_to: None }
+    }
     /// Made before the disk filled up.
     fn instance_id(&mut self) -> Result<String, crate::state::StateError> {
         Ok("fulldiskaaaaaaaaaaaaaaaaaa".into())
