@@ -407,7 +407,17 @@ fn cmd_check(config: &Config) -> i32 {
         return 1;
     }
     match crate::state::Store::load(&mut crate::state::StateFile::new(&config.state_dir)) {
-        Ok(Some(b)) => println!("backup: present (meeting since {})", crate::time::format_rfc3339(b.started_at)),
+        Ok(Some(b)) => {
+            let since = crate::time::format_rfc3339(b.started_at);
+            match (b.server.as_deref(), config.server.as_ref().map(|s| s.url.as_str())) {
+                (Some(there), Some(here)) if there != here => println!(
+                    "WARNING: backup: present (meeting since {since}), taken on {there}, but url is {here}: the \
+                     daemon will move it aside at its start; `restore` with that server's url and token puts it back"
+                ),
+                (Some(there), _) => println!("backup: present (meeting since {since}, on {there})"),
+                (None, _) => println!("backup: present (meeting since {since})"),
+            }
+        }
         Ok(None) => println!("backup: none"),
         Err(e) => println!("backup: {e}"),
     }
@@ -430,6 +440,14 @@ fn cmd_restore(config: &Config) -> i32 {
     };
     let store: Box<dyn crate::state::Store> = Box::new(crate::state::StateFile::new(&config.state_dir));
     let mut sync = crate::sync::Sync::new(backend, store, config.meeting.clone());
+    if let Some((there, here)) = sync.foreign_backup() {
+        eprintln!(
+            "mm-status-sync: the backup in {} was taken on {there}, but url is {here}: run restore with that \
+             server's url and token",
+            config.state_dir.display()
+        );
+        return 1;
+    }
     if !sync.has_backup() {
         println!("no backup: nothing to restore");
         return 0;

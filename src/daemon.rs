@@ -70,6 +70,9 @@ pub(crate) struct Daemon {
     /// A full scan shortly after an open that the last one could not pin on anyone new.
     open_race_at: Option<Instant>,
     sync_due: Option<Instant>,
+    /// A reloaded configuration for another server, held back while the meeting status set on the current one
+    /// could not be put back there: it takes effect once no backup is left (see `hand_over`).
+    held_back: Option<Config>,
     watchdog_due: Option<Instant>,
     /// Whether a camera, and a microphone, were in use at the last evaluation (for the "in use by" / "free" lines).
     last_in_use: [bool; 2],
@@ -128,6 +131,7 @@ impl Daemon {
             recheck_at: None,
             open_race_at: None,
             sync_due: Some(now),
+            held_back: None,
             watchdog_due: None,
             last_in_use: [false; 2],
             full_scans: 0,
@@ -182,6 +186,14 @@ impl Daemon {
                 self.recheck(false);
             }
             self.evaluate(now);
+            if !self.sync.has_backup() {
+                if let Some(config) = self.held_back.take() {
+                    match self.apply(config) {
+                        Ok(()) => log::info!("configuration reloaded (held back until the status was back)"),
+                        Err(e) => log::error!("reload rejected: {e}; keeping the current configuration"),
+                    }
+                }
+            }
             if self.watchdog_due.is_some_and(|t| now >= t) {
                 self.notifier.watchdog();
                 self.watchdog_due = self.notifier.watchdog_interval().map(|i| now + i);
@@ -387,12 +399,27 @@ impl Daemon {
     fn reload(&mut self) {
         self.notifier.reloading();
         log::info!("SIGHUP: reloading the configuration");
+        // A newer configuration replaces one held back.
+        self.held_back = None;
         match self.inputs.load() {
             Ok(config) => match self.cannot_reload(&config) {
                 Some(why) => log::error!("reload rejected: {why}; restart instead. Keeping the current configuration"),
-                None => match self.apply(config) {
-                    Ok(()) => log::info!("configuration reloaded"),
+                // The new settings must prove usable before anything is done for them.
+                None => match crate::wiring::backend(&config).map(drop) {
                     Err(e) => log::error!("reload rejected: {e}; keeping the current configuration"),
+                    Ok(()) => match self.hand_over(&config) {
+                        Err(e) => {
+                            log::error!(
+                                "reload held back: {e}; the current configuration stays until it is (at the latest \
+                                 when this meeting ends), then this one takes effect"
+                            );
+                            self.held_back = Some(config);
+                        }
+                        Ok(()) => match self.apply(config) {
+                            Ok(()) => log::info!("configuration reloaded"),
+                            Err(e) => log::error!("reload rejected: {e}; keeping the current configuration"),
+                        },
+                    },
                 },
             },
             Err(e) => log::error!("reload rejected: {e}; keeping the current configuration"),
@@ -414,14 +441,19 @@ impl Daemon {
 
     /// Before a reload that points the daemon at another account (another `url` or `user-id`) while a meeting's
     /// status is set: puts the previous status back where it was taken from, with the current settings, so that
-    /// nothing is left on a server the daemon no longer talks to. If the status cannot be put back within
-    /// `HANDOVER_TIME` (that server fails), the reload is refused and the current configuration stays, with the
-    /// backup; a reload once that server answers again goes through.
+    /// nothing is left on a server the daemon no longer talks to. The token file is not read again meanwhile: it
+    /// may hold the new server's token, which the old server must never see. If the status is not all back after
+    /// `HANDOVER_TIME` of retries (that server fails), `Err`: the reload is held back, the meeting status is set
+    /// again at once wherever a part was put back (the call goes on), and the backup stays.
     fn hand_over(&mut self, new: &Config) -> Result<(), String> {
+        if self.config.dry_run {
+            return Ok(());
+        }
         let (Some(old), Some(next), Some(backup)) = (&self.config.server, &new.server, self.sync.backup()) else {
             return Ok(());
         };
-        let whom = if old.url != next.url {
+        // Compared as written once normalised: a trailing slash or a default port is no other server.
+        let whom = if old.url.as_str() != next.url.as_str() {
             format!("url changes to {}", next.url)
         } else if next.user_id.as_ref().is_some_and(|id| *id != backup.user_id) {
             "user-id changes".to_owned()
@@ -432,18 +464,21 @@ impl Daemon {
             "{whom} while the meeting status is set on {}: putting the previous status back there first",
             old.url
         );
-        if self.sync.restore_until(Instant::now() + HANDOVER_TIME) {
+        // Back on only with the next configuration applied (`Sync::set_settings`): while this one is held back, the
+        // file keeps the new server's token and the daemon keeps talking to the old server.
+        self.sync.set_token_rereads(false);
+        if self.sync.restore_until(Instant::now() + HANDOVER_TIME) && !self.sync.has_backup() {
             Ok(())
         } else {
-            Err(format!("the previous status is not back on {} yet; reload again once that server answers", old.url))
+            self.sync.act_at_next_step();
+            self.sync_due = Some(Instant::now());
+            Err(format!("the previous status is not back on {} yet", old.url))
         }
     }
 
     fn apply(&mut self, config: Config) -> Result<(), String> {
         let devices = crate::wiring::device_set(&config);
         let backend = crate::wiring::backend(&config)?;
-        // Only once the new settings have proved usable: a reload refused for them changes nothing.
-        self.hand_over(&config)?;
         for w in &config.warnings {
             log::warn!("{w}");
         }

@@ -114,6 +114,16 @@ pub(crate) struct Sync<B, S> {
     /// False once the server refused the shared place for good (a 4xx other than 401, 403 or 429): the daemon
     /// then works as the only device, until the next meeting asks again.
     sharing: bool,
+    /// A saved backup taken on another server, not yet moved aside.
+    foreign: Option<ForeignBackup>,
+    /// See `set_token_rereads`.
+    token_rereads: bool,
+}
+
+/// A backup found at the start that names another server than the one configured.
+struct ForeignBackup {
+    there: String,
+    here: String,
 }
 
 impl<B: Backend, S: Store> Sync<B, S> {
@@ -126,17 +136,13 @@ impl<B: Backend, S: Store> Sync<B, S> {
                 None
             }
         };
-        // Taken on another server (`url` changed while the daemon was down after a crash; a stop restores first):
-        // put back here it would go to the wrong account, and kept here it would hold up every meeting on this one.
-        // Kept aside instead; the meeting status on that server ends with its lease.
+        // Taken on another server (`url` changed since a crash, or since a stop whose restore failed): put back
+        // here it would go to another account, and kept in place it would hold up every meeting on this one. The
+        // daemon moves it aside at its first step (`set_foreign_aside`); nothing else touches it.
+        let mut foreign = None;
         if let (Some(b), Some(here)) = (&backup, backend.address()) {
             if let Some(there) = b.server.as_deref().filter(|there| *there != here) {
-                let reason = format!("taken on {there}, but url is now {here}");
-                log::error!("{}", store.set_aside("other-server", reason));
-                log::error!(
-                    "the meeting status on {there} ends with its lease; to put the previous status back there, move \
-                     the file back and run `mm-status-sync restore` with that server's url and token"
-                );
+                foreign = Some(ForeignBackup { there: there.to_owned(), here: here.to_owned() });
                 backup = None;
             }
         }
@@ -164,7 +170,49 @@ impl<B: Backend, S: Store> Sync<B, S> {
             announce,
             confirm_join_until: None,
             sharing: true,
+            foreign,
+            token_rereads: true,
         }
+    }
+
+    /// A saved backup taken on another server, held back: `(there, here)`.
+    pub(crate) fn foreign_backup(&self) -> Option<(&str, &str)> {
+        self.foreign.as_ref().map(|f| (f.there.as_str(), f.here.as_str()))
+    }
+
+    /// Moves a backup from another server aside, whole, with two lines saying so. Until that works nothing is
+    /// changed on this server: the next meeting's backup would be written over it.
+    fn set_foreign_aside(&mut self) -> Result<(), Failure> {
+        let Some(f) = &self.foreign else { return Ok(()) };
+        let (there, here) = (f.there.clone(), f.here.clone());
+        match self.store.set_aside("other-server", format!("taken on {there}, but url is now {here}")) {
+            e @ StateError::Damaged { moved_to: Some(_), .. } => {
+                log::error!("{e}");
+                log::error!(
+                    "the meeting status on {there} ends with its lease; to put the previous status back there, move \
+                     the file back and run `mm-status-sync restore` with that server's url and token"
+                );
+                self.foreign = None;
+                Ok(())
+            }
+            e => Err(Failure::State(e)),
+        }
+    }
+
+    /// Makes the next `step` act whatever it wants and whatever was due: after a restore that stopped part way
+    /// while the meeting goes on, the meeting status must be set again at once. The quick retries of that restore
+    /// do not count towards the backoff (a refused token still does).
+    pub(crate) fn act_at_next_step(&mut self) {
+        self.due = None;
+        self.last_want = None;
+        self.failures = self.auth_failures;
+    }
+
+    /// Whether a token refused by the server is read again from its file before the retry (the default, and again
+    /// with each new configuration). Off while the daemon moves to another server: the file may hold the new
+    /// server's token by then, which must never be sent to the old one.
+    pub(crate) fn set_token_rereads(&mut self, on: bool) {
+        self.token_rereads = on;
     }
 
     pub(crate) fn has_backup(&self) -> bool {
@@ -179,6 +227,7 @@ impl<B: Backend, S: Store> Sync<B, S> {
     pub(crate) fn set_settings(&mut self, settings: MeetingSettings, backend: B) {
         self.settings = settings;
         self.backend = backend;
+        self.token_rereads = true;
         self.user_id = None;
         self.custom_supported = true;
         // A reload may fix what failed (a new token): try again now.
@@ -224,22 +273,31 @@ impl<B: Backend, S: Store> Sync<B, S> {
         self.due
     }
 
-    /// Restores now, retrying until `deadline`: for SIGTERM and the `restore` command. True when nothing of ours
-    /// is left on the server (or no backup existed).
+    /// Restores now, retrying until `deadline`: for SIGTERM, the `restore` command and a move to another server.
+    /// True when nothing of ours is left on the server (or no backup existed). A retry comes after 2 s at most,
+    /// but never sooner than a 429's Retry-After, and a refused token is retried only when its file may hold a new
+    /// one; a retry that cannot come before `deadline` is not waited for. After a failure the next `step` acts at
+    /// once, whatever it wants: a restore that put a part back must not leave a meeting that goes on half marked.
     pub(crate) fn restore_until(&mut self, deadline: Instant) -> bool {
         loop {
             self.reload_token_after_refusal();
-            match self.attempt(Want::NoMeeting) {
+            let failure = match self.attempt(Want::NoMeeting) {
                 Ok(_) => return true,
-                Err(failure) => {
-                    self.count_failure(&failure);
-                    let delay = self.retry_delay(&failure).min(Duration::from_secs(2));
-                    log::error!("{failure}");
-                    if Instant::now() + delay >= deadline {
-                        log::error!("could not restore in time; the backup is kept");
-                        return false;
-                    }
-                    std::thread::sleep(delay);
+                Err(failure) => failure,
+            };
+            self.count_failure(&failure);
+            log::error!("{failure}");
+            let delay = match &failure {
+                Failure::Api(e) if e.is_auth() && !self.token_rereads => None,
+                Failure::Api(e) if e.retry_after().is_some() => Some(self.retry_delay(&failure)),
+                _ => Some(self.retry_delay(&failure).min(Duration::from_secs(2))),
+            };
+            match delay {
+                Some(delay) if Instant::now() + delay < deadline => std::thread::sleep(delay),
+                _ => {
+                    log::error!("could not restore in time; the backup is kept");
+                    self.act_at_next_step();
+                    return false;
                 }
             }
         }
@@ -263,7 +321,7 @@ impl<B: Backend, S: Store> Sync<B, S> {
 
     /// After the server refused the token: reads a token file again, so that a rotated token is used at once.
     fn reload_token_after_refusal(&mut self) {
-        if self.auth_failures == 0 {
+        if self.auth_failures == 0 || !self.token_rereads {
             return;
         }
         match self.backend.reload_token() {
@@ -295,6 +353,7 @@ impl<B: Backend, S: Store> Sync<B, S> {
 
     /// One pass: read the server, plan, save, call. Returns how long until the next look while nothing changes.
     fn attempt(&mut self, want: Want) -> Result<Option<Duration>, Failure> {
+        self.set_foreign_aside()?;
         if want == Want::NoMeeting && self.backup.is_none() {
             return Ok(None);
         }

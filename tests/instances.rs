@@ -169,8 +169,8 @@ fn two_instances_mark_and_restore_two_servers_from_one_camera() {
 
 /// A reload that points a running daemon at another server while the meeting is on: the first server gets its
 /// previous status back before the daemon lets go of it (nothing stale is left where the daemon no longer looks),
-/// and the meeting goes on on the second. While the first server cannot be reached, the reload is refused and the
-/// daemon stays with it and its backup; a reload once it answers again goes through.
+/// and the meeting goes on on the second. While the first server cannot be reached, the reload is held back and
+/// the daemon stays with it and its backup; a reload once it answers again goes through.
 #[test]
 fn a_reload_to_another_server_mid_meeting_puts_the_status_back_on_the_first() {
     let scene = Scene::new("handover");
@@ -192,7 +192,7 @@ fn a_reload_to_another_server_mid_meeting_puts_the_status_back_on_the_first() {
     first.set_fault(Fault::RefuseConnections, FaultScope::all());
     instance.point_at(first, &second);
     d.signal("HUP");
-    d.wait_log("reload rejected: the previous status is not back on").unwrap();
+    d.wait_log("reload held back: the previous status is not back on").unwrap();
     assert_eq!(d.count("configuration reloaded"), 0, "{}", d.log());
     assert!(second.calls().is_empty(), "the second server was used before the first was done: {:?}", second.calls());
     assert_eq!(instance.backup(), first_backup, "the backup for the first server is kept as it was");
@@ -242,6 +242,10 @@ fn a_backup_from_another_server_is_set_aside_and_can_be_restored_there() {
     let first_calls = first.calls().len();
 
     instance.point_at(first, &second);
+    let out = instance.command("check").stdout(Stdio::piped()).output().unwrap();
+    let check = String::from_utf8_lossy(&out.stdout);
+    let warning = "WARNING: backup: present (meeting since ";
+    assert!(check.contains(warning) && check.contains(&format!("taken on {}, but url is", first.url())), "{check}");
     let d = instance.start(&scene);
     d.wait_log("moved aside to").unwrap();
     assert!(d.log().contains(&format!("taken on {}, but url is now {}", first.url(), second.url())), "{}", d.log());
@@ -261,12 +265,87 @@ fn a_backup_from_another_server_is_set_aside_and_can_be_restored_there() {
     assert_eq!(differences(&before[1], &second.state()), Vec::<String>::new(), "{}", d.log());
     assert_eq!(d.stop(), Some(0));
 
-    // By hand, as the log says: the file back, and `restore` with the first server's settings.
+    // By hand, as the log says: the file back, and `restore` with the first server's settings. With the second's it
+    // is refused, and the file stays where it is.
     fs::rename(&aside, instance.state_dir.join("state.json")).unwrap();
+    let out = instance.command("restore").stderr(Stdio::piped()).output().unwrap();
+    let refusal = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{refusal}");
+    assert!(refusal.contains(&format!("was taken on {}, but url is {}", first.url(), second.url())), "{refusal}");
+    assert_eq!(instance.backup(), first_backup, "{refusal}");
     instance.point_at(&second, first);
     let out = instance.command("restore").stderr(Stdio::piped()).output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
     assert_eq!(differences(&before[0], &first.state()), Vec::<String>::new(), "{log}");
     assert_eq!(instance.state_files(), ["instance"], "{log}");
+}
+
+/// A reload to another server held back (the first server is down), and nobody reloads again: the held-back
+/// configuration takes effect by itself once the meeting has ended and its status is back on the first server.
+/// The next meeting is on the second.
+#[test]
+fn a_reload_held_back_takes_effect_once_the_meeting_is_put_back() {
+    let scene = Scene::new("held-back");
+    let first = &scene.fake;
+    let second = FakeMattermost::start();
+    first.set_status("away", true, 0);
+    second.set_status("online", false, 0);
+    let before = [first.state(), second.state()];
+    let instance = Instance::new(&scene, "moving", first);
+    let d = instance.start(&scene);
+    let camera = scene.open_camera();
+    scene.wait_state("the meeting on the first server", in_meeting).unwrap();
+    d.wait_log("meeting status set").unwrap();
+    first.set_fault(Fault::RefuseConnections, FaultScope::all());
+    instance.point_at(first, &second);
+    d.signal("HUP");
+    d.wait_log("reload held back").unwrap();
+    first.clear_faults();
+
+    drop(camera);
+    d.wait_log("configuration reloaded (held back until the status was back)").unwrap();
+    assert_eq!(differences(&before[0], &first.state()), Vec::<String>::new(), "{}", d.log());
+    assert!(second.calls().is_empty(), "the second server was used before the move: {:?}", second.calls());
+    let first_calls = first.calls().len();
+    let camera = scene.open_camera();
+    wait_for("the next meeting on the second server", || in_meeting(&second.state())).unwrap();
+    drop(camera);
+    wait_for("the second server restored", || !in_meeting(&second.state())).unwrap();
+    d.wait_log_count("backup deleted", 2).unwrap();
+    assert_eq!(differences(&before[1], &second.state()), Vec::<String>::new(), "{}", d.log());
+    assert_eq!(first.calls().len(), first_calls, "the first server was called after the move: {:?}", first.calls());
+    assert_eq!(d.stop(), Some(0));
+}
+
+/// Found in review: a reload to another server while the first refuses the token. The restore on the first server
+/// read the token file again after the refusal, found the second server's token there, and sent it to the first.
+#[test]
+fn a_move_to_another_server_never_sends_its_token_to_the_old_one() {
+    let scene = Scene::new("handover-token");
+    let first = &scene.fake;
+    let second = FakeMattermost::start();
+    first.set_status("away", true, 0);
+    second.set_status("online", false, 0);
+    let instance = Instance::new(&scene, "moving", first);
+    let d = instance.start(&scene);
+    let _camera = scene.open_camera();
+    scene.wait_state("the meeting on the first server", in_meeting).unwrap();
+    d.wait_log("meeting status set").unwrap();
+    first.revoke_token();
+    instance.point_at(first, &second);
+    d.signal("HUP");
+    d.wait_log("reload held back").unwrap();
+    // Nor after it, while the daemon retries the first server with the settings it kept (the retry 30 s after the
+    // first refusal is the one that would read the token file again).
+    d.wait_log_count("(retrying in 60 s)", 1).unwrap();
+    let leaked: Vec<String> = first
+        .calls()
+        .into_iter()
+        .filter(|c| c.header("authorization").is_some_and(|a| a.contains(&second.token())))
+        .map(|c| c.request_line())
+        .collect();
+    assert!(leaked.is_empty(), "the second server's token went to the first: {leaked:?}\n{}", d.log());
+    assert!(!d.log().contains("the token file holds a new token"), "{}", d.log());
+    assert_eq!(d.stop(), Some(0));
 }

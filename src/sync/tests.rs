@@ -442,3 +442,25 @@ fn a_retry_after_a_429_waits_its_retry_after_from_the_answer() {
     let due = sync.step(Want::Meeting, now).expect("a retry is scheduled");
     assert!(due >= now + answer_after + std::time::Duration::from_secs(5), "retry {:?} after the step", due - now);
 }
+
+/// Found in review: a restore that put the availability back and then failed (here the custom status call, 501),
+/// while the meeting goes on (a move to another server refused by the old one), left the user available until the
+/// next renewal, hours away. The next step now sets the meeting status again at once.
+#[test]
+fn a_restore_stopped_part_way_while_the_meeting_goes_on_is_undone_at_the_next_step() {
+    let lunch = never("sandwich", "Lunch");
+    let model = ModelServer { status: status("away", true), prev: "".into(), custom: Some(lunch) };
+    let server = std::rc::Rc::new(std::cell::RefCell::new((model, true, Vec::new())));
+    let backend = SwitchableServer { server: server.clone(), preferences: Vec::new() };
+    let mut sync = Sync::new(backend, crate::state::MemoryStore::default(), settings());
+    sync.step(Want::Meeting, Instant::now()).expect("a renewal is due");
+    assert_eq!(server.borrow().0.status.status, "dnd");
+    // Custom statuses off: the availability goes back, the custom status cannot.
+    server.borrow_mut().1 = false;
+    assert!(!sync.restore_until(Instant::now()) || sync.has_backup(), "the restore did not finish");
+    assert_eq!(server.borrow().0.status.status, "away", "the availability was put back");
+    server.borrow_mut().1 = true;
+    sync.act_at_next_step();
+    sync.step(Want::Meeting, Instant::now());
+    assert_eq!(server.borrow().0.status.status, "dnd", "the call goes on, and so does its meeting status");
+}
